@@ -1,0 +1,43 @@
+"""ament_python package: spatial_caption_ros."""
+
+from glob import glob
+import os
+
+from setuptools import find_packages, setup
+
+PACKAGE = 'spatial_caption_ros'
+
+
+def files(pattern: str) -> list[str]:
+    return [f for f in glob(pattern) if os.path.isfile(f)]
+
+
+setup(
+    name=PACKAGE,
+    version='0.1.0',
+    packages=find_packages(exclude=['test']),
+    package_data={PACKAGE: ['data/knowledge/*.yaml', 'data/grammars/*', 'data/*.yaml']},
+    data_files=[
+        ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
+        (f'share/{PACKAGE}', ['package.xml']),
+        (f'share/{PACKAGE}/launch', files('launch/*.py')),
+        (f'share/{PACKAGE}/config', files('config/*')),
+        (f'share/{PACKAGE}/models', files('models/*.yaml')),
+    ],
+    install_requires=['setuptools'],
+    zip_safe=False,
+    maintainer='spatial_caption_ros maintainers',
+    maintainer_email='maintainers@spatial-caption.invalid',
+    description='Spatially grounded scene graphs and captions from camera images for ROS 2.',
+    license='Apache-2.0',
+    entry_points={
+        'console_scripts': [
+            'image_source_node = spatial_caption_ros.nodes.image_source_node:main',
+            'perception_node = spatial_caption_ros.nodes.perception_node:main',
+            'scene_graph_node = spatial_caption_ros.nodes.scene_graph_node:main',
+            'caption_node = spatial_caption_ros.nodes.caption_node:main',
+            'spatial-caption-run = spatial_caption_ros.cli.run:main',
+            'spatial-caption-config = spatial_caption_ros.cli.config:main',
+        ],
+    },
+)

@@ -1,0 +1,216 @@
+"""Run the whole spatial_caption_ros graph without a ROS install, from one parameter file.
+
+Folder, image or video input: the image source node publishes every frame (paced by the caption
+node, so none is skipped), each caption is printed, and annotated images, scene graphs (JSON) and
+captions go to the output folder; the run ends by itself after the last frame.
+Live input (--input topic:/camera/image_raw): the graph subscribes to that topic and runs until
+Ctrl-C (or --max-frames).
+
+ROS traffic stays on this machine by default (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a
+random ROS_DOMAIN_ID unless set); --discovery subnet lets a live camera on the network in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+import random
+import sys
+import time
+from typing import Any
+
+import yaml
+
+from spatial_caption_ros.cli.config import load_params
+from spatial_caption_ros.core.models import default_model_dir, repository_root
+
+DEFAULT_OUTPUT = 'output'
+
+
+def default_input() -> str | None:
+    """../shared/data/images beside the repository, when present."""
+    root = repository_root()
+    if root is not None and (root.parent / 'shared' / 'data' / 'images').is_dir():
+        return str(root.parent / 'shared' / 'data' / 'images')
+    return None
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog='spatial-caption-run', description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--input', default=default_input(),
+                   help='folder of images, image file, video file, or topic:<image topic> '
+                        '(default: ../shared/data/images when present)')
+    p.add_argument('--output', default=DEFAULT_OUTPUT, help='output folder (default: output)')
+    p.add_argument('--config', default=None,
+                   help='parameter file for every node (default: config/pipeline.yaml)')
+    p.add_argument('--model-dir', default=None,
+                   help=f'model folder (default: {default_model_dir()})')
+    p.add_argument('--mode', choices=('inprocess', 'processes'), default='inprocess',
+                   help='all nodes in one process (MultiThreadedExecutor) or one process each')
+    p.add_argument('--rate', type=float, default=None,
+                   help='frames per second from the image source (default: the config value)')
+    p.add_argument('--set', action='append', default=[], metavar='NODE.PARAM=VALUE',
+                   help='override one parameter, e.g. perception.confidence_threshold=0.4 '
+                        '(value parsed as YAML)')
+    p.add_argument('--max-frames', type=int, default=0, help='stop after this many captions')
+    p.add_argument('--timeout', type=float, default=600.0,
+                   help='give up after this many seconds without finishing (default 600)')
+    p.add_argument('--discovery', choices=('localhost', 'subnet'), default='localhost',
+                   help='ROS discovery range (default localhost: no traffic leaves the machine)')
+    p.add_argument('--quiet', action='store_true', help='print only the captions')
+    return p.parse_args(argv)
+
+
+def prepare_environment(discovery: str) -> dict[str, str]:
+    """Set the DDS environment for this process and its children before rclpy starts."""
+    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE',
+                          'LOCALHOST' if discovery == 'localhost' else 'SUBNET')
+    os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 200)))
+    # Large images over best-effort QoS are lost with Fast DDS's default transports
+    # (../shared/docs/ENVIRONMENT.md); the LARGE_DATA builtin transports deliver them.
+    os.environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
+    return dict(os.environ)
+
+
+def build_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str], bool]:
+    """The effective parameter file content, topic remaps, and whether the input is a topic."""
+    params = load_params(args.config)
+
+    def section(node: str) -> dict[str, Any]:
+        return params.setdefault(node, {}).setdefault('ros__parameters', {})
+
+    remaps: dict[str, str] = {}
+    live = bool(args.input) and args.input.startswith('topic:')
+    if live:
+        remaps['image'] = args.input[len('topic:'):]
+    else:
+        if not args.input:
+            raise SystemExit('no --input given and ../shared/data/images is not there')
+        src = section('image_source')
+        src['source'] = str(Path(args.input).expanduser().resolve())
+        src['pace_on'] = 'caption'
+        src['loop'] = False
+        # Started by the runner once every stage is connected, so no frame is lost to discovery.
+        src['autostart'] = False
+        if args.rate:
+            src['rate'] = float(args.rate)
+        # Every published frame must reach the perception node in a batch run.
+        section('perception')['input_qos'] = 'reliable'
+    if args.model_dir:
+        section('perception')['model_dir'] = str(Path(args.model_dir).expanduser().resolve())
+    for item in args.set:
+        key, _, value = item.partition('=')
+        node, _, name = key.partition('.')
+        if not node or not name or not _:
+            raise SystemExit(f'--set {item!r}: expected NODE.PARAM=VALUE')
+        section(node)[name] = yaml.safe_load(value)
+    return params, remaps, live
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    env = prepare_environment(args.discovery)
+    params, remaps, live = build_params(args)
+    out = Path(args.output)
+    for sub, pattern in (('annotated', '*.jpg'), ('scene_graphs', '*.json')):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+        for stale in (out / sub).glob(pattern):   # results of an earlier run
+            stale.unlink()
+    params_file = out / 'params.yaml'
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False), encoding='utf-8')
+
+    import cv2
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    from spatial_caption_ros.core.serialization import caption_to_dict, graph_to_dict
+    from spatial_caption_ros.core.visualization import annotate
+    from spatial_caption_ros.ros.collector import FrameResult, ResultCollector
+    from spatial_caption_ros.ros.graph import (
+        create_nodes, GRAPH_NODES, spawn_node, start_source_when_connected, stop_processes)
+
+    names = [n for n in GRAPH_NODES if not (live and n == 'image_source')]
+    log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
+    log(f'[run] ROS_DOMAIN_ID={env["ROS_DOMAIN_ID"]} '
+        f'discovery={env["ROS_AUTOMATIC_DISCOVERY_RANGE"]} mode={args.mode}')
+    log(f'[run] input={args.input} output={out.resolve()} params={params_file}')
+    captions_file = open(out / 'captions.jsonl', 'w', encoding='utf-8')
+
+    def on_frame(result: FrameResult) -> None:
+        stem = f'{len(collector.results) - 1:04d}_{result.name}'
+        record = {'frame': result.name, **caption_to_dict(result.caption)}
+        captions_file.write(json.dumps(record) + '\n')
+        captions_file.flush()
+        if result.graph is not None:
+            (out / 'scene_graphs' / f'{stem}.json').write_text(
+                json.dumps({'frame': result.name, 'caption': caption_to_dict(result.caption),
+                            'scene_graph': graph_to_dict(result.graph)}, indent=1),
+                encoding='utf-8')
+            if result.image is not None:
+                cv2.imwrite(str(out / 'annotated' / f'{stem}.jpg'),
+                            annotate(result.image, result.graph, result.caption.text))
+        tag = 'verified' if result.caption.verified else 'UNVERIFIED'
+        print(f'{result.name}: {result.caption.text}  [{result.caption.generator}, {tag}]',
+              flush=True)
+
+    rclpy.init()
+    collector = ResultCollector(on_frame=on_frame, topics={'image': remaps.get('image', 'image')})
+    executor = MultiThreadedExecutor()
+    executor.add_node(collector)
+    nodes, procs, logs = [], [], []
+    code = 0
+    try:
+        if args.mode == 'inprocess':
+            nodes = create_nodes(names, params_file, remaps)
+            for node in nodes:
+                executor.add_node(node)
+        else:
+            for name in names:
+                logs.append(open(out / f'{name}.log', 'w', encoding='utf-8'))
+                procs.append(spawn_node(name, params_file, remaps, env, logs[-1]))
+        if not live:
+            start_source_when_connected(executor, collector, args.timeout)
+        start = time.monotonic()
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
+            if collector.complete and not live:
+                break
+            if args.max_frames and len(collector.results) >= args.max_frames:
+                break
+            if time.monotonic() - start > args.timeout:
+                print(f'[run] timed out after {args.timeout:.0f} s with '
+                      f'{len(collector.results)} captions', file=sys.stderr)
+                code = 1
+                break
+            dead = [p for p in procs if p.poll() is not None]
+            if dead:
+                print(f'[run] a node process exited early (code {dead[0].returncode}); see the '
+                      f'logs in {out}', file=sys.stderr)
+                code = 1
+                break
+    except (KeyboardInterrupt, ExternalShutdownException):
+        log('[run] interrupted')
+    finally:
+        stop_processes(procs)
+        for f in logs:
+            f.close()
+        for node in nodes:
+            executor.remove_node(node)
+            node.destroy_node()
+        collector.destroy_node()
+        rclpy.try_shutdown()
+        captions_file.close()
+    n = len(collector.results)
+    log(f'[run] {n} captions; annotated images in {out / "annotated"}, scene graphs in '
+        f'{out / "scene_graphs"}, captions in {out / "captions.jsonl"}')
+    if not live and collector.total_frames is not None and n < collector.total_frames:
+        code = 1
+    return code
+
+
+if __name__ == '__main__':
+    sys.exit(main())

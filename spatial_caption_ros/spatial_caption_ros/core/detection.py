@@ -1,0 +1,231 @@
+"""YOLO11 object detection: letterbox preprocessing, output decoding and class-aware NMS.
+
+Works with any InferenceBackend. Supports the standard Ultralytics export ([1, 4+C, N]: cx, cy,
+w, h in input pixels followed by C sigmoid class scores, no NMS in the graph) and the end-to-end
+export ([1, N, 6]: x1, y1, x2, y2, score, class, NMS already applied).
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from spatial_caption_ros.core.backends import InferenceBackend
+from spatial_caption_ros.core.errors import ModelError
+from spatial_caption_ros.core.image import ColorImage
+from spatial_caption_ros.core.text import sanitize_label
+from spatial_caption_ros.core.types import BoundingBox, Detection
+
+PAD_VALUE = 114  # Ultralytics letterbox padding grey
+# Candidates kept before NMS, as Ultralytics does (max_nms): bounds NMS cost on cluttered frames.
+MAX_NMS_CANDIDATES = 30000
+# Offset that separates classes in class-aware NMS; larger than any input side.
+CLASS_OFFSET = 8192.0
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How a source image was placed into the network input: scale, then pad."""
+
+    scale: float
+    pad_x: float
+    pad_y: float
+    src_width: int
+    src_height: int
+
+
+def letterbox_params(src_w: int, src_h: int, dst_w: int, dst_h: int) -> tuple[int, int, Letterbox]:
+    """Resized size and placement of a src_w x src_h image in a dst_w x dst_h input (centred)."""
+    scale = min(dst_w / src_w, dst_h / src_h)
+    new_w, new_h = max(1, int(round(src_w * scale))), max(1, int(round(src_h * scale)))
+    pad_x, pad_y = (dst_w - new_w) / 2.0, (dst_h - new_h) / 2.0
+    return new_w, new_h, Letterbox(scale, pad_x, pad_y, src_w, src_h)
+
+
+class LetterboxPreprocessor:
+    """Writes letterboxed, normalised NCHW float32 input into one buffer allocated once."""
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width, self.height = width, height
+        self.blob = np.empty((1, 3, height, width), dtype=np.float32)
+        self._placement: tuple[int, int, int, int] | None = None
+
+    def __call__(self, image: ColorImage) -> tuple[np.ndarray, Letterbox]:
+        new_w, new_h, lb = letterbox_params(image.width, image.height, self.width, self.height)
+        left, top = int(round(lb.pad_x - 0.1)), int(round(lb.pad_y - 0.1))
+        placement = (left, top, new_w, new_h)
+        if placement != self._placement:   # refill the padding only when the geometry changes
+            self.blob.fill(PAD_VALUE / 255.0)
+            self._placement = placement
+        src = image.pixels
+        if (new_w, new_h) != (image.width, image.height):
+            src = cv2.resize(src, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        # One pass per channel: uint8 HWC (RGB or BGR) -> float CHW in [0, 1], written in place.
+        order = (0, 1, 2) if image.order == 'rgb' else (2, 1, 0)
+        view = self.blob[0, :, top:top + new_h, left:left + new_w]
+        for dst_c, src_c in enumerate(order):
+            np.multiply(src[:, :, src_c], np.float32(1.0 / 255.0), out=view[dst_c],
+                        casting='unsafe')
+        lb = Letterbox(lb.scale, float(left), float(top), lb.src_width, lb.src_height)
+        return self.blob, lb
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy non-maximum suppression; boxes Nx4 (x1, y1, x2, y2). Returns kept indices."""
+    order = np.argsort(-scores, kind='stable')
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    areas = np.maximum(0.0, x2 - x1) * np.maximum(0.0, y2 - y1)
+    keep = []
+    while order.size:
+        i = order[0]
+        keep.append(i)
+        rest = order[1:]
+        iw = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]))
+        ih = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]))
+        inter = iw * ih
+        iou = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-9)
+        order = rest[iou <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def parse_class_names(metadata: dict[str, str]) -> list[str] | None:
+    """Class names from Ultralytics ONNX metadata ("{0: 'person', ...}"), sanitised."""
+    raw = metadata.get('names')
+    if not raw:
+        return None
+    try:
+        names = ast.literal_eval(raw)   # literals only: never evaluates code
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+    if isinstance(names, dict):
+        try:
+            size = max(int(k) for k in names) + 1
+        except (TypeError, ValueError):
+            return None
+        if size > 100000:
+            return None
+        out = [f'class {i}' for i in range(size)]
+        for k, v in names.items():
+            out[int(k)] = sanitize_label(v)
+        return out
+    if isinstance(names, (list, tuple)):
+        return [sanitize_label(v) for v in names]
+    return None
+
+
+def read_class_names_file(path: str | Path) -> list[str]:
+    """One class name per line."""
+    with open(path, encoding='utf-8') as f:
+        return [sanitize_label(line.strip()) for line in f if line.strip()]
+
+
+class YoloDetector:
+    """YOLO11 detector around a loaded backend."""
+
+    def __init__(self, backend: InferenceBackend, class_names: list[str] | None = None,
+                 confidence_threshold: float = 0.25, iou_threshold: float = 0.45,
+                 max_detections: int = 100, classes: tuple[str, ...] = (),
+                 input_size: int = 640) -> None:
+        if len(backend.inputs) != 1:
+            raise ModelError(f'a YOLO model has one input, this one has {len(backend.inputs)}')
+        inp = backend.inputs[0]
+        if len(inp.shape) != 4 or inp.shape[1] not in (3, None):
+            raise ModelError(f'YOLO input {inp.name} should be [1, 3, H, W], got {inp.shape}')
+        height = inp.shape[2] or input_size
+        width = inp.shape[3] or input_size
+        self.backend = backend
+        self.input_name = inp.name
+        self.preprocess = LetterboxPreprocessor(width, height)
+        names = class_names or parse_class_names(backend.metadata)
+        if not names:
+            raise ModelError('no class names: the model has no "names" metadata; give a class '
+                             'names file (one name per line)')
+        self.class_names = names
+        self.confidence_threshold = confidence_threshold
+        self.iou_threshold = iou_threshold
+        self.max_detections = max_detections
+        self.set_class_filter(classes)
+        out = backend.outputs[0]
+        if len(out.shape) != 3:
+            raise ModelError(f'YOLO output should have 3 dimensions, got {out.shape}')
+
+    def set_class_filter(self, classes: tuple[str, ...]) -> None:
+        """Keep only these class names (empty: keep all)."""
+        if classes:
+            wanted = {sanitize_label(c) for c in classes}
+            self._class_mask = np.array([n in wanted for n in self.class_names])
+        else:
+            self._class_mask = None
+
+    def detect(self, image: ColorImage,
+               timings: dict[str, float] | None = None) -> list[Detection]:
+        """Detect objects in an image; optional `timings` receives per-stage milliseconds."""
+        import time
+        t0 = time.perf_counter()
+        blob, lb = self.preprocess(image)
+        t1 = time.perf_counter()
+        outputs = self.backend.run({self.input_name: blob})
+        t2 = time.perf_counter()
+        detections = self.postprocess(outputs[0], lb)
+        t3 = time.perf_counter()
+        if timings is not None:
+            timings['preprocess'] = (t1 - t0) * 1e3
+            timings['inference'] = (t2 - t1) * 1e3
+            timings['postprocess'] = (t3 - t2) * 1e3
+        return detections
+
+    def postprocess(self, output: np.ndarray, lb: Letterbox) -> list[Detection]:
+        """Decode one raw output tensor into detections in source-image pixels."""
+        out = output[0]
+        num_classes = len(self.class_names)
+        if out.shape[-1] == 6 and out.shape[0] != 4 + num_classes:
+            boxes, scores, class_ids = self._decode_end_to_end(out)
+        elif out.shape[0] == 4 + num_classes:
+            boxes, scores, class_ids = self._decode_standard(out)
+        else:
+            raise ModelError(f'YOLO output {output.shape} matches neither [1, 4+{num_classes}, N] '
+                             'nor [1, N, 6]')
+        if boxes.shape[0] == 0:
+            return []
+        # Undo the letterbox and clip to the image.
+        boxes[:, [0, 2]] = (boxes[:, [0, 2]] - lb.pad_x) / lb.scale
+        boxes[:, [1, 3]] = (boxes[:, [1, 3]] - lb.pad_y) / lb.scale
+        np.clip(boxes[:, [0, 2]], 0, lb.src_width, out=boxes[:, [0, 2]])
+        np.clip(boxes[:, [1, 3]], 0, lb.src_height, out=boxes[:, [1, 3]])
+        valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        boxes, scores, class_ids = boxes[valid], scores[valid], class_ids[valid]
+        return [Detection(BoundingBox(*map(float, b)), int(c), self.class_names[int(c)], float(s))
+                for b, s, c in zip(boxes, scores, class_ids, strict=True)]
+
+    def _decode_standard(self, out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        class_scores = out[4:]
+        if self._class_mask is not None:
+            class_scores = np.where(self._class_mask[:, None], class_scores, 0.0)
+        class_ids = class_scores.argmax(axis=0)
+        scores = class_scores[class_ids, np.arange(class_scores.shape[1])]
+        candidates = np.flatnonzero(scores > self.confidence_threshold)
+        if candidates.size > MAX_NMS_CANDIDATES:
+            candidates = candidates[np.argsort(-scores[candidates])[:MAX_NMS_CANDIDATES]]
+        if candidates.size == 0:
+            return np.empty((0, 4), np.float32), np.empty(0, np.float32), np.empty(0, np.int64)
+        cx, cy, w, h = (out[i, candidates] for i in range(4))
+        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+        scores, class_ids = scores[candidates], class_ids[candidates]
+        keep = nms(boxes + (class_ids * CLASS_OFFSET)[:, None], scores, self.iou_threshold)
+        keep = keep[:self.max_detections]
+        return boxes[keep].astype(np.float32), scores[keep], class_ids[keep]
+
+    def _decode_end_to_end(self, out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        scores = out[:, 4]
+        class_ids = out[:, 5].astype(np.int64)
+        ok = (scores > self.confidence_threshold) & (class_ids >= 0) & (
+            class_ids < len(self.class_names))
+        if self._class_mask is not None:
+            ok &= self._class_mask[np.clip(class_ids, 0, len(self.class_names) - 1)]
+        idx = np.flatnonzero(ok)
+        idx = idx[np.argsort(-scores[idx], kind='stable')][:self.max_detections]
+        return out[idx, :4].astype(np.float32, copy=True), scores[idx], class_ids[idx]

@@ -1,0 +1,84 @@
+"""Counters and timing statistics a stage reports in diagnostics (ROS-free)."""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass, field
+import threading
+import time
+
+
+class RateMeter:
+    """Events per second over a sliding window."""
+
+    def __init__(self, window_s: float = 5.0) -> None:
+        self.window_s = window_s
+        self._times: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def tick(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._times.append(now)
+            self._trim(now)
+
+    def rate(self, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._trim(now)
+            if len(self._times) < 2:
+                return 0.0
+            span = now - self._times[0]
+            return (len(self._times) - 1) / span if span > 0 else 0.0
+
+    def _trim(self, now: float) -> None:
+        while self._times and now - self._times[0] > self.window_s:
+            self._times.popleft()
+
+
+class TimingStats:
+    """Recent per-stage timings (milliseconds): last value, mean and max over a window."""
+
+    def __init__(self, window: int = 100) -> None:
+        self._values: dict[str, deque[float]] = {}
+        self._window = window
+        self._lock = threading.Lock()
+
+    def add(self, timings_ms: dict[str, float]) -> None:
+        with self._lock:
+            for key, value in timings_ms.items():
+                self._values.setdefault(key, deque(maxlen=self._window)).append(float(value))
+
+    def summary(self) -> dict[str, tuple[float, float, float]]:
+        """Stage -> (last, mean, max)."""
+        with self._lock:
+            return {k: (v[-1], sum(v) / len(v), max(v)) for k, v in self._values.items() if v}
+
+
+@dataclass
+class StageCounters:
+    """What happened to a stage's inputs; the totals add up, so nothing goes unaccounted."""
+
+    received: int = 0
+    processed: int = 0
+    dropped_stale: int = 0
+    rejected: Counter = field(default_factory=Counter)     # reason -> count
+    errors: Counter = field(default_factory=Counter)       # kind -> count
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def reject(self, reason: str) -> None:
+        with self.lock:
+            self.rejected[reason] += 1
+
+    def error(self, kind: str) -> None:
+        with self.lock:
+            self.errors[kind] += 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self.lock:
+            out = {'received': self.received, 'processed': self.processed,
+                   'dropped_stale': self.dropped_stale,
+                   'rejected': sum(self.rejected.values()), 'errors': sum(self.errors.values())}
+            out.update({f'rejected.{k}': v for k, v in self.rejected.items()})
+            out.update({f'errors.{k}': v for k, v in self.errors.items()})
+            return out

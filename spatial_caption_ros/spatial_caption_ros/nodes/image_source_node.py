@@ -1,0 +1,164 @@
+"""Image source node: publishes a folder of images or a video as a camera would.
+
+For demos, simulation stand-ins and tests. With `pace_on` it waits for a stage's output for each
+frame before publishing the next, so a batch run processes every frame.
+
+Publishes:   image (sensor_msgs/Image, bgr8), camera_info (sensor_msgs/CameraInfo, when
+             calibrated or assumed), ~/done (std_msgs/UInt32, latched: frames published, sent
+             once the source is exhausted), ~/frame_names (std_msgs/String, JSON
+             {"stamp_ns", "name"}: which file or video frame each image came from)
+Subscribes:  detections | scene_graph | caption (only with pace_on)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from sensor_msgs.msg import CameraInfo, Image
+from spatial_caption_interfaces.msg import Caption, DetectionArray, SceneGraph
+from std_msgs.msg import String, UInt32
+
+from spatial_caption_ros.core.errors import InvalidImageError, SpatialCaptionError
+from spatial_caption_ros.core.sources import FrameSource, ImageSourceConfig, load_camera_info_file
+from spatial_caption_ros.core.types import CameraIntrinsics, FrameHeader
+from spatial_caption_ros.ros import conversions
+from spatial_caption_ros.ros.managed_node import ManagedNode
+from spatial_caption_ros.ros.qos import qos_profile
+from spatial_caption_ros.ros.spin import run_node
+
+_PACE_TYPES = {'detections': DetectionArray, 'scene_graph': SceneGraph, 'caption': Caption}
+
+
+class ImageSourceNode(ManagedNode):
+    """Publishes frames from a FrameSource at a fixed rate (or paced by a downstream stage)."""
+
+    CONFIG = ImageSourceConfig
+    IO_DEFAULTS = {'output_qos': 'reliable', 'input_qos': 'reliable'}
+
+    def __init__(self, **kwargs) -> None:
+        self.source: FrameSource | None = None
+        self._frames = None
+        self._timer = None
+        self._pending_stamp: int | None = None
+        self._pending_since = 0.0
+        self._pending_name = ''
+        self.published = 0
+        self.finished = False
+        self._intrinsics: dict[tuple[int, int], CameraIntrinsics] = {}
+        super().__init__('image_source', **kwargs)
+
+    def configure_stage(self, config: ImageSourceConfig) -> None:
+        self.source = FrameSource(config.source)
+        self._frames = self.source.frames()
+        self._intrinsics.clear()
+        self.published = 0
+        self.finished = False
+        self.image_pub = self.publisher(Image, 'image')
+        self.info_pub = self.publisher(CameraInfo, 'camera_info')
+        self.done_pub = self.publisher(UInt32, '~/done', qos_profile('latched'))
+        self.names_pub = self.publisher(String, '~/frame_names', qos_profile('reliable'))
+        if config.assumed_hfov_deg:
+            self.get_logger().warning(
+                f'publishing CameraInfo of an ASSUMED camera ({config.assumed_hfov_deg:.0f} deg '
+                'horizontal field of view): metric values are only as good as that assumption')
+
+    def describe(self) -> dict[str, str]:
+        if self.source is None:
+            return {}
+        return {'source': str(self.source.path), 'kind': self.source.kind,
+                'frames_published': str(self.published)}
+
+    def create_inputs(self) -> None:
+        self._start_timer(self.config.rate)
+        if self.config.pace_on:
+            self.subscribe(_PACE_TYPES[self.config.pace_on], self.config.pace_on,
+                           self._on_paced_output, qos_profile('reliable'))
+
+    def _start_timer(self, rate: float) -> None:
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+        self._timer = self.create_timer(1.0 / rate, self._tick)
+
+    def on_deactivate(self, state):
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
+        return super().on_deactivate(state)
+
+    def apply_live(self, config: ImageSourceConfig) -> None:
+        if self._timer is not None:
+            self._start_timer(config.rate)
+
+    def release_stage(self) -> None:
+        self.source = None
+        self._frames = None
+
+    def _on_paced_output(self, msg) -> None:
+        if self._pending_stamp is not None and \
+                conversions.stamp_to_ns(msg.header.stamp) == self._pending_stamp:
+            self._pending_stamp = None
+
+    def _intrinsics_for(self, width: int, height: int) -> CameraIntrinsics | None:
+        key = (width, height)
+        if key not in self._intrinsics:
+            if self.config.camera_info_file:
+                self._intrinsics[key] = load_camera_info_file(self.config.camera_info_file,
+                                                              width, height)
+            elif self.config.assumed_hfov_deg:
+                self._intrinsics[key] = CameraIntrinsics.from_horizontal_fov(
+                    self.config.assumed_hfov_deg, width, height)
+            else:
+                self._intrinsics[key] = None
+        return self._intrinsics[key]
+
+    def _tick(self) -> None:
+        if not self.active or self.finished:
+            return
+        if self._pending_stamp is not None:
+            if time.monotonic() - self._pending_since < self.config.pace_timeout:
+                return
+            self.counters.error('pace_timeout')
+            self.get_logger().warning(
+                f'no {self.config.pace_on} output for frame {self._pending_name!r} within '
+                f'{self.config.pace_timeout:.0f} s; publishing the next frame')
+            self._pending_stamp = None
+        try:
+            name, image = next(self._frames)
+        except StopIteration:
+            if self.config.loop and self.published:
+                self._frames = self.source.frames()
+                return
+            self.finished = True
+            self.done_pub.publish(UInt32(data=self.published))
+            self.get_logger().info(f'source exhausted after {self.published} frames')
+            return
+        except InvalidImageError as exc:
+            self.reject('invalid_image', str(exc))
+            return
+        try:
+            intrinsics = self._intrinsics_for(image.width, image.height)
+        except SpatialCaptionError as exc:
+            self.get_logger().error(f'camera calibration unusable: {exc}',
+                                    throttle_duration_sec=30.0)
+            intrinsics = None
+        stamp_ns = self.get_clock().now().nanoseconds
+        header = FrameHeader(stamp_ns=stamp_ns, frame_id=self.config.frame_id)
+        if intrinsics is not None:   # before the image, so it is there when the image is
+            self.info_pub.publish(conversions.intrinsics_to_camera_info(intrinsics, header))
+        self.names_pub.publish(String(data=json.dumps({'stamp_ns': stamp_ns, 'name': name})))
+        self.image_pub.publish(conversions.color_to_image_msg(image, header))
+        self.published += 1
+        self.counters.processed += 1
+        self.input_rate.tick()
+        if self.config.pace_on:
+            self._pending_stamp, self._pending_since, self._pending_name = (
+                stamp_ns, time.monotonic(), name)
+
+
+def main(args=None) -> None:
+    run_node(ImageSourceNode, args)
+
+
+if __name__ == '__main__':
+    main()

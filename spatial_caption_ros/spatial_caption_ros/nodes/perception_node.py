@@ -1,0 +1,117 @@
+"""Perception node: image (+ camera_info) -> detections with depth and 3D positions.
+
+Subscribes:  image (sensor_msgs/Image) or image/compressed (sensor_msgs/CompressedImage),
+             camera_info (sensor_msgs/CameraInfo)
+Publishes:   detections (spatial_caption_interfaces/DetectionArray)
+"""
+
+from __future__ import annotations
+
+import time
+
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from spatial_caption_interfaces.msg import DetectionArray
+
+from spatial_caption_ros.core.errors import InvalidCameraInfoError
+from spatial_caption_ros.core.perception import PerceptionConfig, PerceptionPipeline
+from spatial_caption_ros.ros import conversions
+from spatial_caption_ros.ros.managed_node import ManagedNode
+from spatial_caption_ros.ros.qos import qos_profile
+from spatial_caption_ros.ros.spin import run_node
+
+# Right after activation, wait up to this long for a first CameraInfo before processing an image
+# without one (only during the first STARTUP_WINDOW_S seconds; never later).
+FIRST_CAMERA_INFO_WAIT_S = 0.25
+STARTUP_WINDOW_S = 5.0
+
+
+class PerceptionNode(ManagedNode):
+    """Runs the core PerceptionPipeline on the newest image."""
+
+    CONFIG = PerceptionConfig
+    IO_DEFAULTS = {'input_qos': 'sensor_data'}
+
+    def __init__(self, **kwargs) -> None:
+        self.pipeline: PerceptionPipeline | None = None
+        self._camera_info: CameraInfo | None = None
+        self._activated_at = 0.0
+        super().__init__('perception', **kwargs)
+
+    def configure_stage(self, config: PerceptionConfig) -> None:
+        self.pipeline = PerceptionPipeline(config)
+        self.detections_pub = self.publisher(DetectionArray, 'detections')
+
+    def create_inputs(self) -> None:
+        if self.config.image_format == 'compressed':
+            self.subscribe_latest(CompressedImage, 'image/compressed')
+        else:
+            self.subscribe_latest(Image, 'image')
+        self.subscribe(CameraInfo, 'camera_info', self._on_camera_info,
+                       qos_profile('sensor_data'))
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg
+
+    def on_activate(self, state):
+        self._activated_at = time.monotonic()
+        return super().on_activate(state)
+
+    def _wait_for_first_camera_info(self) -> CameraInfo | None:
+        """Latest CameraInfo; just after activation, wait briefly for the first one to arrive.
+
+        Image and camera_info travel on separate topics; the first image can overtake the first
+        camera_info. Later frames use the latest CameraInfo without waiting.
+        """
+        deadline = time.monotonic() + FIRST_CAMERA_INFO_WAIT_S
+        while (self._camera_info is None and self.active
+               and time.monotonic() - self._activated_at < STARTUP_WINDOW_S
+               and time.monotonic() < deadline):
+            time.sleep(0.005)
+        return self._camera_info
+
+    def apply_live(self, config: PerceptionConfig) -> None:
+        if self.pipeline is not None:
+            self.pipeline.update_live(config)
+
+    def release_stage(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.close()
+            self.pipeline = None
+
+    def describe(self) -> dict[str, str]:
+        return self.pipeline.describe() if self.pipeline is not None else {}
+
+    def process(self, msg) -> None:
+        t0 = time.perf_counter()
+        if isinstance(msg, CompressedImage):
+            image = conversions.compressed_msg_to_color(msg)
+        else:
+            image = conversions.image_msg_to_color(msg)
+        decode_ms = (time.perf_counter() - t0) * 1e3
+        intrinsics, note = None, None
+        info = self._wait_for_first_camera_info()
+        if info is not None:
+            try:
+                intrinsics = conversions.camera_info_to_intrinsics(info)
+            except InvalidCameraInfoError as exc:
+                self.reject('invalid_camera_info', str(exc))
+                note = f'camera_info unusable: {exc}'
+        else:
+            self.get_logger().warning(
+                'no camera_info received: depth stays relative and no 3D positions are given',
+                throttle_duration_sec=30.0)
+        result = self.pipeline.process(image, conversions.header_to_core(msg.header), intrinsics)
+        result.stage_times_ms['decode'] = decode_ms
+        result.processing_latency += decode_ms / 1e3
+        if note:
+            result.notes.append(note)
+        self.detections_pub.publish(conversions.detections_to_msg(result))
+        self.record_timings(result.stage_times_ms)
+
+
+def main(args=None) -> None:
+    run_node(PerceptionNode, args)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,55 @@
+"""Scene-graph node: detections -> depth-enhanced scene graph.
+
+Subscribes:  detections (spatial_caption_interfaces/DetectionArray)
+Publishes:   scene_graph (spatial_caption_interfaces/SceneGraph)
+"""
+
+from __future__ import annotations
+
+import time
+
+from spatial_caption_interfaces.msg import DetectionArray, SceneGraph
+
+from spatial_caption_ros.core.scene_graph import SceneGraphBuilder, SceneGraphConfig
+from spatial_caption_ros.ros import conversions
+from spatial_caption_ros.ros.managed_node import ManagedNode
+from spatial_caption_ros.ros.spin import run_node
+
+
+class SceneGraphNode(ManagedNode):
+    """Runs the core SceneGraphBuilder on the newest detections."""
+
+    CONFIG = SceneGraphConfig
+    IO_DEFAULTS = {'input_qos': 'reliable_latest'}
+
+    def __init__(self, **kwargs) -> None:
+        self.builder: SceneGraphBuilder | None = None
+        super().__init__('scene_graph', **kwargs)
+
+    def configure_stage(self, config: SceneGraphConfig) -> None:
+        self.builder = SceneGraphBuilder(config)
+        self.graph_pub = self.publisher(SceneGraph, 'scene_graph')
+
+    def create_inputs(self) -> None:
+        self.subscribe_latest(DetectionArray, 'detections')
+
+    def apply_live(self, config: SceneGraphConfig) -> None:
+        if self.builder is not None:
+            self.builder.config = config
+
+    def release_stage(self) -> None:
+        self.builder = None
+
+    def process(self, msg: DetectionArray) -> None:
+        t0 = time.perf_counter()
+        graph = self.builder.build(conversions.msg_to_detections(msg))
+        self.graph_pub.publish(conversions.scene_graph_to_msg(graph))
+        self.record_timings({'build': (time.perf_counter() - t0) * 1e3})
+
+
+def main(args=None) -> None:
+    run_node(SceneGraphNode, args)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,154 @@
+"""A node that gathers each frame's image, scene graph and caption (runner and tests).
+
+It subscribes to the graph's outputs and calls `on_frame` once per source frame whose caption
+arrived, with everything known about that frame matched by the source image stamp.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+import json
+import threading
+import time
+from collections.abc import Callable
+
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from spatial_caption_interfaces.msg import Caption, SceneGraph
+from std_msgs.msg import String, UInt32
+
+from spatial_caption_ros.core.image import ColorImage
+from spatial_caption_ros.core.types import Caption as CoreCaption, SceneGraph as CoreGraph
+from spatial_caption_ros.ros import conversions
+from spatial_caption_ros.ros.qos import qos_profile
+
+KEEP = 64          # frames remembered while waiting for their caption
+GRAPH_WAIT_S = 2.0  # how long a caption waits for its scene graph before being reported
+
+
+@dataclass
+class FrameResult:
+    """Everything the graph produced for one source frame."""
+
+    stamp_ns: int
+    name: str
+    caption: CoreCaption
+    graph: CoreGraph | None
+    image: ColorImage | None
+    caption_msg: Caption = field(repr=False, default=None)
+    graph_msg: SceneGraph = field(repr=False, default=None)
+
+
+class ResultCollector(Node):
+    """Matches images, scene graphs and captions by stamp."""
+
+    def __init__(self, on_frame: Callable[[FrameResult], None] | None = None,
+                 keep_images: bool = True, source_node: str = 'image_source',
+                 topics: dict[str, str] | None = None, **kwargs) -> None:
+        super().__init__('result_collector', **kwargs)
+        topics = {'image': 'image', 'scene_graph': 'scene_graph', 'caption': 'caption',
+                  **(topics or {})}
+        self.on_frame = on_frame
+        self._topics = topics
+        self.results: list[FrameResult] = []
+        self.total_frames: int | None = None
+        self._lock = threading.Lock()
+        self._images: OrderedDict[int, ColorImage] = OrderedDict()
+        self._graphs: OrderedDict[int, SceneGraph] = OrderedDict()
+        self._names: OrderedDict[int, str] = OrderedDict()
+        self._pending: dict[int, tuple[Caption, float]] = {}
+        self.create_timer(0.5, self._flush_pending)
+        reliable = qos_profile('reliable')
+        if keep_images:
+            self.create_subscription(Image, topics['image'], self._on_image, reliable)
+        self.create_subscription(SceneGraph, topics['scene_graph'], self._on_graph, reliable)
+        self.create_subscription(Caption, topics['caption'], self._on_caption, reliable)
+        self.create_subscription(UInt32, f'/{source_node}/done', self._on_done,
+                                 qos_profile('latched'))
+        self.create_subscription(String, f'/{source_node}/frame_names', self._on_name, reliable)
+
+    @staticmethod
+    def _remember(store: OrderedDict, key: int, value) -> None:
+        store[key] = value
+        while len(store) > KEEP:
+            store.popitem(last=False)
+
+    def _on_image(self, msg: Image) -> None:
+        try:
+            image = conversions.image_msg_to_color(msg)
+        except Exception:  # noqa: BLE001 - a bad image only loses its annotation
+            return
+        with self._lock:
+            # Copy: the message buffer is reused by rclpy once the callback returns.
+            self._remember(self._images, conversions.stamp_to_ns(msg.header.stamp),
+                           ColorImage(image.pixels.copy(), image.order))
+
+    def _on_graph(self, msg: SceneGraph) -> None:
+        stamp = conversions.stamp_to_ns(msg.header.stamp)
+        with self._lock:
+            self._remember(self._graphs, stamp, msg)
+            waiting = self._pending.pop(stamp, None)
+        if waiting is not None:
+            self._finish(waiting[0])
+
+    def _on_name(self, msg: String) -> None:
+        try:
+            item = json.loads(msg.data)
+            stamp, name = int(item['stamp_ns']), str(item['name'])
+        except (ValueError, KeyError, TypeError):
+            return
+        with self._lock:
+            self._remember(self._names, stamp, name)
+
+    def _on_done(self, msg: UInt32) -> None:
+        self.total_frames = int(msg.data)
+
+    def _on_caption(self, msg: Caption) -> None:
+        stamp = conversions.stamp_to_ns(msg.header.stamp)
+        with self._lock:
+            if stamp not in self._graphs:
+                # The caption overtook its graph (separate topics): finish when it arrives.
+                self._pending[stamp] = (msg, time.monotonic())
+                return
+        self._finish(msg)
+
+    def _flush_pending(self) -> None:
+        """Captions whose graph never came are reported without one after GRAPH_WAIT_S."""
+        now = time.monotonic()
+        with self._lock:
+            late = [s for s, (_, t) in self._pending.items() if now - t > GRAPH_WAIT_S]
+            msgs = [self._pending.pop(s)[0] for s in late]
+        for msg in msgs:
+            self._finish(msg)
+
+    def _finish(self, msg: Caption) -> None:
+        stamp = conversions.stamp_to_ns(msg.header.stamp)
+        with self._lock:
+            graph_msg = self._graphs.get(stamp)
+            image = self._images.get(stamp)
+            name = self._names.get(stamp, f'frame_{len(self.results):06d}')
+        result = FrameResult(
+            stamp_ns=stamp, name=name, caption=conversions.msg_to_caption(msg),
+            graph=conversions.msg_to_scene_graph(graph_msg) if graph_msg is not None else None,
+            image=image, caption_msg=msg, graph_msg=graph_msg)
+        self.results.append(result)
+        if self.on_frame is not None:
+            self.on_frame(result)
+
+    def pipeline_connected(self, image_subscribers: int = 2) -> bool:
+        """True when every stage's topics are matched (so no early frame is lost to discovery).
+
+        image_subscribers: how many subscribers the image topic must have (perception and this
+        collector).
+        """
+        return (self.count_subscribers(self._topics['image']) >= image_subscribers
+                and self.count_subscribers('detections') >= 1
+                and self.count_publishers('scene_graph') >= 1
+                and self.count_subscribers('scene_graph') >= 2
+                and self.count_publishers('caption') >= 1)
+
+    @property
+    def complete(self) -> bool:
+        """True once the source said it is done and every frame it published has a caption."""
+        return self.total_frames is not None and len(self.results) >= self.total_frames

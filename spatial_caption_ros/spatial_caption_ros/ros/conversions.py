@@ -1,0 +1,236 @@
+"""The one place where ROS messages and core types are converted into each other.
+
+Nodes call these functions and nothing else touches message fields. Image buffers are viewed,
+not copied, wherever the layout allows (see core/image.py).
+"""
+
+from __future__ import annotations
+
+import array
+import math
+
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import KeyValue
+from geometry_msgs.msg import Point
+import numpy as np
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from spatial_caption_interfaces.msg import (
+    Caption as CaptionMsg, DetectionArray, SceneGraph as SceneGraphMsg,
+    SceneObject as SceneObjectMsg, SpatialRelation)
+from std_msgs.msg import Header
+
+from spatial_caption_ros.core.image import (
+    ColorImage, compressed_to_color, raw_to_color, raw_to_depth_metres)
+from spatial_caption_ros.core.types import (
+    BoundingBox, Caption, CameraIntrinsics, DetectionResult, FrameHeader, NAN, Relation,
+    SceneGraph, SceneObject)
+
+# ---------------------------------------------------------------- headers
+
+
+def stamp_to_ns(stamp: Time) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def ns_to_stamp(ns: int) -> Time:
+    return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+
+
+def header_to_core(header: Header) -> FrameHeader:
+    return FrameHeader(stamp_ns=stamp_to_ns(header.stamp), frame_id=header.frame_id)
+
+
+def core_to_header(header: FrameHeader) -> Header:
+    return Header(stamp=ns_to_stamp(header.stamp_ns), frame_id=header.frame_id)
+
+# ---------------------------------------------------------------- images
+
+
+def image_msg_to_color(msg: Image) -> ColorImage:
+    """sensor_msgs/Image -> colour image (a view of msg.data when the encoding allows)."""
+    return raw_to_color(msg.width, msg.height, msg.encoding, msg.step, msg.data,
+                        bool(msg.is_bigendian))
+
+
+def compressed_msg_to_color(msg: CompressedImage) -> ColorImage:
+    return compressed_to_color(msg.format, msg.data)
+
+
+def depth_msg_to_metres(msg: Image) -> np.ndarray:
+    """Aligned depth image (16UC1 millimetres or 32FC1 metres) -> float32 metres, NaN = none."""
+    return raw_to_depth_metres(msg.width, msg.height, msg.encoding, msg.step, msg.data,
+                               bool(msg.is_bigendian))
+
+
+def array_to_image_msg(pixels: np.ndarray, header: FrameHeader | Header,
+                       encoding: str) -> Image:
+    """An HxW or HxWxC array -> sensor_msgs/Image (one copy into the message buffer)."""
+    pixels = np.ascontiguousarray(pixels)
+    msg = Image()
+    msg.header = header if isinstance(header, Header) else core_to_header(header)
+    msg.height, msg.width = int(pixels.shape[0]), int(pixels.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = int(pixels.strides[0])
+    buf = array.array('B')
+    buf.frombytes(pixels.reshape(-1).view(np.uint8))
+    msg.data = buf
+    return msg
+
+
+def color_to_image_msg(image: ColorImage, header: FrameHeader | Header) -> Image:
+    return array_to_image_msg(image.pixels, header, 'rgb8' if image.order == 'rgb' else 'bgr8')
+
+# ---------------------------------------------------------------- camera info
+
+
+def camera_info_to_intrinsics(msg: CameraInfo) -> CameraIntrinsics:
+    """Intrinsics from CameraInfo: K, or P when K is all zero (raises InvalidCameraInfoError)."""
+    k = np.asarray(msg.k, dtype=np.float64)
+    if not np.any(k):
+        p = np.asarray(msg.p, dtype=np.float64).reshape(3, 4)
+        k = p[:, :3].reshape(-1)
+    return CameraIntrinsics.from_k(k, msg.width, msg.height)
+
+
+def intrinsics_to_camera_info(intrinsics: CameraIntrinsics, header: FrameHeader | Header
+                              ) -> CameraInfo:
+    msg = CameraInfo()
+    msg.header = header if isinstance(header, Header) else core_to_header(header)
+    msg.width, msg.height = intrinsics.width, intrinsics.height
+    msg.distortion_model = 'plumb_bob'
+    msg.d = [0.0] * 5
+    msg.k = intrinsics.k()
+    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    msg.p = [intrinsics.fx, 0.0, intrinsics.cx, 0.0, 0.0, intrinsics.fy, intrinsics.cy, 0.0,
+             0.0, 0.0, 1.0, 0.0]
+    return msg
+
+# ---------------------------------------------------------------- scene objects and relations
+
+
+def _kv(pairs) -> list[KeyValue]:
+    return [KeyValue(key=str(k), value=str(v)) for k, v in pairs]
+
+
+def object_to_msg(obj: SceneObject) -> SceneObjectMsg:
+    m = SceneObjectMsg()
+    m.id = int(obj.id)
+    m.class_name = obj.class_name
+    m.class_id = int(obj.class_id)
+    m.confidence = float(obj.confidence)
+    m.class_count = int(obj.class_count)
+    m.x_min, m.y_min, m.x_max, m.y_max = (float(v) for v in obj.box.as_tuple())
+    m.region = obj.region
+    m.relative_size = float(obj.relative_size)
+    m.depth = float(obj.depth)
+    m.depth_uncertainty = float(obj.depth_uncertainty)
+    m.depth_source = obj.depth_source
+    m.depth_metric = bool(obj.depth_metric)
+    m.has_position = obj.position is not None
+    if obj.position is not None:
+        m.position = Point(x=float(obj.position[0]), y=float(obj.position[1]),
+                           z=float(obj.position[2]))
+    else:
+        m.position = Point(x=NAN, y=NAN, z=NAN)
+    m.distance = float(obj.distance)
+    m.metric_width = float(obj.metric_width)
+    m.metric_height = float(obj.metric_height)
+    m.salience = float(obj.salience)
+    m.attributes = _kv(obj.attributes.items())
+    m.knowledge = _kv(obj.knowledge)
+    return m
+
+
+def msg_to_object(m: SceneObjectMsg) -> SceneObject:
+    position = None
+    if m.has_position and all(math.isfinite(v) for v in (m.position.x, m.position.y,
+                                                         m.position.z)):
+        position = (m.position.x, m.position.y, m.position.z)
+    return SceneObject(
+        id=m.id, class_name=m.class_name, class_id=m.class_id, confidence=m.confidence,
+        box=BoundingBox(m.x_min, m.y_min, m.x_max, m.y_max), class_count=m.class_count,
+        region=m.region, relative_size=m.relative_size, depth=m.depth,
+        depth_uncertainty=m.depth_uncertainty, depth_source=m.depth_source,
+        depth_metric=m.depth_metric, position=position, distance=m.distance,
+        metric_width=m.metric_width, metric_height=m.metric_height, salience=m.salience,
+        attributes={kv.key: kv.value for kv in m.attributes},
+        knowledge=[(kv.key, kv.value) for kv in m.knowledge])
+
+
+def relation_to_msg(rel: Relation) -> SpatialRelation:
+    return SpatialRelation(subject_id=int(rel.subject_id), predicate=rel.predicate,
+                           object_id=int(rel.object_id), distance=float(rel.distance),
+                           confidence=float(rel.confidence), salience=float(rel.salience))
+
+
+def msg_to_relation(m: SpatialRelation) -> Relation:
+    return Relation(subject_id=m.subject_id, predicate=m.predicate, object_id=m.object_id,
+                    distance=m.distance, confidence=m.confidence, salience=m.salience)
+
+# ---------------------------------------------------------------- detections, graphs, captions
+
+
+def detections_to_msg(result: DetectionResult) -> DetectionArray:
+    m = DetectionArray()
+    m.header = core_to_header(result.header)
+    m.image_width, m.image_height = result.image_width, result.image_height
+    m.depth_source = result.depth_source
+    m.depth_metric = bool(result.depth_metric)
+    m.has_camera_info = bool(result.has_camera_info)
+    m.objects = [object_to_msg(o) for o in result.objects]
+    m.stage_times = _kv((k, f'{v:.3f}') for k, v in result.stage_times_ms.items())
+    m.notes = list(result.notes)
+    m.processing_latency = float(result.processing_latency)
+    return m
+
+
+def msg_to_detections(m: DetectionArray) -> DetectionResult:
+    times = {}
+    for kv in m.stage_times:
+        try:
+            times[kv.key] = float(kv.value)
+        except ValueError:
+            continue
+    return DetectionResult(
+        header=header_to_core(m.header), image_width=m.image_width,
+        image_height=m.image_height, objects=[msg_to_object(o) for o in m.objects],
+        depth_source=m.depth_source, depth_metric=m.depth_metric,
+        has_camera_info=m.has_camera_info, stage_times_ms=times, notes=list(m.notes),
+        processing_latency=m.processing_latency)
+
+
+def scene_graph_to_msg(graph: SceneGraph) -> SceneGraphMsg:
+    m = SceneGraphMsg()
+    m.header = core_to_header(graph.header)
+    m.image_width, m.image_height = graph.image_width, graph.image_height
+    m.depth_source = graph.depth_source
+    m.depth_metric = bool(graph.depth_metric)
+    m.has_camera_info = bool(graph.has_camera_info)
+    m.objects = [object_to_msg(o) for o in graph.objects]
+    m.relations = [relation_to_msg(r) for r in graph.relations]
+    m.notes = list(graph.notes)
+    m.processing_latency = float(graph.processing_latency)
+    return m
+
+
+def msg_to_scene_graph(m: SceneGraphMsg) -> SceneGraph:
+    return SceneGraph(
+        header=header_to_core(m.header), image_width=m.image_width,
+        image_height=m.image_height, objects=[msg_to_object(o) for o in m.objects],
+        relations=[msg_to_relation(r) for r in m.relations], depth_source=m.depth_source,
+        depth_metric=m.depth_metric, has_camera_info=m.has_camera_info, notes=list(m.notes),
+        processing_latency=m.processing_latency)
+
+
+def caption_to_msg(caption: Caption) -> CaptionMsg:
+    return CaptionMsg(header=core_to_header(caption.header), text=caption.text,
+                      style=caption.style, verified=bool(caption.verified),
+                      generator=caption.generator, model=caption.model,
+                      fallback_reason=caption.fallback_reason, latency=float(caption.latency))
+
+
+def msg_to_caption(m: CaptionMsg) -> Caption:
+    return Caption(header=header_to_core(m.header), text=m.text, style=m.style,
+                   verified=m.verified, generator=m.generator, model=m.model,
+                   fallback_reason=m.fallback_reason, latency=m.latency)

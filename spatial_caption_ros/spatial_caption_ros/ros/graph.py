@@ -1,0 +1,97 @@
+"""The node graph: which nodes exist, how to start them in one process or as processes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+import subprocess
+import sys
+
+GRAPH_NODES = ('image_source', 'perception', 'scene_graph', 'caption')
+NODE_MODULES = {
+    'image_source': 'spatial_caption_ros.nodes.image_source_node',
+    'perception': 'spatial_caption_ros.nodes.perception_node',
+    'scene_graph': 'spatial_caption_ros.nodes.scene_graph_node',
+    'caption': 'spatial_caption_ros.nodes.caption_node',
+}
+NODE_CLASSES = {
+    'image_source': 'ImageSourceNode', 'perception': 'PerceptionNode',
+    'scene_graph': 'SceneGraphNode', 'caption': 'CaptionNode',
+}
+
+
+def node_class(name: str) -> type:
+    """The node class of a graph node name (imported on demand)."""
+    import importlib
+    return getattr(importlib.import_module(NODE_MODULES[name]), NODE_CLASSES[name])
+
+
+def ros_args(params_file: str | Path | None, remaps: dict[str, str] | None = None) -> list[str]:
+    """--ros-args for one node: the parameter file and topic remappings."""
+    args = ['--ros-args']
+    if params_file:
+        args += ['--params-file', str(params_file)]
+    for src, dst in (remaps or {}).items():
+        args += ['-r', f'{src}:={dst}']
+    return args
+
+
+def create_nodes(names: list[str] | tuple[str, ...], params_file: str | Path | None,
+                 remaps: dict[str, str] | None = None, context=None) -> list:
+    """Instantiate graph nodes in this process (after rclpy.init)."""
+    nodes = []
+    for name in names:
+        cls = node_class(name)
+        nodes.append(cls(cli_args=ros_args(params_file, remaps), use_global_arguments=False,
+                         context=context))
+    return nodes
+
+
+def spawn_node(name: str, params_file: str | Path | None, remaps: dict[str, str] | None = None,
+               env: dict[str, str] | None = None, log_file=None) -> subprocess.Popen:
+    """Start one graph node as its own process (same Python, same environment)."""
+    cmd = [sys.executable, '-m', NODE_MODULES[name]] + ros_args(params_file, remaps)
+    return subprocess.Popen(cmd, env=env or dict(os.environ), stdout=log_file,
+                            stderr=subprocess.STDOUT if log_file else None,
+                            start_new_session=True)
+
+
+def stop_processes(procs: list[subprocess.Popen], timeout: float = 10.0) -> None:
+    """SIGINT every process, then SIGTERM/SIGKILL whatever did not exit in time."""
+    import signal
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    for p in procs:
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.terminate()
+            try:
+                p.wait(3)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def start_source_when_connected(executor, collector, timeout: float,
+                                source: str = '/image_source') -> None:
+    """Wait until every stage's topics are matched, then configure and activate the source.
+
+    The image source is started with autostart=false; starting it only once the graph is
+    connected means no early frame is lost to discovery. Uses the standard lifecycle services,
+    so it works the same for nodes in this process and in other processes.
+    """
+    import time
+
+    from spatial_caption_ros.ros.lifecycle_client import LifecycleClient
+
+    deadline = time.monotonic() + timeout
+    while not collector.pipeline_connected() and time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.05)
+    client = LifecycleClient(collector, source, spin=lambda: executor.spin_once(timeout_sec=0.05))
+    if not client.wait_for_services(max(1.0, deadline - time.monotonic())):
+        raise RuntimeError(f'the image source node {source} did not come up')
+    for transition in ('configure', 'activate'):
+        if not client.change_state(transition):
+            raise RuntimeError(f'the image source {source} failed to {transition}; see its log')

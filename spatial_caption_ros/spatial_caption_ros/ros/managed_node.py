@@ -1,0 +1,306 @@
+"""Base class of the package's lifecycle nodes.
+
+What every stage node shares lives here so each node file only wires its topics to the core:
+- parameters declared from the core configuration dataclass, validated on change;
+- lifecycle: models load in configure and are released in cleanup; a failed load returns FAILURE
+  with the reason and the node can be configured again; `autostart` configures and activates at
+  start-up (as a lifecycle manager would);
+- latest-only input: subscription callbacks only store the newest message, a worker thread
+  processes it, replaced messages are counted as dropped-as-stale;
+- errors: bad input is rejected with a throttled log line and a counter, the node keeps running;
+- diagnostics on /diagnostics: state, backend, input rate, per-stage times, all counters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import re
+import time
+import traceback
+from typing import Any
+from collections.abc import Callable
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import QoSProfile
+
+from spatial_caption_ros.core.errors import InvalidInputError, SpatialCaptionError
+from spatial_caption_ros.core.latest import LatestWorker
+from spatial_caption_ros.core.monitoring import RateMeter, StageCounters, TimingStats
+from spatial_caption_ros.core.params import CONFIGURE, param
+from spatial_caption_ros.ros.params import declare_config, read_config, validate_changes
+from spatial_caption_ros.ros.qos import QOS_NAMES, qos_profile
+
+# Seconds between two log lines of the same kind about bad input or failures.
+LOG_THROTTLE_S = 5.0
+
+
+@dataclass(frozen=True)
+class IOConfig:
+    """Topic QoS and diagnostics settings shared by every stage node."""
+
+    input_qos: str = param(
+        'sensor_data', 'QoS of the main input topic: sensor_data (best effort, newest only), '
+        'reliable, reliable_latest or latched.', choices=QOS_NAMES, when=CONFIGURE)
+    output_qos: str = param(
+        'reliable', 'QoS of the output topics.', choices=QOS_NAMES, when=CONFIGURE)
+    diagnostics_period: float = param(
+        1.0, 'Seconds between two diagnostics messages on /diagnostics.', minimum=0.1,
+        maximum=60.0, when=CONFIGURE)
+
+
+def _snake(name: str) -> str:
+    return re.sub(r'(?<!^)(?=[A-Z])', '_', name).lower().removesuffix('_error')
+
+
+class ManagedNode(LifecycleNode):
+    """A lifecycle node around one core stage. Subclasses set CONFIG and implement the hooks."""
+
+    CONFIG: type | None = None         # the core configuration dataclass of the stage
+    IO_DEFAULTS: dict[str, Any] = {}   # per-node defaults of IOConfig fields
+
+    def __init__(self, node_name: str, **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        self.declare_parameter('autostart', True, ParameterDescriptor(
+            description='Configure and activate the node at start-up (without a lifecycle '
+                        'manager).', read_only=True))
+        if self.CONFIG is not None:
+            declare_config(self, self.CONFIG)
+        declare_config(self, IOConfig, self.IO_DEFAULTS)
+        self.config: Any = None
+        self.io: IOConfig | None = None
+        self.active = False
+        self.last_error = ''
+        self.counters = StageCounters()
+        self.timings = TimingStats()
+        self.input_rate = RateMeter()
+        self.worker: LatestWorker = LatestWorker(f'{node_name}_worker', self._handle,
+                                                 self._on_worker_error)
+        self._stage_subscriptions: list = []
+        self._stage_publishers: list = []
+        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._diag_timer = None
+        self._start_diagnostics(1.0)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_post_set_parameters_callback(self._after_set_parameters)
+        if self.get_parameter('autostart').value:
+            self.autostart()
+
+    # ----------------------------------------------------------- hooks for subclasses
+
+    def configure_stage(self, config: Any) -> None:
+        """Load models and create output publishers (raise SpatialCaptionError on failure)."""
+
+    def create_inputs(self) -> None:
+        """Create the input subscriptions (called on activate)."""
+
+    def process(self, msg: Any) -> None:
+        """Process the newest input message (runs on the worker thread)."""
+
+    def apply_live(self, config: Any) -> None:
+        """Apply a configuration whose changed fields may change while active."""
+
+    def release_stage(self) -> None:
+        """Release models and buffers (cleanup, shutdown, failed configure)."""
+
+    def describe(self) -> dict[str, str]:
+        """What is running: backend, device, models... (logs and diagnostics)."""
+        return {}
+
+    # ----------------------------------------------------------- helpers for subclasses
+
+    def publisher(self, msg_type, topic: str, qos: QoSProfile | None = None):
+        """A lifecycle publisher on `topic` (destroyed on cleanup)."""
+        pub = self.create_lifecycle_publisher(msg_type, topic,
+                                              qos or qos_profile(self.io.output_qos))
+        self._stage_publishers.append(pub)
+        return pub
+
+    def subscribe_latest(self, msg_type, topic: str, qos: QoSProfile | None = None):
+        """Subscribe `topic`; its newest message goes to the worker (older unread ones drop)."""
+        def callback(msg) -> None:
+            self.counters.received += 1
+            self.input_rate.tick()
+            if self.worker.submit(msg):
+                self.counters.dropped_stale += 1
+        return self.subscribe(msg_type, topic, callback, qos or qos_profile(self.io.input_qos))
+
+    def subscribe(self, msg_type, topic: str, callback: Callable, qos: QoSProfile):
+        """A subscription that lives while the node is active."""
+        sub = self.create_subscription(msg_type, topic, callback, qos)
+        self._stage_subscriptions.append(sub)
+        return sub
+
+    def reject(self, reason: str, message: str) -> None:
+        """Count a rejected input and log why (throttled per reason)."""
+        self.counters.reject(reason)
+        self.get_logger().warning(f'rejected input ({reason}): {message}',
+                                  throttle_duration_sec=LOG_THROTTLE_S)
+
+    # ----------------------------------------------------------- lifecycle
+
+    def autostart(self) -> None:
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self.io = read_config(self, IOConfig)
+            self.config = read_config(self, self.CONFIG) if self.CONFIG else self.io
+            self._start_diagnostics(self.io.diagnostics_period)
+            self.configure_stage(self.config)
+        except Exception as exc:  # noqa: BLE001 - any failure is a FAILURE with its reason
+            self.last_error = str(exc)
+            self.config = None
+            if isinstance(exc, SpatialCaptionError):
+                self.get_logger().error(f'configure failed: {exc}')
+            else:
+                self.get_logger().error(f'configure failed: {exc}\n{traceback.format_exc()}')
+            self._release()
+            return TransitionCallbackReturn.FAILURE
+        self.last_error = ''
+        details = ', '.join(f'{k}={v}' for k, v in self.describe().items())
+        self.get_logger().info(f'configured{": " + details if details else ""}')
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.worker.start()
+        self.create_inputs()
+        self.active = True
+        self.get_logger().info('active')
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.active = False
+        self._destroy_inputs()
+        self.worker.stop()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self.config = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.active = False
+        self._destroy_inputs()
+        self.worker.stop()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.active = False
+        self._destroy_inputs()
+        self.worker.stop()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        try:
+            self.release_stage()
+        except Exception as exc:  # noqa: BLE001
+            self.get_logger().error(f'releasing the stage failed: {exc}')
+        for pub in self._stage_publishers:
+            self.destroy_lifecycle_publisher(pub)
+        self._stage_publishers.clear()
+
+    def _destroy_inputs(self) -> None:
+        for sub in self._stage_subscriptions:
+            self.destroy_subscription(sub)
+        self._stage_subscriptions.clear()
+
+    def destroy_node(self) -> None:
+        self.active = False
+        self.worker.stop()
+        super().destroy_node()
+
+    # ----------------------------------------------------------- parameters
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        for cls in (self.CONFIG, IOConfig):
+            if cls is None:
+                continue
+            result = validate_changes(self, cls, params, self.active)
+            if not result.successful:
+                return result
+        return SetParametersResult(successful=True)
+
+    def _after_set_parameters(self, params) -> None:
+        """Apply accepted live changes (configure-time ones wait for the next configure)."""
+        if self.config is None or self.CONFIG is None:
+            return
+        try:
+            config = read_config(self, self.CONFIG)
+        except SpatialCaptionError as exc:
+            self.get_logger().error(f'parameter update not applied: {exc}')
+            return
+        if config != self.config:
+            self.config = config
+            self.apply_live(config)
+
+    # ----------------------------------------------------------- worker
+
+    def _handle(self, msg: Any) -> None:
+        if not self.active:
+            return
+        self.process(msg)
+        self.counters.processed += 1
+
+    def _on_worker_error(self, msg: Any, exc: BaseException) -> None:
+        if isinstance(exc, InvalidInputError):
+            self.reject(_snake(type(exc).__name__), str(exc))
+        elif isinstance(exc, SpatialCaptionError):
+            self.counters.error(_snake(type(exc).__name__))
+            self.get_logger().error(f'frame skipped: {exc}', throttle_duration_sec=LOG_THROTTLE_S)
+        else:
+            self.counters.error(type(exc).__name__)
+            self.get_logger().error(
+                f'frame skipped after an unexpected {type(exc).__name__}: {exc}\n'
+                f'{traceback.format_exc()}', throttle_duration_sec=LOG_THROTTLE_S)
+
+    # ----------------------------------------------------------- diagnostics
+
+    def _start_diagnostics(self, period: float) -> None:
+        if self._diag_timer is not None:
+            if abs(self._diag_timer.timer_period_ns - period * 1e9) < 1:
+                return
+            self.destroy_timer(self._diag_timer)
+        self._diag_timer = self.create_timer(period, self.publish_diagnostics)
+
+    def diagnostic_status(self) -> DiagnosticStatus:
+        """The node's current DiagnosticStatus."""
+        snap = self.counters.snapshot()
+        values = {'state': 'active' if self.active else (
+            'inactive' if self.config is not None else 'unconfigured')}
+        values.update(self.describe() if self.config is not None else {})
+        values['input_rate_hz'] = f'{self.input_rate.rate():.2f}'
+        values.update({k: str(v) for k, v in snap.items()})
+        for stage, (last, mean, peak) in sorted(self.timings.summary().items()):
+            values[f'time_ms.{stage}'] = f'last {last:.1f} mean {mean:.1f} max {peak:.1f}'
+        if self.last_error:
+            values['last_error'] = self.last_error
+        level, message = DiagnosticStatus.OK, values['state']
+        if self.last_error:
+            level, message = DiagnosticStatus.ERROR, f'configure failed: {self.last_error}'
+        elif snap['errors'] or snap['rejected']:
+            level = DiagnosticStatus.WARN
+            message = f"{values['state']}; {snap['rejected']} inputs rejected, " \
+                      f"{snap['errors']} frames failed"
+        return DiagnosticStatus(
+            level=level, name=f'spatial_caption: {self.get_fully_qualified_name()}',
+            message=message[:256], hardware_id=values.get('device', ''),
+            values=[KeyValue(key=k, value=str(v)[:256]) for k, v in values.items()])
+
+    def publish_diagnostics(self) -> None:
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.status = [self.diagnostic_status()]
+        self._diag_pub.publish(msg)
+
+    def record_timings(self, timings_ms: dict[str, float]) -> None:
+        self.timings.add(timings_ms)
+
+    @staticmethod
+    def now_s() -> float:
+        return time.perf_counter()

@@ -1,0 +1,113 @@
+"""Declare a core configuration dataclass as ROS parameters, read it back, validate changes.
+
+Descriptors carry the description, ranges, choices and when a change is accepted, so `ros2 param
+describe` tells a user everything the dataclass says.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rcl_interfaces.msg import (
+    FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult)
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from spatial_caption_ros.core.errors import ConfigError
+from spatial_caption_ros.core.params import (
+    build_config, check_value, CONFIGURE, config_values, param_fields, ParamInfo, READ_ONLY)
+
+_ROS_TYPES = {
+    'bool': ParameterType.PARAMETER_BOOL, 'int': ParameterType.PARAMETER_INTEGER,
+    'float': ParameterType.PARAMETER_DOUBLE, 'str': ParameterType.PARAMETER_STRING,
+    'str_list': ParameterType.PARAMETER_STRING_ARRAY,
+    'float_list': ParameterType.PARAMETER_DOUBLE_ARRAY,
+}
+
+
+def descriptor(name: str, info: ParamInfo) -> ParameterDescriptor:
+    """The ROS descriptor of one declared parameter."""
+    constraints = []
+    if info.choices:
+        constraints.append('one of: ' + ', '.join(info.choices))
+    if info.when == CONFIGURE:
+        constraints.append('changes are accepted only while the node is not active and apply '
+                           'at the next configure')
+    d = ParameterDescriptor(
+        name=name, type=_ROS_TYPES[info.kind], description=info.description,
+        additional_constraints='; '.join(constraints), read_only=info.when == READ_ONLY)
+    if info.kind.endswith('_list'):
+        # An empty list default would otherwise be typed as a byte array by rclpy; the value
+        # type is checked by check_value() in the on-set callback instead.
+        d.dynamic_typing = True
+    if info.kind == 'float' and info.minimum is not None and info.maximum is not None:
+        d.floating_point_range = [FloatingPointRange(
+            from_value=float(info.minimum), to_value=float(info.maximum), step=0.0)]
+    if info.kind == 'int' and info.minimum is not None and info.maximum is not None:
+        d.integer_range = [IntegerRange(
+            from_value=int(info.minimum), to_value=int(info.maximum), step=0)]
+    return d
+
+
+def declare_config(node: Node, config_cls: type, defaults: dict[str, Any] | None = None) -> None:
+    """Declare every parameter of a configuration dataclass on the node.
+
+    `defaults` overrides dataclass defaults for this node (e.g. a different input QoS).
+    """
+    defaults = defaults or {}
+    for f, info in param_fields(config_cls):
+        default = defaults.get(f.name, f.default)
+        default = list(default) if info.kind.endswith('_list') else default
+        node.declare_parameter(f.name, default, descriptor(f.name, info))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (list, tuple)) or hasattr(value, 'tolist'):
+        return list(value.tolist() if hasattr(value, 'tolist') else value)
+    return value
+
+
+def read_config(node: Node, config_cls: type, pending: dict[str, Any] | None = None) -> Any:
+    """Build the configuration from the node's parameters (plus pending, not yet applied ones)."""
+    values = {}
+    for f, info in param_fields(config_cls):
+        value = _plain(node.get_parameter(f.name).value)
+        if info.kind.endswith('_list') and value in (None, b'', []):
+            value = []
+        values[f.name] = value
+    values.update(pending or {})
+    return build_config(config_cls, values)
+
+
+def validate_changes(node: Node, config_cls: type, params: list[Parameter],
+                     active: bool) -> SetParametersResult:
+    """Accept or reject a parameter change for this configuration, with a reason."""
+    infos = {f.name: info for f, info in param_fields(config_cls)}
+    pending = {}
+    for p in params:
+        info = infos.get(p.name)
+        if info is None:
+            continue
+        value = _plain(p.value)
+        if info.kind.endswith('_list') and value in (None, b''):
+            value = []
+        problem = check_value(info, value)
+        if problem:
+            return SetParametersResult(successful=False, reason=f'{p.name}: {problem}')
+        if info.when == CONFIGURE and active:
+            return SetParametersResult(
+                successful=False,
+                reason=f'{p.name} can only change while the node is not active '
+                       '(deactivate, set it, then configure/activate again)')
+        pending[p.name] = value
+    if pending:
+        try:
+            read_config(node, config_cls, pending)
+        except ConfigError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+    return SetParametersResult(successful=True)
+
+
+def yaml_mirror(config) -> dict[str, Any]:
+    """The ros__parameters mapping of a configuration (used to check config/*.yaml)."""
+    return config_values(config)

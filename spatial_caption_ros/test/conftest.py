@@ -1,0 +1,63 @@
+"""Shared test set-up: DDS on loopback with a per-run domain, paths to ../shared, rclpy helpers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+import random
+import time
+
+import pytest
+
+# Required on these machines (../shared/docs/ENVIRONMENT.md): no DDS traffic off loopback, and a
+# domain of our own per run. Set before rclpy is imported anywhere.
+os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 200)))
+os.environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
+os.environ.setdefault('PYTHONUNBUFFERED', '1')
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / 'shared'
+MODELS = SHARED / 'models'
+IMAGES = SHARED / 'data' / 'images'
+EVAL = SHARED / 'eval'
+YOLO = MODELS / 'yolo11n.onnx'
+YOLO_INT8_320 = MODELS / 'yolo11n_int8_320_upstream.onnx'
+BUS = IMAGES / 'bus.jpg'
+
+needs_shared = pytest.mark.skipif(
+    not YOLO.is_file() or not BUS.is_file(),
+    reason='../shared/models/yolo11n.onnx and ../shared/data/images/bus.jpg are needed')
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line('markers', 'slow: slower tests (soak, fuzz, real LLM); make test runs '
+                                       'them, make test-quick skips them')
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    if config.getoption('-m'):
+        return
+    skip = pytest.mark.skip(reason='slow test: run with make test (or -m slow)')
+    for item in items:
+        if 'slow' in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope='module')
+def rclpy_context():
+    """rclpy initialised for one test module, shut down afterwards."""
+    import rclpy
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()
+
+
+def spin_until(executor, predicate, timeout: float = 20.0, step: float = 0.05) -> bool:
+    """Spin `executor` until predicate() is true or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        executor.spin_once(timeout_sec=step)
+    return predicate()
