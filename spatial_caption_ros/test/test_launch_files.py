@@ -84,6 +84,14 @@ class Node(_Action):
         self.parameters = parameters or []
         self.remappings = remappings or []
         self.arguments = arguments or []
+        self.ros_arguments = ros_arguments or []
+
+
+class ParameterValue:
+    """Fake launch_ros.parameter_descriptions.ParameterValue."""
+
+    def __init__(self, value, *, value_type=None):
+        self.value, self.value_type = value, value_type
 
 
 class LaunchDescription:
@@ -103,6 +111,7 @@ def fake_launch(monkeypatch):
         'launch.substitutions': {'LaunchConfiguration': LaunchConfiguration},
         'launch_ros': {},
         'launch_ros.actions': {'Node': Node},
+        'launch_ros.parameter_descriptions': {'ParameterValue': ParameterValue},
     }
     for name, attrs in modules.items():
         module = types.ModuleType(name)
@@ -142,6 +151,8 @@ def _configurations(value) -> list[str]:
         return [n for v in value for n in _configurations(v)]
     if isinstance(value, dict):
         return [n for v in value.values() for n in _configurations(v)]
+    if isinstance(value, ParameterValue):
+        return _configurations(value.value)
     return []
 
 
@@ -172,7 +183,7 @@ def test_launch_file_references_only_things_that_exist(fake_launch, launch_file)
         refs += _configurations(getattr(getattr(entity, 'condition', None), 'predicate', None))
         if isinstance(entity, Node):
             refs += _configurations([entity.namespace, entity.parameters, entity.arguments,
-                                     [r[1] for r in entity.remappings]])
+                                     entity.ros_arguments, [r[1] for r in entity.remappings]])
         assert set(refs) <= set(declared), (launch_file, refs)
     scripts = _console_scripts()
     params = load_params(declared['config']) if 'config' in declared else {}
@@ -183,6 +194,7 @@ def test_launch_file_references_only_things_that_exist(fake_launch, launch_file)
         assert node.package == PACKAGE and node.name in GRAPH_NODES
         assert node.executable == EXECUTABLES[node.name] and node.executable in scripts
         assert node.parameters[0] == LaunchConfiguration('config')
+        assert node.ros_arguments == ['--log-level', LaunchConfiguration('log_level')]
         assert node.name in params                     # the YAML has its section
         topics = {t.name for t in node_topics(node.name)}
         remaps = {src: _resolve(dst, declared) for src, dst in node.remappings}
@@ -217,7 +229,8 @@ def test_each_node_alone_and_the_demo(fake_launch):
     source = nodes[0]
     overrides = source.parameters[1]
     assert set(overrides) <= {f.name for f in ImageSourceConfig.__dataclass_fields__.values()}
-    assert overrides['source'] == LaunchConfiguration('source')
+    assert overrides['source'].value == LaunchConfiguration('source')
+    assert overrides['source'].value_type is str       # a path, even if it looks like a number
     # the source publishes where the pipeline listens
     assert dict(source.remappings) == {'image': LaunchConfiguration('image'),
                                        'camera_info': LaunchConfiguration('camera_info')}

@@ -89,6 +89,7 @@ def test_markers_and_annotated_image_in_the_source_frame(setup, tmp_path):
     assert not np.array_equal(drawn, image.bgr())
     save_artifact(np.ascontiguousarray(drawn), 'annotated_image_topic.png', tmp_path)
     assert node._counts['depth_insets'] == 1 and node._counts['annotated_published'] == 1
+    assert STAMP not in node._images              # used images are dropped, not kept to the cap
 
 
 def test_a_graph_without_its_image_still_gets_markers_and_is_counted(setup):

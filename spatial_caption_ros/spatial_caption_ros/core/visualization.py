@@ -52,9 +52,9 @@ class VisualizationConfig:
         'reliable, reliable_latest or latched.',
         choices=('sensor_data', 'reliable', 'reliable_latest', 'latched'), when=CONFIGURE)
     image_buffer_size: int = param(
-        30, 'Camera images kept to find the one a scene graph was computed from (by stamp). Must '
-        'cover camera rate x perception latency (30: 1 s at 30 Hz).', minimum=1, maximum=600,
-        when=CONFIGURE)
+        30, 'Most camera images kept to find the one a scene graph was computed from (by stamp); '
+        'images up to the drawn graph are dropped at once. Must cover camera rate x perception '
+        'latency (30: 1 s at 30 Hz).', minimum=1, maximum=600, when=CONFIGURE)
     publish_markers: bool = param(
         True, 'Publish visualization_msgs/MarkerArray on `markers` (camera optical frame).')
     publish_annotated_image: bool = param(

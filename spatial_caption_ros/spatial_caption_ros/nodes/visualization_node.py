@@ -105,13 +105,24 @@ class VisualizationNode(ManagedNode):
     # ----------------------------------------------------------- worker thread
 
     def _take_inputs(self, stamp_ns: int):
+        """The image, depth and caption for a graph; drops what no later graph can need.
+
+        Graphs come in stamp order (the perception worker takes the newest image), so images
+        and depth maps up to this stamp are never needed again: the buffers hold only the
+        images taken during one perception latency, image_buffer_size is just the upper bound.
+        """
+        tolerance_ns = DEPTH_MATCH_TOLERANCE_S * 1e9
         with self._lock:
             image = self._images.get(stamp_ns)
             depth = None
             if self._depths:
                 nearest = min(self._depths, key=lambda s: abs(s - stamp_ns))
-                if abs(nearest - stamp_ns) <= DEPTH_MATCH_TOLERANCE_S * 1e9:
+                if abs(nearest - stamp_ns) <= tolerance_ns:
                     depth = self._depths[nearest]
+            for store, horizon in ((self._images, stamp_ns),
+                                   (self._depths, stamp_ns - tolerance_ns)):
+                for old in [s for s in store if s <= horizon]:
+                    del store[old]
             return image, depth, self._caption
 
     def process(self, msg: SceneGraph) -> None:

@@ -134,7 +134,7 @@ def node_action(node: str, extra_parameters: dict | None = None):
     return Node(package=PACKAGE, executable=EXECUTABLES[node], name=node,
                 namespace=LaunchConfiguration('namespace'), parameters=parameters,
                 remappings=_camera_remappings(node), output='screen', emulate_tty=True,
-                arguments=['--ros-args', '--log-level', LaunchConfiguration('log_level')])
+                ros_arguments=['--log-level', LaunchConfiguration('log_level')])
 
 
 def rviz_action(condition=None):
@@ -166,8 +166,11 @@ def pipeline_description():
 def demo_description():
     """demo.launch.py: the image source as the camera, then the pipeline."""
     from launch.substitutions import LaunchConfiguration
-    source = {'source': LaunchConfiguration('source'), 'rate': LaunchConfiguration('rate'),
-              'loop': LaunchConfiguration('loop')}
+    from launch_ros.parameter_descriptions import ParameterValue
+    # launch_ros parses substituted values as YAML: the path must stay a string even when it
+    # looks like a number; rate and loop are parsed (2.0 -> float, true -> bool).
+    source = {'source': ParameterValue(LaunchConfiguration('source'), value_type=str),
+              'rate': LaunchConfiguration('rate'), 'loop': LaunchConfiguration('loop')}
     return nodes_description('demo.launch.py', ('image_source',) + PIPELINE_NODES,
                              with_rviz=True, extra_parameters={'image_source': source})
 
