@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 ENV := scripts/env.sh
 ARGS ?=
 
-.PHONY: setup run test test-quick lint config clean
+.PHONY: setup run test test-quick lint config eval bench-graph clean
 
 setup:  ## create/refresh the venv (idempotent; fast when up to date)
 	@scripts/setup.sh
@@ -24,6 +24,12 @@ lint: setup
 
 config: setup  ## regenerate config/pipeline.yaml from the declared parameters
 	@$(ENV) $(PY) -m spatial_caption_ros.cli.config --output spatial_caption_ros/config/pipeline.yaml
+
+eval: setup  ## scene graph vs ../shared/eval labels -> output/eval/results.{json,md} (ARGS="--depth-source geometric")
+	@$(ENV) $(PY) -m spatial_caption_ros.cli.evaluate $(ARGS)
+
+bench-graph: setup  ## scene-graph build time for 10..200 objects, k-NN vs all pairs (prints ms)
+	@$(ENV) $(PY) -m spatial_caption_ros.cli.bench_graph $(ARGS)
 
 clean:
 	rm -rf $(VENV) build output

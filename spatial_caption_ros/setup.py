@@ -38,6 +38,8 @@ setup(
             'caption_node = spatial_caption_ros.nodes.caption_node:main',
             'spatial-caption-run = spatial_caption_ros.cli.run:main',
             'spatial-caption-config = spatial_caption_ros.cli.config:main',
+            'spatial-caption-evaluate = spatial_caption_ros.cli.evaluate:main',
+            'spatial-caption-bench-graph = spatial_caption_ros.cli.bench_graph:main',
         ],
     },
 )
