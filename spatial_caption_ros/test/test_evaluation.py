@@ -272,7 +272,8 @@ def test_harness_without_depth_reports_zero_depth_coverage(synthetic_eval):
         harness.close()
     k = report['kitti']
     assert report['mode'] == 'product' and report['depth_source'] == 'none'
-    assert k['graph_order'] == {'decided': 0, 'correct': 0, 'accuracy': None, 'coverage': 0.0}
+    assert k['graph_order'] == {'decided': 0, 'correct': 0, 'accuracy': None, 'coverage': 0.0,
+                                'coverage_of_detected': 0.0}
     assert k['distance_rel_error']['n'] == 0 and k['kendall_tau']['frames'] == 0
     assert 'ORACLE' not in render_markdown(report)
 

@@ -197,7 +197,8 @@ def _depth_report(s: DepthScores) -> dict[str, Any]:
         'pairs': s.pairs, 'pairs_matched': s.pairs_matched,
         'graph_order': {'decided': s.graph_decided, 'correct': s.graph_correct,
                         'accuracy': _ratio(s.graph_correct, s.graph_decided),
-                        'coverage': _ratio(s.graph_decided, s.pairs)},
+                        'coverage': _ratio(s.graph_decided, s.pairs),
+                        'coverage_of_detected': _ratio(s.graph_decided, s.pairs_matched)},
         'value_order': {'decided': s.values_decided, 'correct': s.values_correct,
                         'accuracy': _ratio(s.values_correct, s.values_decided),
                         'coverage': _ratio(s.values_decided, s.pairs)},
@@ -256,8 +257,9 @@ def render_markdown(report: dict[str, Any]) -> str:
             f'| KITTI depth order, graph (in front of / behind), accuracy | {_pct(g["accuracy"])}'
             f' | {g["correct"]}/{g["decided"]} decided pairs | >= 95% |',
             f'| KITTI depth order, graph, coverage | {_pct(g["coverage"])} | '
-            f'{g["decided"]}/{k["pairs"]} labelled pairs (>10% apart; {k["pairs_matched"]} '
-            f'with both detected) | |',
+            f'{g["decided"]}/{k["pairs"]} labelled pairs >10% apart '
+            f'({_pct(g["coverage_of_detected"])} of the {k["pairs_matched"]} with both objects '
+            f'detected) | |',
             f'| KITTI depth order, raw depth values, accuracy | {_pct(v["accuracy"])} | '
             f'{v["correct"]}/{v["decided"]} pairs | |',
             f'| KITTI distance, median relative error | '
