@@ -194,8 +194,10 @@ def relate(arrays: ObjectArrays, i: np.ndarray, j: np.ndarray,
         distance = np.where(both_metric, np.linalg.norm(pb - pa, axis=1), NAN)
         k = np.flatnonzero(separated)
         if len(k):
-            z = np.where(sig[k] > 0, np.abs(dz[k]) / np.where(sig[k] > 0, sig[k], 1.0), np.inf)
-            conf = np.where(np.isinf(z), 1.0, _normal_cdf(np.where(np.isinf(z), 0.0, z)))
+            # probability that the order is right under Gaussian errors (1.0 for exact depths)
+            has_sigma = sig[k] > 0
+            conf = np.where(has_sigma, _normal_cdf(np.abs(dz[k]) / np.where(has_sigma, sig[k],
+                                                                            1.0)), 1.0)
             out.append((k, i[k], np.where(dz[k] > 0, IN_FRONT_OF, BEHIND), j[k], conf))
 
         # horizontal and vertical order ---------------------------------------------------
