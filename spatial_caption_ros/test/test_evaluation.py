@@ -278,6 +278,21 @@ def test_harness_without_depth_reports_zero_depth_coverage(synthetic_eval):
     assert 'ORACLE' not in render_markdown(report)
 
 
+def test_an_unreadable_item_is_reported_and_the_run_goes_on(synthetic_eval, tmp_path):
+    root, _ = synthetic_eval
+    broken = tmp_path / 'eval'
+    shutil.copytree(root, broken)
+    (broken / 'kitti/image_2/000001.jpeg').write_bytes(b'not a jpeg')
+    harness = _harness(broken, oracle=False)
+    try:
+        report = harness.run()
+    finally:
+        harness.close()
+    assert report['failed_items'] == ['kitti_000001']
+    assert report['coco']['all']['predicted'] > 0
+    assert 'items that failed' in render_markdown(report)
+
+
 def test_evaluate_command_writes_json_and_markdown(synthetic_eval, tmp_path, capsys):
     root, _ = synthetic_eval
     out = tmp_path / 'out'

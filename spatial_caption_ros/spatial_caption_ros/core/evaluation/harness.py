@@ -23,6 +23,7 @@ import statistics
 import time
 from typing import Any
 
+from spatial_caption_ros.core.errors import SpatialCaptionError
 from spatial_caption_ros.core.evaluation.dataset import EvalItem, load_items, SOURCES
 from spatial_caption_ros.core.evaluation.metrics import (
     decide_statement, DepthScores, match_objects, RelationScores, score_depth, score_directions)
@@ -101,7 +102,14 @@ class Harness:
         times = {'perception_ms': [], 'graph_ms': []}
         for item in items:
             t0 = time.perf_counter()
-            frame = self._evaluate(item, depth, directions, vsr, times)
+            try:
+                frame = self._evaluate(item, depth, directions, vsr, times)
+            except SpatialCaptionError as exc:
+                # an unreadable image or calib file is reported, not fatal to the whole run
+                frames.append({'id': item.id, 'source': item.source, 'error': str(exc)})
+                if progress:
+                    progress(f'{item.id}: FAILED: {exc}')
+                continue
             frames.append(frame)
             if progress:
                 progress(f'{item.id}: {frame["detections"]} detections, '
@@ -156,7 +164,8 @@ class Harness:
             'date': datetime.date.today().isoformat(),
             'machine': f'{platform.machine()}, {os.cpu_count()} cores, '
                        f'{platform.processor() or platform.system()}',
-            'data': str(self.options.data_root), 'items': counts, 'mode': mode,
+            'data': str(self.options.data_root), 'items': counts,
+            'failed_items': [f['id'] for f in frames if 'error' in f], 'mode': mode,
             'depth_source': self.pipeline.depth.name,
             'detector': self.pipeline.describe().get('detector_model', ''),
             'parameters': {'perception': config_values(self.perception_config),
@@ -288,6 +297,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     vs = report['vsr']
     lines.append(f'| VSR statements decided: accuracy | {_pct(vs["accuracy"])} | '
                  f'{vs["correct"]}/{vs["decided"]} decided of {vs["statements"]} | |')
+    if report.get('failed_items'):
+        lines.append(f'| items that failed (not scored) | {len(report["failed_items"])} | '
+                     f'{", ".join(report["failed_items"])} | |')
     t = report['timing_ms']
     lines += ['', f'Mean time per image: perception {t["perception_ms"]} ms, scene graph '
                   f'{t["graph_ms"]} ms.']
