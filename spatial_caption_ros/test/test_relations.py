@@ -89,6 +89,13 @@ def test_above_is_checked_in_3d_when_metric():
     assert not predicates(near, far) & {ABOVE, BELOW}
     # without metric positions the image-plane relation stands
     assert BELOW in predicates(obj(0, 'car', near_box), obj(1, 'car', far_box))
+    # 0.75 m higher in 3D (beyond the 0.375 m margin): "above" when the depths are precise,
+    # unsaid when the near car's depth is so uncertain (4 m) that its height is too (0.6 m)
+    higher = obj(1, 'car', far_box, depth=30.0, sigma=2.0, metric=True)
+    higher.position = (higher.position[0], 0.5, 30.0)
+    assert (1, ABOVE, 0) in facts(higher, near)
+    vague = obj(0, 'car', near_box, depth=8.0, sigma=4.0, metric=True)
+    assert not predicates(higher, vague) & {ABOVE, BELOW}
     # a clock on the wall above a table at the same depth is above it in 3D too
     clock = obj(2, 'clock', (300, 20, 340, 60), depth=4.0, sigma=0.2, metric=True)
     table = obj(3, 'dining table', (200, 300, 440, 420), depth=4.0, sigma=0.2, metric=True)

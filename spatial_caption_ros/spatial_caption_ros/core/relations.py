@@ -283,8 +283,10 @@ def _vertical_agrees_in_3d(arrays: ObjectArrays, i, j, delta_2d, both_metric,
     """Above/below also hold in 3D when both positions are metric (else: image plane only).
 
     A far object appears higher in the image than a near one on the same floor; with metric
-    positions the camera-frame heights (y down) must differ by the same margin of the mean
-    metric height and in the same direction, so that is not called "above".
+    positions the camera-frame heights (y down) must differ in the same direction by the same
+    margin of the mean metric height plus `depth_sigma_multiple` times their combined
+    uncertainty, so that is not called "above". A height y = (v - cy) z / fy inherits the depth's
+    relative error: sigma_y = |y| sigma_z / z.
     """
     ok = np.ones(len(i), dtype=bool)
     if not both_metric.any():
@@ -292,8 +294,13 @@ def _vertical_agrees_in_3d(arrays: ObjectArrays, i, j, delta_2d, both_metric,
     y_a, y_b = arrays.position[i, 1], arrays.position[j, 1]
     h_mean = 0.5 * (arrays.height_m[i] + arrays.height_m[j])
     dy = y_b - y_a                                   # > 0: A is higher (y points down)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        sigma_y = np.hypot(np.abs(y_a) * arrays.sigma[i] / arrays.depth[i],
+                           np.abs(y_b) * arrays.sigma[j] / arrays.depth[j])
+    sigma_y = np.nan_to_num(sigma_y, nan=0.0, posinf=0.0)
     known = both_metric & np.isfinite(h_mean)
-    agrees = (np.sign(dy) == np.sign(delta_2d)) & (np.abs(dy) > config.direction_margin * h_mean)
+    agrees = (np.sign(dy) == np.sign(delta_2d)) & (np.abs(dy) > config.direction_margin * h_mean
+                                                   + config.depth_sigma_multiple * sigma_y)
     ok[known] = agrees[known]
     return ok
 
