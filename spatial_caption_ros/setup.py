@@ -38,6 +38,9 @@ setup(
             'caption_node = spatial_caption_ros.nodes.caption_node:main',
             'spatial-caption-run = spatial_caption_ros.cli.run:main',
             'spatial-caption-config = spatial_caption_ros.cli.config:main',
+            'spatial-caption-bench = spatial_caption_ros.cli.bench_perception:main',
+            'spatial-caption-build-engine = spatial_caption_ros.cli.build_engine:main',
+            'spatial-caption-models = spatial_caption_ros.cli.models:main',
         ],
     },
 )
