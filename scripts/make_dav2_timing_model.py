@@ -21,8 +21,8 @@ pre/post-processing tests, never for depth.
 Needs torch (benchmark-only; never a dependency of the package). On the development machine:
 
     python3 -m venv .bench-venv
-    .bench-venv/bin/pip install /opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl \
-        onnx==1.23.2 onnxscript
+    .bench-venv/bin/pip install \
+        /opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl onnx==1.23.2 onnxscript
     .bench-venv/bin/python scripts/make_dav2_timing_model.py
 
 It writes ~/.cache/spatial_caption_ros/models/depth_anything_v2_vits_timing_518.onnx.
@@ -93,7 +93,8 @@ class DinoV2Small(nn.Module):
         x = self.patch_embed(x).flatten(2).transpose(1, 2)
         pos = self.pos_embed
         if (gh, gw) != (PRETRAIN_GRID, PRETRAIN_GRID):   # DINOv2 interpolates the grid
-            grid = pos[:, 1:].reshape(1, PRETRAIN_GRID, PRETRAIN_GRID, EMBED_DIM).permute(0, 3, 1, 2)
+            grid = pos[:, 1:].reshape(1, PRETRAIN_GRID, PRETRAIN_GRID, EMBED_DIM)
+            grid = grid.permute(0, 3, 1, 2)
             grid = F.interpolate(grid, size=(gh, gw), mode='bicubic', align_corners=False)
             pos = torch.cat([pos[:, :1], grid.permute(0, 2, 3, 1).reshape(1, gh * gw, -1)], 1)
         x = torch.cat([self.cls_token.expand(b, -1, -1), x], dim=1) + pos

@@ -1,8 +1,10 @@
-"""spatial-caption-bench: time the perception stage exactly as the node runs it, side by side
-with the raw model runs, and once through the real perception node.
+r"""spatial-caption-bench: time the perception stage exactly as the node runs it.
+
+Side by side with the raw model runs, and once through the real perception node.
 
     spatial-caption-bench                                     # YOLO11n on bus.jpg, no depth
-    spatial-caption-bench --depth-source depth_anything --depth-model depth_anything_v2_small_timing
+    spatial-caption-bench --depth-source depth_anything_v2 \
+        --depth-model depth_anything_v2_small_timing
     spatial-caption-bench --backend tensorrt --frames 500 --json out.json     # on a GPU
 
 Every iteration runs, one after the other on the same image: JPEG decode, the core
@@ -114,30 +116,30 @@ def detector_raw_runner(pipeline, image) -> RawRunner:
     return RawRunner(f'raw detector {backend.info.backend} run', backend.run, feeds)
 
 
-def depth_raw_runner(name: str, model_dir: str, threads: int) -> RawRunner | None:
-    """Raw session.run of the depth model (its own CPU session, the stage's thread count)."""
+def depth_raw_runner(name: str, config, threads: int) -> RawRunner | None:
+    """Raw run of the depth model on the stage's backend (its own instance, same threads).
+
+    ONNX Runtime: exactly `session.run`, with spinning off so its idle threads do not slow the
+    next measured run on few cores (costs well under 1 % of a 0.8 s depth run). TensorRT: the
+    engine run (input copy, execute, output copy).
+    """
     if not name:
         return None
-    import onnxruntime as ort
-    from spatial_caption_ros.core.backends import auto_threads
+    from spatial_caption_ros.core.backends import create_backend
     from spatial_caption_ros.core.models import resolve_model
-    path = resolve_model(name, model_dir or None, task='depth')
-    if path.suffix.lower() != '.onnx':
-        return None
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or auto_threads()
-    options.inter_op_num_threads = 1
-    # Idle ONNX Runtime threads spin for a while after a run; on few cores that would slow the
-    # next measured run (the pipeline's), so this reference session's threads sleep instead
-    # (costs well under 1 % of an 0.8 s depth run).
-    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
-    session = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
-    inp = session.get_inputs()[0]
-    shape = [d if isinstance(d, int) and d > 0 else (1 if i == 0 else 3 if i == 1 else 518)
+    path = resolve_model(name, config.model_dir or None, task='depth')
+    backend = create_backend(path, config.backend, threads=threads, fp16=config.fp16,
+                             cache_dir=config.engine_cache_dir or None, io_binding=False,
+                             allow_spinning=False)
+    inp = backend.inputs[0]
+    shape = [d if d else (1 if i == 0 else 3 if i == 1 else 518)
              for i, d in enumerate(inp.shape)]
     feeds = {inp.name: np.random.default_rng(0).random(shape, dtype=np.float32)}
-    return RawRunner(f'raw depth session.run ({path.name})', lambda f: session.run(None, f),
-                     feeds)
+    session = getattr(backend, 'session', None)
+    if session is not None:
+        return RawRunner(f'raw depth session.run ({path.name})',
+                         lambda f: session.run(None, f), feeds)
+    return RawRunner(f'raw depth {backend.info.backend} run ({path.name})', backend.run, feeds)
 
 
 def bench_pipeline(values: dict[str, Any], image_path: Path, frames: int,
@@ -164,8 +166,7 @@ def bench_pipeline(values: dict[str, Any], image_path: Path, frames: int,
     try:
         runners = [detector_raw_runner(pipeline, first)]
         depth_runner = depth_raw_runner(
-            depth_model, config.model_dir,
-            getattr(config, 'depth_threads', 0) or config.threads)
+            depth_model, config, getattr(config, 'depth_threads', 0) or config.threads)
         if depth_runner is not None:
             runners.append(depth_runner)
         stages: dict[str, list[float]] = {}

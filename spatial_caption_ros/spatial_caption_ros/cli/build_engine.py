@@ -1,4 +1,4 @@
-"""spatial-caption-build-engine: ONNX -> TensorRT engine (FP16, INT8, fixed/dynamic shapes).
+r"""spatial-caption-build-engine: ONNX -> TensorRT engine (FP16, INT8, fixed/dynamic shapes).
 
     spatial-caption-build-engine yolo11n                                  # FP16, 640x640
     spatial-caption-build-engine depth_anything_v2_small --preprocess imagenet

@@ -44,8 +44,9 @@ def sha256_of(path: Path) -> str:
 
 
 def download(url: str, dest: Path, sha256: str | None = None, opener=urllib.request.urlopen,
-             out=sys.stderr) -> Path:
+             out=None) -> Path:
     """Stream `url` to `dest` through a temporary file; check sha256 before renaming it."""
+    out = out or sys.stderr
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=dest.name + '.', suffix='.part', dir=dest.parent)
     tmp = Path(tmp_name)

@@ -77,7 +77,8 @@ def tensorrt_available(device_id: int = 0) -> tuple[bool, str]:
         ident = runtime_identity(device_id)
     except BackendUnavailableError as exc:
         return False, str(exc)
-    return True, f'TensorRT {ident.trt_version} on {ident.gpu_name} (sm {ident.compute_capability})'
+    return True, (f'TensorRT {ident.trt_version} on {ident.gpu_name} '
+                  f'(sm {ident.compute_capability})')
 
 
 def make_logger(trt):

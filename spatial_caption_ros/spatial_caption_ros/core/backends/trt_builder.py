@@ -166,9 +166,9 @@ class ConsoleProgress:
     PROGRESS_LOG_PERIOD_S seconds and at each phase end.
     """
 
-    def __init__(self, stream=sys.stderr, clock: Callable[[], float] = time.monotonic) -> None:
-        self.stream = stream
-        self.tty = hasattr(stream, 'isatty') and stream.isatty()
+    def __init__(self, stream=None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, 'isatty') and self.stream.isatty()
         self.phases: dict[str, list] = {}   # name -> [parent, steps, done]
         self.clock = clock
         self.start = clock()
@@ -273,7 +273,8 @@ def build_engine(onnx_path: str | os.PathLike, *, cache_dir: str | os.PathLike,
     for r in ranges:
         profile.set_shape(r.name, r.min, r.opt, r.max)
     config.add_optimization_profile(profile)
-    timing_file = Path(cache_dir) / f'timing-{identity.trt_version}-sm{identity.compute_capability}.cache'
+    timing_file = Path(cache_dir) / (f'timing-{identity.trt_version}-'
+                                     f'sm{identity.compute_capability}.cache')
     timing_cache = config.create_timing_cache(
         timing_file.read_bytes() if timing_file.is_file() else b'')
     config.set_timing_cache(timing_cache, ignore_mismatch=False)
