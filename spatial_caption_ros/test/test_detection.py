@@ -266,3 +266,22 @@ def test_real_yolo11n_zidane_and_class_filter():
     assert [d.class_name for d in dets] == ['person']
     # reference from ../shared/models/MANIFEST.md: person 0.864 [748, 42, 1149, 710]
     assert dets[0].box.as_tuple() == pytest.approx((748, 42, 1149, 710), abs=4)
+
+
+def test_detector_writes_into_the_backend_input_buffer_when_offered():
+    class PinnedBufferBackend(FixedOutputBackend):
+        """Offers its own input buffer, as the TensorRT backend offers page-locked memory."""
+
+        def __init__(self, output):
+            super().__init__(output)
+            self.buffer = np.zeros((1, 3, 640, 640), np.float32)
+
+        def input_buffer(self, name, shape):
+            return self.buffer if shape == self.buffer.shape else None
+
+    backend = PinnedBufferBackend(_standard_output())
+    det = YoloDetector(backend)
+    dets = det.detect(ColorImage(np.full((320, 640, 3), 255, np.uint8), 'rgb'))
+    assert det.preprocess.blob is backend.buffer
+    assert backend.buffer[0, 0, 320, 320] == pytest.approx(1.0)     # written in place
+    assert [d.class_name for d in dets] == ['bus', 'person']

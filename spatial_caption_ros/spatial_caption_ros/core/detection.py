@@ -52,9 +52,15 @@ def letterbox_params(src_w: int, src_h: int, dst_w: int, dst_h: int) -> tuple[in
 class LetterboxPreprocessor:
     """Writes letterboxed, normalised NCHW float32 input into one buffer allocated once."""
 
-    def __init__(self, width: int, height: int) -> None:
+    def __init__(self, width: int, height: int, buffer: np.ndarray | None = None) -> None:
         self.width, self.height = width, height
-        self.blob = np.empty((1, 3, height, width), dtype=np.float32)
+        shape = (1, 3, height, width)
+        if buffer is not None and (buffer.shape != shape or buffer.dtype != np.float32):
+            raise ValueError(f'letterbox buffer must be float32 {shape}, got {buffer.dtype} '
+                             f'{buffer.shape}')
+        # The backend's own input buffer when it offers one (TensorRT: page-locked memory), so
+        # the letterboxed image is written where the GPU copy reads it: no extra copy.
+        self.blob = buffer if buffer is not None else np.empty(shape, dtype=np.float32)
         self._placement: tuple[int, int, int, int] | None = None
 
     def __call__(self, image: ColorImage) -> tuple[np.ndarray, Letterbox]:
@@ -171,7 +177,8 @@ class YoloDetector:
         self.backend = backend
         self.input_name = inp.name
         self.input_shape = (1, 3, height, width)
-        self.preprocess = LetterboxPreprocessor(width, height)
+        self.preprocess = LetterboxPreprocessor(
+            width, height, backend.input_buffer(inp.name, self.input_shape))
         names = class_names or parse_class_names(backend.metadata)
         if not names:
             raise ModelError(f'{backend.path or "the model"}: no class names: the model has no '

@@ -52,6 +52,11 @@ class InferenceBackend(ABC):
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Run the model on named inputs; return the outputs in the order of self.outputs."""
 
+    def input_buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray | None:
+        """A host array of `shape` the caller may fill in place and pass to run() for input
+        `name`, saving one copy (the TensorRT backend's page-locked buffer); None if none."""
+        return None
+
     def io_text(self) -> str:
         """'inputs a [1, 3, 640, 640] float32; outputs b [1, 84, 8400] float32' for messages."""
         def fmt(tensors: list[TensorInfo]) -> str:

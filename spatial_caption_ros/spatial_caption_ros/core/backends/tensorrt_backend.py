@@ -189,6 +189,12 @@ class TensorRTBackend(InferenceBackend):
             self._device[tensor.name] = int(dptr)
             self._context.set_tensor_address(tensor.name, int(dptr))
 
+    def input_buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray | None:
+        host = self._host.get(name)
+        if host is None or host.dtype != np.float32 or int(np.prod(shape)) > host.size:
+            return None
+        return host[:int(np.prod(shape))].reshape(shape)
+
     def _set_shapes(self, feeds: dict[str, np.ndarray]) -> None:
         changed = False
         for inp in self.inputs:
@@ -222,7 +228,8 @@ class TensorRTBackend(InferenceBackend):
             arr = feeds[inp.name]
             n = arr.size
             host = self._host[inp.name][:n]
-            np.copyto(host, arr.reshape(-1), casting='same_kind')  # into page-locked memory
+            if arr.ctypes.data != host.ctypes.data:   # not already written in place
+                np.copyto(host, arr.reshape(-1), casting='same_kind')  # into page-locked memory
             check_cuda(cudart.cudaMemcpyAsync(self._device[inp.name], host.ctypes.data,
                                               host.nbytes, h2d, self._stream), 'copy to GPU')
         if not self._context.execute_async_v3(int(self._stream)):
