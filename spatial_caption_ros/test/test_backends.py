@@ -427,3 +427,13 @@ def test_tensorrt_refuses_an_engine_keyed_for_another_gpu(tmp_path):
     ec.sidecar_path(result.engine).write_text(json.dumps(doc))
     with pytest.raises(StaleEngineError, match='compute capability 5.3'):
         create_backend(result.engine, 'tensorrt')
+
+
+@needs_shared
+def test_thread_spinning_is_off_when_the_threads_take_every_core(monkeypatch):
+    monkeypatch.setattr(base_mod, 'usable_cpus', lambda: 2)
+    from spatial_caption_ros.core.backends import onnxruntime_backend as ort_mod
+    monkeypatch.setattr(ort_mod, 'usable_cpus', lambda: 2)
+    assert create_backend(YOLO).info.details['spinning'] == 'off'          # 2 threads, 2 cores
+    assert create_backend(YOLO, threads=1).info.details['spinning'] == 'on'
+    assert create_backend(YOLO, threads=1, allow_spinning=False).info.details['spinning'] == 'off'

@@ -108,7 +108,7 @@ class PerceptionPipeline:
                'detector_model': str(self.model_path),
                'detector_input': 'x'.join(map(str, self.detector.input_shape)),
                'depth_source': self.depth.name}
-        for key in ('selection', 'fallback', 'threads'):
+        for key in ('selection', 'fallback', 'threads', 'spinning'):
             if key in info.details:
                 out[f'backend_{key}'] = info.details[key]
         return out

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from spatial_caption_ros.core.backends.base import (
-    auto_threads, BackendInfo, check_model_file, InferenceBackend, TensorInfo)
+    auto_threads, BackendInfo, check_model_file, InferenceBackend, TensorInfo, usable_cpus)
 from spatial_caption_ros.core.errors import BackendError, BackendUnavailableError, ModelError
 
 _ORT_TYPES = {
@@ -96,8 +96,10 @@ class OnnxRuntimeBackend(InferenceBackend):
     threads: intra-op threads of the CPU provider; 0 = auto_threads() (all usable cores up to 8).
     io_binding: bind inputs and preallocated outputs once per run (no output allocation per run,
     one device copy each way on GPU); outputs are then reused buffers (see InferenceBackend).
-    allow_spinning: let idle intra-op threads spin (lowest latency when the cores are free; turn
-    it off when two models share few cores). None keeps ONNX Runtime's default (on).
+    allow_spinning: let idle intra-op threads spin-wait for work (ONNX Runtime's default). None:
+    automatic, off when the model's threads take every usable core. Spinning only pays with
+    spare cores: with 2 threads on 2 shared cores it made YOLO11n 1.5-3x SLOWER here, in the
+    node and in the bare pipeline alike (docs/perception_engine.md).
     """
 
     def __init__(self, model_path: str | Path, device: str = 'auto', threads: int = 0,
@@ -120,9 +122,10 @@ class OnnxRuntimeBackend(InferenceBackend):
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        if allow_spinning is not None:
-            options.add_session_config_entry('session.intra_op.allow_spinning',
-                                             '1' if allow_spinning else '0')
+        if allow_spinning is None:
+            allow_spinning = threads < usable_cpus()
+        options.add_session_config_entry('session.intra_op.allow_spinning',
+                                         '1' if allow_spinning else '0')
         try:
             self._session = ort.InferenceSession(str(path), sess_options=options,
                                                  providers=providers)
@@ -140,6 +143,7 @@ class OnnxRuntimeBackend(InferenceBackend):
         active = self._session.get_providers()
         requested = [p if isinstance(p, str) else p[0] for p in providers]
         details = {'providers': ','.join(active), 'threads': str(threads),
+                   'spinning': 'on' if allow_spinning else 'off',
                    'io_binding': str(bool(io_binding))}
         if requested[0] != active[0]:
             details['fallback'] = (f'{requested[0]} requested but ONNX Runtime could not start '
