@@ -57,3 +57,14 @@ def test_node_path_publishes_through_the_real_perception_node():
     node = bench.bench_node({'threads': 1}, BUS, frames=3)
     assert node['frames'] == 3 and node['latency_ms_median'] > 0 and node['fps'] > 0
     assert {'decode', 'preprocess', 'inference', 'postprocess'} <= set(node['node_stage_ms'])
+
+
+@pytest.mark.skipif(not TIMING_MODEL.is_file(),
+                    reason='Depth Anything V2-S timing model not built (make dav2-timing-model)')
+def test_timing_model_has_the_official_contract_and_size():
+    from spatial_caption_ros.core.backends import create_backend
+    backend = create_backend(TIMING_MODEL)
+    assert [(t.name, t.shape) for t in backend.inputs] == [('pixel_values', (1, 3, 518, 518))]
+    assert [(t.name, t.shape) for t in backend.outputs] == [('predicted_depth', (1, 518, 518))]
+    # 24.8 M fp32 parameters, as Depth Anything V2 Small
+    assert 95e6 < TIMING_MODEL.stat().st_size < 103e6
