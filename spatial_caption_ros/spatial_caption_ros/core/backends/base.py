@@ -53,8 +53,10 @@ class InferenceBackend(ABC):
         """Run the model on named inputs; return the outputs in the order of self.outputs."""
 
     def input_buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray | None:
-        """A host array of `shape` the caller may fill in place and pass to run() for input
-        `name`, saving one copy (the TensorRT backend's page-locked buffer); None if none."""
+        """A host array the caller may fill in place for input `name` (saves one copy), or None.
+
+        The TensorRT backend returns its page-locked input buffer viewed as `shape`.
+        """
         return None
 
     def io_text(self) -> str:
