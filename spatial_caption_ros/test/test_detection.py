@@ -215,6 +215,7 @@ def test_standard_layout_class_filter_keeps_the_best_allowed_class():
     assert d.class_name == 'bus' and d.confidence == pytest.approx(0.6)
     (d,) = YoloDetector(backend).detect(image)
     assert d.class_name == 'person'
+    assert YoloDetector(backend, classes=('unicorn',)).detect(image) == []
 
 
 def test_nms_stops_at_max_keep_and_matches_the_greedy_result():

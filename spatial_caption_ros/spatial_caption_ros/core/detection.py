@@ -258,6 +258,8 @@ class YoloDetector:
         class_scores = out[4:]
         if self._class_rows is not None:
             class_scores = class_scores[self._class_rows]
+        if class_scores.shape[0] == 0:       # the class filter names no class of this model
+            return np.empty((0, 4), np.float32), np.empty(0, np.float32), np.empty(0, np.int64)
         best = class_scores.max(axis=0)
         candidates = np.flatnonzero(best > self.confidence_threshold)
         if candidates.size > MAX_NMS_CANDIDATES:
