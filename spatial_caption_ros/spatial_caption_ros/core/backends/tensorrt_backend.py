@@ -89,7 +89,7 @@ def make_logger(trt):
             self.messages: list[str] = []
 
         def log(self, severity, msg) -> None:
-            if severity <= trt.ILogger.Severity.WARNING:
+            if int(severity) <= int(trt.ILogger.Severity.WARNING):
                 self.messages.append(str(msg))
                 del self.messages[:-20]
     return Logger()
