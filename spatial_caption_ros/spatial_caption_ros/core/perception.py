@@ -45,7 +45,7 @@ class PerceptionConfig:
         'auto', 'Inference backend: auto (TensorRT, then CUDA, then CPU), onnxruntime or '
         'tensorrt.', choices=BACKENDS, when=CONFIGURE)
     threads: int = param(
-        0, 'CPU inference threads per model; 0: automatic (all usable cores, at most 8).',
+        0, 'CPU inference threads per model; 0: auto (the usable cores, at most 8).',
         minimum=0, maximum=256, when=CONFIGURE)
     fp16: bool = param(True, 'Use FP16 on GPU backends.', when=CONFIGURE)
     engine_cache_dir: str = param(
