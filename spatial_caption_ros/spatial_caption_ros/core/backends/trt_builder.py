@@ -242,6 +242,9 @@ def build_engine(onnx_path: str | os.PathLike, *, cache_dir: str | os.PathLike,
     if precision == 'int8' and not calibration_dir:
         raise ConfigError('INT8 needs a calibration image folder (--calibration DIR)')
     trt = import_tensorrt()
+    if precision == 'int8' and not hasattr(trt, 'IInt8EntropyCalibrator2'):
+        raise ConfigError(f'TensorRT {trt.__version__} has no implicit INT8 calibration: '
+                          'quantize the ONNX model (explicit Q/DQ nodes) and build it as fp16')
     check_cuda(import_cudart().cudaSetDevice(device_id), 'cudaSetDevice')
     identity = runtime_identity(device_id)
     onnx_path = Path(onnx_path)
