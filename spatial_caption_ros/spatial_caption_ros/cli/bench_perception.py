@@ -146,11 +146,10 @@ def bench_pipeline(values: dict[str, Any], image_path: Path, frames: int,
                    warmup: int) -> dict[str, Any]:
     """Per-stage medians of the core pipeline and the raw runs, interleaved per iteration."""
     from spatial_caption_ros.core.image import compressed_to_color
-    from spatial_caption_ros.core.params import build_config
+    from spatial_caption_ros.core.params import build_config, param_fields
     from spatial_caption_ros.core.perception import PerceptionConfig, PerceptionPipeline
     from spatial_caption_ros.core.types import CameraIntrinsics, FrameHeader
 
-    from spatial_caption_ros.core.params import param_fields
     known = {f.name for f, _ in param_fields(PerceptionConfig)}
     notes = []
     depth_model = values.get('depth_model', '')
