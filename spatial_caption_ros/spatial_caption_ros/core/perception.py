@@ -45,9 +45,16 @@ class PerceptionConfig:
         'auto', 'Inference backend: auto (TensorRT, then CUDA, then CPU), onnxruntime or '
         'tensorrt.', choices=BACKENDS, when=CONFIGURE)
     threads: int = param(
-        0, 'CPU inference threads per model; 0 lets the runtime use every core.',
+        0, 'CPU inference threads per model; 0: auto (the usable cores, at most 8).',
         minimum=0, maximum=256, when=CONFIGURE)
     fp16: bool = param(True, 'Use FP16 on GPU backends.', when=CONFIGURE)
+    engine_cache_dir: str = param(
+        '', 'Folder of TensorRT engines (spatial-caption-build-engine); empty: '
+        '~/.cache/spatial_caption_ros/engines.', when=CONFIGURE)
+    detector_input_size: int = param(
+        640, 'Network input side for detector models with dynamic input size (rounded up to a '
+        'multiple of 32); fixed-size models use their own size.', minimum=32, maximum=4096,
+        when=CONFIGURE)
     confidence_threshold: float = param(
         0.25, 'Minimum detection confidence.', minimum=0.0, maximum=1.0)
     iou_threshold: float = param(
@@ -75,13 +82,14 @@ class PerceptionPipeline:
         self.knowledge = knowledge or KnowledgeBase.load(config.knowledge_files)
         model_path = resolve_model(config.detector_model, config.model_dir or None,
                                    task='detection')
+        size = config.detector_input_size
         self.backend = create_backend(model_path, config.backend, threads=config.threads,
-                                      fp16=config.fp16)
+                                      fp16=config.fp16, cache_dir=config.engine_cache_dir or None)
         names = read_class_names_file(config.class_names_file) if config.class_names_file else None
         self.detector = YoloDetector(
             self.backend, class_names=names, confidence_threshold=config.confidence_threshold,
             iou_threshold=config.iou_threshold, max_detections=config.max_detections,
-            classes=config.classes)
+            classes=config.classes, input_size=size)
         self.model_path = model_path
         self.depth: DepthSource = create_depth_source(config.depth_source)
 
@@ -96,8 +104,14 @@ class PerceptionPipeline:
     def describe(self) -> dict[str, str]:
         """What is really running (for logs and diagnostics)."""
         info = self.backend.info
-        return {'backend': info.backend, 'device': info.device, 'precision': info.precision,
-                'detector_model': str(self.model_path), 'depth_source': self.depth.name}
+        out = {'backend': info.backend, 'device': info.device, 'precision': info.precision,
+               'detector_model': str(self.model_path),
+               'detector_input': 'x'.join(map(str, self.detector.input_shape)),
+               'depth_source': self.depth.name}
+        for key in ('selection', 'fallback', 'threads', 'spinning'):
+            if key in info.details:
+                out[f'backend_{key}'] = info.details[key]
+        return out
 
     def process(self, image: ColorImage, header: FrameHeader,
                 intrinsics: CameraIntrinsics | None = None,
