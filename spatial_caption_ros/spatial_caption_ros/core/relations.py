@@ -151,7 +151,7 @@ class PairRelations:
         columns = (ids[self.subject[idx]].tolist(), self.predicate[idx].tolist(),
                    ids[self.object[idx]].tolist(), self.distance[idx].tolist(),
                    self.confidence[idx].tolist(), np.asarray(sal)[idx].tolist())
-        return [Relation(*row) for row in zip(*columns, strict=True)]
+        return list(map(Relation, *columns))
 
 
 def _normal_cdf(x: np.ndarray) -> np.ndarray:
