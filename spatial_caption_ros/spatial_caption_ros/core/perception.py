@@ -323,7 +323,9 @@ class PerceptionPipeline:
         if dense_due or not self.depth.dense:
             depth = self.depth.estimate(DepthInput(image, detections, intrinsics, sensor_depth),
                                         prepared[0] if prepared is not None else None)
+        t_track = time.perf_counter()
         tracks = self.tracker.update(detections) if self.config.tracking else None
+        timings['tracking'] = (time.perf_counter() - t_track) * 1e3
         if depth is not None:
             od_list = depth.objects
             if dense_due:
@@ -378,7 +380,7 @@ class PerceptionPipeline:
         for i, od in enumerate(carried):
             if od is None and fallback is not None and fallback[i].known:
                 e = fallback[i]
-                od = ObjectDepth(e.z, e.sigma, GeometricDepth.name, True)
+                od = ObjectDepth(e.z, e.sigma, GeometricDepth.name, True, e.extent)
                 from_geometric += 1
             out.append(od or ObjectDepth(source=self.depth.name))
         age = self.frames - (self._last_depth_frame or 0)
@@ -407,7 +409,10 @@ class PerceptionPipeline:
         if od.metric and od.known and intrinsics is not None:
             obj.position = position_from_depth(det.box, od.value, intrinsics)
             obj.distance = norm3(obj.position)
-            obj.metric_width, obj.metric_height = metric_size(det.box, od.value, intrinsics)
+            # The box outlines the object's front, which is half its extent nearer than its centre.
+            front = od.value - 0.5 * od.extent if math.isfinite(od.extent) else od.value
+            obj.metric_width, obj.metric_height = metric_size(det.box, max(front, 0.0),
+                                                              intrinsics)
         return obj
 
     def close(self) -> None:

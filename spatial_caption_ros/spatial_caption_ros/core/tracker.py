@@ -58,7 +58,8 @@ class Track:
                      if ratio != 1.0 else 0.0)
         sigma = math.hypot(d.uncertainty * ratio if math.isfinite(d.uncertainty) else 0.0,
                            value * rel_ratio)
-        return ObjectDepth(value, sigma if sigma > 0 else d.uncertainty, d.source, d.metric)
+        return ObjectDepth(value, sigma if sigma > 0 else d.uncertainty, d.source, d.metric,
+                           d.extent)
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -229,15 +229,15 @@ class DepthAnythingSource(DepthSource):
 
     # ------------------------------------------------------------------ metric models
 
-    def _centre(self, det, surface: float, estimate: GeometricEstimate | None,
+    def _extent(self, det, surface: float, estimate: GeometricEstimate | None,
                 intrinsics) -> float:
-        """Object centre depth from the depth of its visible surface (+ half its extent)."""
+        """Depth extent of the object: its centre is half of it behind the visible surface."""
         if estimate is not None and math.isfinite(estimate.extent):
-            return surface + 0.5 * estimate.extent
+            return estimate.extent
         prior = self.knowledge.size_prior(det.class_name)
         if prior is None:
-            return surface
-        return surface + 0.5 * depth_extent(prior, det.box, surface, intrinsics)
+            return 0.0
+        return depth_extent(prior, det.box, surface, intrinsics, z_is_surface=True)
 
     def _metric(self, inp: DepthInput, metres: np.ndarray) -> DepthOutput:
         objects = []
@@ -251,8 +251,8 @@ class DepthAnythingSource(DepthSource):
                        estimate: GeometricEstimate | None, intrinsics) -> ObjectDepth:
         if not math.isfinite(surface) or surface <= 0:
             return ObjectDepth(source=DEPTH_ANYTHING_V2)
-        return ObjectDepth(self._centre(det, surface, estimate, intrinsics), sigma,
-                           DEPTH_ANYTHING_V2, True)
+        extent = self._extent(det, surface, estimate, intrinsics)
+        return ObjectDepth(surface + 0.5 * extent, sigma, DEPTH_ANYTHING_V2, True, extent)
 
     # ------------------------------------------------------------------ relative models
 
@@ -313,7 +313,7 @@ class DepthAnythingSource(DepthSource):
                 if math.isfinite(surface):
                     # d z / d disparity = -scale * z^2; plus the fit's own relative error.
                     sigma = math.hypot(fit.scale * surface * surface * st.spread,
-                                       fit.residual * surface)
+                                       fit.rel_sigma * surface)
                 objects.append(self._metric_object(det, surface, sigma, est, inp.intrinsics))
             metres = fit.depth(disparity).astype(np.float32)
             notes.append(f'depth_anything_v2 metric scale from {self.scale_source}: {fit_note}')

@@ -87,20 +87,28 @@ def _visible_width(prior: SizePrior) -> tuple[float, float]:
 
 
 def depth_extent(prior: SizePrior, box: BoundingBox, z: float,
-                 intrinsics: CameraIntrinsics | None,
-                 margin: float = DEFAULT_BORDER_MARGIN_PX) -> float:
-    """Extent of an object along the line of sight (metres), seen in `box` at depth z.
+                 intrinsics: CameraIntrinsics | None, margin: float = DEFAULT_BORDER_MARGIN_PX,
+                 z_is_surface: bool = False) -> float:
+    """Extent of an object along the line of sight (metres), seen in `box`.
 
     Seen square-on, the visible width is one side of the footprint and the extent the other, so
-    extent = width + length - visible width, clipped to the footprint's sides. Without
-    intrinsics, or when the box is cut sideways, the mean of the two sides.
+    extent = width + length - visible width, clipped to the footprint's sides. The visible width
+    is measured at the near face: z is the depth of that face (`z_is_surface`) or of the centre,
+    half an extent farther. Without intrinsics, or when the box is cut sideways, the mean of the
+    two sides.
     """
     d_min, d_max = _extent_range(prior)
     if intrinsics is None or box.width <= 0 or not math.isfinite(z) or z <= 0 or \
             truncation(box, intrinsics.width, intrinsics.height, margin)[0]:
         return 0.5 * (d_min + d_max)
-    visible = box.width * z / intrinsics.fx
-    return min(max(prior.width + prior.length - visible, d_min), d_max)
+    b = box.width / intrinsics.fx          # visible width per metre of depth
+    sides = prior.width + prior.length
+    if z_is_surface:
+        extent = sides - b * z
+    else:
+        # visible = b * (z - extent/2) and extent = sides - visible, solved for the extent
+        extent = (sides - b * z) / (1.0 - 0.5 * b) if b < 2.0 else d_min
+    return min(max(extent, d_min), d_max)
 
 
 def _height_depth(top: float, bottom: float, height_m: float, extent: float) -> float:
@@ -194,7 +202,7 @@ class GeometricDepth(DepthSource):
     def estimate(self, inp: DepthInput, prepared=None) -> DepthOutput:
         ests = self.estimates(inp.detections, inp.intrinsics, inp.image.width, inp.image.height)
         metric = inp.intrinsics is not None
-        objects = [ObjectDepth(e.z, e.sigma, DEPTH_GEOMETRIC, metric) if e.known
+        objects = [ObjectDepth(e.z, e.sigma, DEPTH_GEOMETRIC, metric, e.extent) if e.known
                    else ObjectDepth(source=DEPTH_GEOMETRIC) for e in ests]
         notes = []
         if not metric:

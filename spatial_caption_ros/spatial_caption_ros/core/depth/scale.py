@@ -49,6 +49,7 @@ class ScaleFit:
     inliers: int
     residual: float        # median |relative depth error| of the inliers
     kind: str              # 'affine' or 'scale-only'
+    rel_sigma: float = 0.0  # relative depth uncertainty the fit adds to every value
 
     def depth(self, disparity: np.ndarray | float) -> np.ndarray | float:
         """Metric depth of model disparity (NaN where the fit gives no positive inverse depth)."""
@@ -64,6 +65,17 @@ def _rel_errors(scale: float, shift: float, d: np.ndarray, z: np.ndarray) -> np.
     with np.errstate(divide='ignore', invalid='ignore'):
         rel = np.where(inv > 0, 1.0 / (inv * z) - 1.0, np.inf)
     return np.abs(rel)
+
+
+def _fit_sigma(rel: np.ndarray, sig: np.ndarray, inl: np.ndarray) -> float:
+    """Relative uncertainty that a fit adds to every depth it gives.
+
+    The inliers' scatter (a robust standard deviation, 1.4826 x median absolute error), but never
+    less than the anchors' own errors allow (their median relative sigma over sqrt(inliers): a
+    fit through anchors that agree by chance is still only as good as the anchors).
+    """
+    n = int(inl.sum())
+    return float(max(1.4826 * np.median(rel[inl]), np.median(sig[inl]) / math.sqrt(n)))
 
 
 def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
@@ -92,13 +104,13 @@ def fit_inverse_depth(disparity, depth, rel_sigma=None,
     # Weights of least squares in inverse depth: sigma(1/z) = rel_sigma / z.
     w = (z / sig) ** 2
     if n >= MIN_ANCHORS_FOR_SHIFT:
-        fit = _ransac_affine(d, z, tol, w, rng)
+        fit = _ransac_affine(d, z, sig, tol, w, rng)
         if fit is not None:
             return fit
-    return _scale_only(d, z, tol, w)
+    return _scale_only(d, z, sig, tol, w)
 
 
-def _scale_only(d, z, tol, w) -> ScaleFit | None:
+def _scale_only(d, z, sig, tol, w) -> ScaleFit | None:
     ratios = (1.0 / z) / d
     scale = _weighted_median(ratios, w)
     rel = _rel_errors(scale, 0.0, d, z)
@@ -108,10 +120,10 @@ def _scale_only(d, z, tol, w) -> ScaleFit | None:
     scale = _weighted_median(ratios[inl], w[inl])
     rel = _rel_errors(scale, 0.0, d, z)
     inl = rel <= tol
-    if inl.sum() < max(1, math.ceil(d.size / 2)):
+    if 2 * inl.sum() <= d.size:
         return None     # no majority agrees on one scale
     return ScaleFit(scale, 0.0, int(d.size), int(inl.sum()), float(np.median(rel[inl])),
-                    'scale-only')
+                    'scale-only', _fit_sigma(rel, sig, inl))
 
 
 def _pairs(n: int, rng: np.random.Generator | None):
@@ -123,7 +135,7 @@ def _pairs(n: int, rng: np.random.Generator | None):
     return zip(firsts.tolist(), seconds.tolist(), strict=True)
 
 
-def _ransac_affine(d, z, tol, w, rng) -> ScaleFit | None:
+def _ransac_affine(d, z, sig, tol, w, rng) -> ScaleFit | None:
     inv = 1.0 / z
     best_inliers, best_score = None, (-1, -math.inf)
     for i, j in _pairs(d.size, rng):
@@ -155,7 +167,7 @@ def _ransac_affine(d, z, tol, w, rng) -> ScaleFit | None:
             break
         inl = new
     return ScaleFit(float(scale), float(shift), int(d.size), int(inl.sum()),
-                    float(np.median(rel[inl])), 'affine')
+                    float(np.median(rel[inl])), 'affine', _fit_sigma(rel, sig, inl))
 
 
 class ScaleTracker:
@@ -178,7 +190,8 @@ class ScaleTracker:
                 a = self.smoothing
                 fit = ScaleFit((1 - a) * fit.scale + a * prev.scale,
                                (1 - a) * fit.shift + a * prev.shift,
-                               fit.anchors, fit.inliers, fit.residual, fit.kind)
+                               fit.anchors, fit.inliers, fit.residual, fit.kind,
+                               (1 - a) * fit.rel_sigma + a * prev.rel_sigma)
                 smoothed = ', smoothed over frames'
             else:
                 smoothed = ''

@@ -142,10 +142,11 @@ class SensorDepth(DepthSource):
                 unknown += 1
                 continue
             prior = self.knowledge.size_prior(det.class_name)
-            centre = st.value + (0.5 * depth_extent(prior, det.box, st.value, inp.intrinsics)
-                                 if prior is not None else 0.0)
+            extent = (depth_extent(prior, det.box, st.value, inp.intrinsics, z_is_surface=True)
+                      if prior is not None else 0.0)
             sigma = math.hypot(st.spread, SENSOR_REL_FLOOR * st.value)
-            objects.append(ObjectDepth(centre, sigma, DEPTH_SENSOR, True))
+            objects.append(ObjectDepth(st.value + 0.5 * extent, sigma, DEPTH_SENSOR, True,
+                                       extent))
         notes = []
         if unknown:
             notes.append(f'sensor depth: {unknown} object(s) have too few valid depth readings')
