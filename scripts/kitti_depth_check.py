@@ -132,6 +132,26 @@ def coverage(matches: list[Match], sigmas: float) -> float:
     return sum(abs(m.depth - m.label_z) <= sigmas * m.sigma for m in known) / len(known)
 
 
+def depth_order(matches: list[Match], min_ratio: float = 0.10) -> tuple[int, int]:
+    """(correctly ordered, compared) pairs of matched objects of one frame.
+
+    Only pairs whose labelled depths differ by more than `min_ratio` count (issue 4's criterion).
+    """
+    right = total = 0
+    by_frame: dict[str, list[Match]] = {}
+    for m in matches:
+        if math.isfinite(m.depth):
+            by_frame.setdefault(m.frame, []).append(m)
+    for group in by_frame.values():
+        for i, a in enumerate(group):
+            for b in group[i + 1:]:
+                if abs(a.label_z - b.label_z) <= min_ratio * min(a.label_z, b.label_z):
+                    continue
+                total += 1
+                right += (a.depth < b.depth) == (a.label_z < b.label_z)
+    return right, total
+
+
 def summary(matches: list[Match]) -> list[tuple[str, int, int, float, float]]:
     """(subset, matched, with depth, median |rel. depth error|, median |rel. distance error|)."""
     groups = [('all matched', matches),
@@ -173,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, n, known, err_z, err_d in summary(matches):
         print(f'| {name} | {n} | {known} | {100 * err_z:.1f} % | {100 * err_d:.1f} % |')
     print()
+    right, total = depth_order(matches)
+    print(f'depth order of matched pairs whose labelled depths differ by > 10 %: {right}/{total}'
+          f' = {100 * right / max(total, 1):.1f} %')
     print(f'errors within 1 sigma: {100 * coverage(matches, 1.0):.0f} % (normal: 68 %), within '
           f'2 sigma: {100 * coverage(matches, 2.0):.0f} % (normal: 95 %)')
     return 0

@@ -109,6 +109,9 @@ def test_scale_and_shift_recovered_despite_outliers():
     assert fit.shift == pytest.approx(0.01, abs=0.002)
     assert fit.inliers >= (~bad).sum() - 2 and fit.anchors == 40
     assert np.median(np.abs(fit.depth(d[~bad]) / z[~bad] - 1)) < 0.02
+    # the fit is never claimed better than its anchors allow (0.05 / sqrt(inliers))
+    assert fit.rel_sigma >= 0.05 / math.sqrt(fit.inliers) - 1e-9
+    assert np.allclose(fit.depth_map(d.astype(np.float32)), fit.depth(d), rtol=1e-5)
     # a plain least-squares fit is pulled away by the outliers
     a = np.stack([d, np.ones_like(d)], axis=1)
     (s_ls, _), *_ = np.linalg.lstsq(a, 1.0 / z_obs, rcond=None)

@@ -315,7 +315,7 @@ class DepthAnythingSource(DepthSource):
                     sigma = math.hypot(fit.scale * surface * surface * st.spread,
                                        fit.rel_sigma * surface)
                 objects.append(self._metric_object(det, surface, sigma, est, inp.intrinsics))
-            metres = fit.depth(disparity).astype(np.float32)
+            metres = fit.depth_map(disparity)
             notes.append(f'depth_anything_v2 metric scale from {self.scale_source}: {fit_note}')
             return DepthOutput(objects=objects, metric=True, depth_map=metres, notes=notes)
         ref = self._reference(disparity)

@@ -59,6 +59,17 @@ class ScaleFit:
         return float(z) if np.ndim(z) == 0 else z
 
 
+    def depth_map(self, disparity: np.ndarray) -> np.ndarray:
+        """depth() of a whole float32 map, in float32 and in place of one temporary (fast)."""
+        inv = np.multiply(disparity, np.float32(self.scale), dtype=np.float32)
+        inv += np.float32(self.shift)
+        bad = ~(inv > 0)
+        inv[bad] = 1.0
+        np.reciprocal(inv, out=inv)
+        inv[bad] = np.nan
+        return inv
+
+
 def _rel_errors(scale: float, shift: float, d: np.ndarray, z: np.ndarray) -> np.ndarray:
     """Relative depth error of each anchor: z_pred/z - 1, from the inverse-depth residual."""
     inv = scale * d + shift

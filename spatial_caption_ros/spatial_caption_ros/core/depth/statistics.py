@@ -70,13 +70,12 @@ def inner_region(box: BoundingBox, width: int, height: int,
     return x0, y0, x1, y1
 
 
-def _spread_from_percentiles(samples: np.ndarray, centre: float) -> float:
+def _spread_percentiles(centre: float) -> tuple[float, float, float]:
+    """Percentiles (low, high) around `centre` and the normal z-span between them."""
     lo_p = max(2.0, centre - SPREAD_HALF_WIDTH)
     hi_p = min(98.0, centre + SPREAD_HALF_WIDTH)
-    lo, hi = np.percentile(samples, [lo_p, hi_p])
     normal = NormalDist()
-    z_span = normal.inv_cdf(hi_p / 100.0) - normal.inv_cdf(lo_p / 100.0)
-    return float((hi - lo) / z_span)
+    return lo_p, hi_p, normal.inv_cdf(hi_p / 100.0) - normal.inv_cdf(lo_p / 100.0)
 
 
 def box_depth(depth: np.ndarray, box: BoundingBox, config: BoxStatConfig,
@@ -100,6 +99,7 @@ def box_depth(depth: np.ndarray, box: BoundingBox, config: BoxStatConfig,
     if samples.size == 0 or fraction < config.min_valid_fraction:
         return BoxDepth(valid=int(samples.size), valid_fraction=fraction)
     centre = 100.0 - config.percentile if larger_is_nearer else config.percentile
-    value = float(np.percentile(samples, centre))
-    return BoxDepth(value=value, spread=_spread_from_percentiles(samples, centre),
+    lo_p, hi_p, z_span = _spread_percentiles(centre)
+    lo, value, hi = np.percentile(samples, [lo_p, centre, hi_p])   # one partial sort
+    return BoxDepth(value=float(value), spread=float((hi - lo) / z_span),
                     valid=int(samples.size), valid_fraction=fraction)
