@@ -55,17 +55,6 @@ def frames(kitti: Path, count: int):
     return [loaded[i % len(loaded)] for i in range(count)]
 
 
-def raw_time(backend, feeds: dict, repeats: int) -> float:
-    """Median milliseconds of backend.run on fixed inputs."""
-    backend.run(feeds)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        backend.run(feeds)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
 def main(argv: list[str] | None = None) -> int:
     root = repository_root()
     shared = root.parent / 'shared' if root else Path('shared')
@@ -102,6 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     for mode in modes:                                   # warm-up: first runs allocate
         mode.pipeline.process(image0, FrameHeader(0, 'cam'), intr0)
         mode.pipeline.tracker.reset()
+    # Raw session.run of each model on a fixed input, taking its turn in the same loop.
+    det = modes[0].pipeline.detector
+    raw = {'YOLO11n': (det.backend, {det.input_name: det.preprocess(image0)[0].copy()})}
+    for label, mode in (('DA-V2 full', modes[2]), ('DA-V2 small', modes[4])):
+        model = mode.pipeline.depth.model
+        raw[label] = (model.backend, {model.input_name: model.preprocess(image0)[0].copy()})
+    raw_times: dict[str, list[float]] = {label: [] for label in raw}
     for index, (image, intrinsics) in enumerate(sequence):
         for mode in modes:
             t0 = time.perf_counter()
@@ -109,23 +105,21 @@ def main(argv: list[str] | None = None) -> int:
             mode.times.append((time.perf_counter() - t0) * 1e3)
             for key, value in result.stage_times_ms.items():
                 mode.stages.setdefault(key, []).append(value)
-    # Raw session.run of both models, same process, right after.
-    det = modes[0].pipeline.detector
-    det_blob, _ = det.preprocess(image0)
-    yolo_ms = raw_time(det.backend, {det.input_name: det_blob}, 5)
-    depth_ms = {}
-    for label, mode in (('full', modes[2]), ('small', modes[4])):
-        model = mode.pipeline.depth.model
-        blob, _ = model.preprocess(image0)
-        depth_ms[label] = raw_time(model.backend, {model.input_name: blob.copy()}, 3)
+        for label, (backend, feeds) in raw.items():
+            t0 = time.perf_counter()
+            backend.run(feeds)
+            raw_times[label].append((time.perf_counter() - t0) * 1e3)
+    yolo_ms = statistics.mean(raw_times['YOLO11n'])
+    depth_ms = {'full': statistics.mean(raw_times['DA-V2 full']),
+                'small': statistics.mean(raw_times['DA-V2 small'])}
     print(f'# bench_depth: {time.strftime("%Y-%m-%d %H:%M")}, {platform.processor() or "cpu"}, '
           f'{os.cpu_count()} cores, {len(sequence)} KITTI frames '
           f'{image0.width}x{image0.height}')
     print(f'# models: full {args.full.name}, small {args.small.name} (random weights: timing '
           'only)')
-    print(f'raw session.run: YOLO11n {yolo_ms:.1f} ms, DA-V2 full {depth_ms["full"]:.1f} ms, '
-          f'DA-V2 small {depth_ms["small"]:.1f} ms, YOLO + DA-V2 full '
-          f'{yolo_ms + depth_ms["full"]:.1f} ms')
+    print(f'raw session.run (mean, same loop): YOLO11n {yolo_ms:.1f} ms, DA-V2 full '
+          f'{depth_ms["full"]:.1f} ms, DA-V2 small {depth_ms["small"]:.1f} ms, YOLO + DA-V2 '
+          f'full {yolo_ms + depth_ms["full"]:.1f} ms')
     print()
     print('| mode | mean ms/frame | median | frames/s | x (raw YOLO + raw DA-V2 full) |')
     print('|---|---|---|---|---|')
