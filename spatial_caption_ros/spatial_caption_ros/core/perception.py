@@ -225,6 +225,7 @@ class PerceptionPipeline:
         self.frames = 0                   # frames processed
         self.depth_frames = 0             # frames the dense depth model ran on
         self._last_depth_frame: int | None = None
+        self._last_depth_metric = False
         self._last_stamp_ns: int | None = None
         self.last_depth_notes: list[str] = []
 
@@ -323,13 +324,16 @@ class PerceptionPipeline:
         if dense_due or not self.depth.dense:
             depth = self.depth.estimate(DepthInput(image, detections, intrinsics, sensor_depth),
                                         prepared[0] if prepared is not None else None)
+        depth_ms = (time.perf_counter() - t_depth) * 1e3
         t_track = time.perf_counter()
         tracks = self.tracker.update(detections) if self.config.tracking else None
         timings['tracking'] = (time.perf_counter() - t_track) * 1e3
+        t_depth = time.perf_counter()
         if depth is not None:
             od_list = depth.objects
             if dense_due:
                 self._last_depth_frame = self.frames
+                self._last_depth_metric = depth.metric
                 self.depth_frames += 1
             if tracks is not None:
                 for track, det, od in zip(tracks, detections, od_list, strict=True):
@@ -341,10 +345,13 @@ class PerceptionPipeline:
                 timings[f'depth_{key}'] = value
         else:
             od_list, depth_notes = self._carry(detections, tracks, intrinsics, image)
-            depth_map, metric = None, all(o.metric for o in od_list if o.known)
-        own = (time.perf_counter() - t_depth) * 1e3
-        timings['depth'] = own + (prepared[1] if prepared is not None and future is not None
-                                  else 0.0)
+            known = [o for o in od_list if o.known]
+            depth_map = None
+            metric = all(o.metric for o in known) if known else self._last_depth_metric
+        depth_ms += (time.perf_counter() - t_depth) * 1e3
+        # All depth work of the frame; in parallel the dense part overlapped detection.
+        timings['depth'] = depth_ms + (prepared[1] if prepared is not None and future is not None
+                                       else 0.0)
         notes.extend(depth_notes)
         self.last_depth_notes = list(depth_notes)
         if intrinsics is None:
