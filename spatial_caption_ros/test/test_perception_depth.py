@@ -155,6 +155,13 @@ def test_configuration_errors_say_what_to_do():
     assert build_config(PerceptionConfig, {'depth_source': 'depth_anything_v2',
                                            'depth_scale_source': 'sensor'}).uses_sensor_depth
     assert not build_config(PerceptionConfig, {'depth_source': 'geometric'}).uses_sensor_depth
+    with pytest.raises(ConfigError, match='does nothing'):
+        build_config(PerceptionConfig, {'depth_source': 'geometric',
+                                        'depth_scale_source': 'sensor'})
+    with pytest.raises(ConfigError, match='does nothing'):
+        build_config(PerceptionConfig, {'depth_source': 'depth_anything_v2',
+                                        'depth_model_output': 'metric',
+                                        'depth_scale_source': 'sensor'})
 
 
 def test_thread_plan_for_small_and_large_machines():

@@ -145,16 +145,23 @@ class PerceptionConfig:
             lower = self.depth_input_size // PATCH * PATCH
             raise ConfigError(f'depth_input_size {self.depth_input_size} is not a multiple of '
                               f'{PATCH}: use {max(PATCH, lower)} or {lower + PATCH}')
+        if self.depth_scale_source == 'sensor' and (
+                self.depth_source not in (DEPTH_ANYTHING_V2, DEPTH_SENSOR)
+                or (self.depth_source == DEPTH_ANYTHING_V2
+                    and self.depth_model_output == 'metric')):
+            # It would subscribe to `depth` for nothing: say so instead.
+            raise ConfigError('depth_scale_source sensor anchors the scale of a relative '
+                              'depth_anything_v2 model; it does nothing with depth_source '
+                              f'{self.depth_source} and depth_model_output '
+                              f'{self.depth_model_output}')
         if self.depth_every_n_frames > 1 and not self.tracking:
             raise ConfigError('depth_every_n_frames > 1 needs tracking (the tracker carries '
                               'depth between depth frames)')
 
     @property
     def uses_sensor_depth(self) -> bool:
-        """Whether the node must subscribe to the aligned depth image."""
-        return self.depth_source == DEPTH_SENSOR or (
-            self.depth_source == DEPTH_ANYTHING_V2 and self.depth_model_output == 'relative'
-            and self.depth_scale_source == 'sensor')
+        """Whether the node subscribes to the aligned depth image (ros/interface.py)."""
+        return self.depth_source == DEPTH_SENSOR or self.depth_scale_source == 'sensor'
 
 
 def thread_plan(config: PerceptionConfig, dense_depth: bool, gpu: bool,
