@@ -167,7 +167,8 @@ def test_configuration_errors_say_what_to_do():
 def test_thread_plan_for_small_and_large_machines():
     cfg = build_config(PerceptionConfig, {})
     assert thread_plan(cfg, dense_depth=True, gpu=False, cores=2) == (False, 0, 0)
-    assert thread_plan(cfg, dense_depth=True, gpu=False, cores=16) == (True, 4, 12)
+    assert thread_plan(cfg, dense_depth=True, gpu=False, cores=16) == (True, 4, 8)
+    assert thread_plan(cfg, dense_depth=True, gpu=False, cores=4) == (True, 1, 3)
     assert thread_plan(cfg, dense_depth=False, gpu=False, cores=16) == (False, 0, 0)
     assert thread_plan(cfg, dense_depth=True, gpu=True, cores=2)[0]
     forced = build_config(PerceptionConfig, {'parallel_depth': 'on', 'threads': 3})

@@ -14,11 +14,11 @@ from __future__ import annotations
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 import math
-import os
 import time
 from typing import Any
 
 from spatial_caption_ros.core.backends import BACKENDS, create_backend
+from spatial_caption_ros.core.backends.base import MAX_AUTO_THREADS, usable_cpus
 from spatial_caption_ros.core.depth import (
     BoxStatConfig, create_depth_source, DEPTH_SOURCES, DepthInput, DepthOutput, DepthSource)
 from spatial_caption_ros.core.depth.depth_anything import MODEL_OUTPUTS, PATCH, SCALE_SOURCES
@@ -64,9 +64,17 @@ class PerceptionConfig:
         'auto', 'Inference backend: auto (TensorRT, then CUDA, then CPU), onnxruntime or '
         'tensorrt.', choices=BACKENDS, when=CONFIGURE)
     threads: int = param(
-        0, 'CPU inference threads of the detector; 0: every core, or a share of them when depth '
-        'runs in parallel (see parallel_depth).', minimum=0, maximum=256, when=CONFIGURE)
+        0, 'CPU inference threads of the detector; 0: auto (the usable cores, at most 8, or a '
+        'share of them when depth runs in parallel: see parallel_depth).', minimum=0,
+        maximum=256, when=CONFIGURE)
     fp16: bool = param(True, 'Use FP16 on GPU backends.', when=CONFIGURE)
+    engine_cache_dir: str = param(
+        '', 'Folder of TensorRT engines (spatial-caption-build-engine); empty: '
+        '~/.cache/spatial_caption_ros/engines.', when=CONFIGURE)
+    detector_input_size: int = param(
+        640, 'Network input side for detector models with dynamic input size (rounded up to a '
+        'multiple of 32); fixed-size models use their own size.', minimum=32, maximum=4096,
+        when=CONFIGURE)
     confidence_threshold: float = param(
         0.25, 'Minimum detection confidence.', minimum=0.0, maximum=1.0)
     iou_threshold: float = param(
@@ -166,20 +174,21 @@ class PerceptionConfig:
 
 def thread_plan(config: PerceptionConfig, dense_depth: bool, gpu: bool,
                 cores: int | None = None) -> tuple[bool, int, int]:
-    """(run depth in parallel, detector threads, depth threads); 0 = runtime default (all cores).
+    """(run depth in parallel, detector threads, depth threads); 0 = the backend's auto_threads.
 
     In parallel the cores are split: the depth model is the slower one, so it gets the larger
-    share (three quarters, at least one core each) unless the thread parameters say otherwise.
+    share (three quarters, at least one core each, at most MAX_AUTO_THREADS each: more rarely
+    speeds up one small model) unless the thread parameters say otherwise.
     """
-    cores = cores or os.cpu_count() or 1
+    cores = cores or usable_cpus()
     if config.parallel_depth == 'auto':
         parallel = dense_depth and (gpu or cores >= PARALLEL_MIN_CORES)
     else:
         parallel = dense_depth and config.parallel_depth == 'on'
     det, depth = config.threads, config.depth_threads
     if parallel and not gpu:
-        det = det or max(1, cores // 4)
-        depth = depth or max(1, cores - det)
+        det = det or min(MAX_AUTO_THREADS, max(1, cores // 4))
+        depth = depth or min(MAX_AUTO_THREADS, max(1, cores - det))
     return parallel, det, depth
 
 
@@ -193,8 +202,12 @@ class PerceptionPipeline:
                                    task='detection')
         dense = config.depth_source == DEPTH_ANYTHING_V2
         self.parallel, det_threads, depth_threads = thread_plan(config, dense, gpu=False)
+        # Two models sharing the cores: idle threads must not spin-wait on the other's cores.
+        spinning = False if self.parallel else None
+        engines = config.engine_cache_dir or None
         self.backend = create_backend(model_path, config.backend, threads=det_threads,
-                                      fp16=config.fp16)
+                                      fp16=config.fp16, cache_dir=engines,
+                                      allow_spinning=spinning)
         if _on_gpu(self.backend):
             # CPU thread counts do not matter on a GPU, but overlapping the two models does.
             self.parallel = thread_plan(config, dense, gpu=True)[0]
@@ -207,14 +220,15 @@ class PerceptionPipeline:
                 self.backend, class_names=names,
                 confidence_threshold=config.confidence_threshold,
                 iou_threshold=config.iou_threshold, max_detections=config.max_detections,
-                classes=config.classes)
+                classes=config.classes, input_size=config.detector_input_size)
             self.model_path = model_path
             self.depth_model_path = (resolve_model(config.depth_model, config.model_dir or None,
                                                    task='depth') if dense else None)
             self.depth = create_depth_source(
                 config.depth_source, knowledge=self.knowledge,
                 model_path=self.depth_model_path, backend=config.backend,
-                threads=depth_threads, fp16=config.fp16,
+                threads=depth_threads, fp16=config.fp16, cache_dir=engines,
+                allow_spinning=spinning,
                 model_output=config.depth_model_output, input_size=config.depth_input_size,
                 scale_source=config.depth_scale_source,
                 box_stats=BoxStatConfig(config.box_inner_fraction, config.box_depth_percentile),
@@ -252,15 +266,21 @@ class PerceptionPipeline:
         """What is really running (for logs and diagnostics)."""
         info = self.backend.info
         out = {'backend': info.backend, 'device': info.device, 'precision': info.precision,
-               'detector_model': str(self.model_path), 'depth_source': self.depth.name}
+               'detector_model': str(self.model_path),
+               'detector_input': 'x'.join(map(str, self.detector.input_shape)),
+               'depth_source': self.depth.name}
+        for key in ('selection', 'fallback', 'threads', 'spinning'):
+            if key in info.details:
+                out[f'backend_{key}'] = info.details[key]
         if self.depth.dense:
             dinfo = self.depth.model.backend.info
             out.update({'depth_model': str(self.depth_model_path),
-                        'depth_device': dinfo.device, 'depth_precision': dinfo.precision,
+                        'depth_backend': dinfo.backend, 'depth_device': dinfo.device,
+                        'depth_precision': dinfo.precision,
                         'depth_parallel': str(self.parallel),
-                        'threads': f'detector {self.threads[0] or "auto"}, depth '
-                                   f'{self.threads[1] or "auto"}',
                         'depth_frames': f'{self.depth_frames} of {self.frames}'})
+            if 'threads' in dinfo.details:
+                out['depth_backend_threads'] = dinfo.details['threads']
             fit = getattr(self.depth, 'last_fit', None)
             if fit is not None:
                 out['depth_scale'] = (f'{fit.kind}: scale {fit.scale:.4g} shift {fit.shift:.4g}, '

@@ -25,7 +25,9 @@ __all__ = ['BoxStatConfig', 'create_depth_source', 'DEPTH_SOURCES', 'DepthInput'
 
 def create_depth_source(name: str, *, knowledge: KnowledgeBase | None = None,
                         model_path: str | Path | None = None, backend: str = 'auto',
-                        threads: int = 0, fp16: bool = True, model_output: str = 'relative',
+                        threads: int = 0, fp16: bool = True,
+                        cache_dir: str | Path | None = None, allow_spinning: bool | None = None,
+                        model_output: str = 'relative',
                         input_size: int = 518, scale_source: str = 'geometric',
                         box_stats: BoxStatConfig | None = None, scale_smoothing: float = 0.5,
                         scale_max_age_frames: int = 10,
@@ -45,7 +47,8 @@ def create_depth_source(name: str, *, knowledge: KnowledgeBase | None = None,
             raise ConfigError('depth_anything_v2 needs a depth model file')
         from spatial_caption_ros.core.backends import create_backend
         from spatial_caption_ros.core.depth.depth_anything import DepthAnythingSource
-        loaded = create_backend(model_path, backend, threads=threads, fp16=fp16)
+        loaded = create_backend(model_path, backend, threads=threads, fp16=fp16,
+                                cache_dir=cache_dir, allow_spinning=allow_spinning)
         try:
             return DepthAnythingSource(
                 loaded, knowledge, model_output=model_output, input_size=input_size,

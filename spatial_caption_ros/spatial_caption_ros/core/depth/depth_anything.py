@@ -135,7 +135,11 @@ class DepthAnythingModel:
         p = self.placement(image.width, image.height)
         shape = (1, 3, p.input_h, p.input_w)
         if self._blob is None or self._blob.shape != shape:
-            self._blob = np.zeros(shape, dtype=np.float32)
+            # The backend's own input buffer when it has one (TensorRT: page-locked memory,
+            # saves a copy per frame), else a buffer of ours; allocated once per shape.
+            buffer = self.backend.input_buffer(self.input_name, shape)
+            self._blob = buffer if buffer is not None else np.empty(shape, dtype=np.float32)
+            self._blob.fill(0.0)
         elif (p.w, p.h) != (p.input_w, p.input_h):
             self._blob.fill(0.0)
         resized = image.pixels
