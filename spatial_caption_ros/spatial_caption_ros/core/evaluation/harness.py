@@ -100,10 +100,13 @@ class Harness:
         vsr: list[dict[str, Any]] = []
         frames: list[dict[str, Any]] = []
         times = {'perception_ms': [], 'graph_ms': []}
-        for item in items:
+        for n, item in enumerate(items):
             t0 = time.perf_counter()
+            # Each image is its own sequence. The pipeline starts a new sequence (tracker, depth
+            # scale smoothing) when a stamp goes back in time, so the stamps count down.
+            header = FrameHeader((len(items) - n) * 1_000_000_000, item.id)
             try:
-                frame = self._evaluate(item, depth, directions, vsr, times)
+                frame = self._evaluate(item, header, depth, directions, vsr, times)
             except SpatialCaptionError as exc:
                 # an unreadable image or calib file is reported, not fatal to the whole run
                 frames.append({'id': item.id, 'source': item.source, 'error': str(exc)})
@@ -116,14 +119,15 @@ class Harness:
                          f'{frame["relations"]} relations ({(time.perf_counter() - t0):.2f} s)')
         return self._report(items, depth, directions, vsr, frames, times)
 
-    def _evaluate(self, item: EvalItem, depth: DepthScores, directions: RelationScores,
-                  vsr: list[dict[str, Any]], times: dict[str, list[float]]) -> dict[str, Any]:
+    def _evaluate(self, item: EvalItem, header: FrameHeader, depth: DepthScores,
+                  directions: RelationScores, vsr: list[dict[str, Any]],
+                  times: dict[str, list[float]]) -> dict[str, Any]:
         image = read_image_file(item.image_path)
         intrinsics = None
         if item.calib_path is not None:
             intrinsics = load_camera_info_file(item.calib_path, image.width, image.height)
         t0 = time.perf_counter()
-        result = self.pipeline.process(image, FrameHeader(0, item.id), intrinsics)
+        result = self.pipeline.process(image, header, intrinsics)
         times['perception_ms'].append((time.perf_counter() - t0) * 1e3)
         if self.options.oracle_depth and item.source == 'kitti' and intrinsics is not None:
             apply_oracle_depth(result, item.objects, match_objects(item.objects, result.objects),
