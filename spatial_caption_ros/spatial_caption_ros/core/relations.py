@@ -1,8 +1,8 @@
 """Spatial relations between objects, from their 2D boxes (shapely), depth and 3D positions.
 
-All candidate pairs of a frame are evaluated at once with numpy (shapely's vectorised functions
-for intersections and gaps), so a frame costs O(pairs), and the scene graph only passes the
-k-nearest-neighbour pairs. For each unordered pair at most one fact per family is produced:
+All candidate pairs of a frame are evaluated at once with numpy (closed-form box overlaps,
+shapely's vectorised distance for gaps), so a frame costs O(pairs), and the scene graph only
+passes the k-nearest-neighbour pairs. For each unordered pair at most one fact per family is produced:
 
 - horizontal: left of / right of        (image plane, viewer's left)
 - vertical:   above / below              (image plane; checked in 3D when both are metric)
@@ -112,8 +112,8 @@ class ObjectArrays:
         for k, o in enumerate(objects):
             if o.position is not None and o.depth_metric:
                 position[k] = o.position
-                extent = max(o.metric_width, o.metric_height)
-                radius[k] = 0.5 * extent if math.isfinite(extent) else NAN
+                sides = [v for v in (o.metric_width, o.metric_height) if math.isfinite(v)]
+                radius[k] = 0.5 * max(sides) if sides else NAN
                 height_m[k] = o.metric_height
                 reach[k] = radius[k]
             if knowledge is not None:
