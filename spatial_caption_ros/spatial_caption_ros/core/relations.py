@@ -2,7 +2,8 @@
 
 All candidate pairs of a frame are evaluated at once with numpy (closed-form box overlaps,
 shapely's vectorised distance for gaps), so a frame costs O(pairs), and the scene graph only
-passes the k-nearest-neighbour pairs. For each unordered pair at most one fact per family is produced:
+passes the k-nearest-neighbour pairs. For each unordered pair at most one fact per family is
+produced:
 
 - horizontal: left of / right of        (image plane, viewer's left)
 - vertical:   above / below              (image plane; checked in 3D when both are metric)
