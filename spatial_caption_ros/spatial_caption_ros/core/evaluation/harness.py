@@ -102,9 +102,9 @@ class Harness:
         times = {'perception_ms': [], 'graph_ms': []}
         for n, item in enumerate(items):
             t0 = time.perf_counter()
-            # Each image is its own sequence. The pipeline starts a new sequence (tracker, depth
-            # scale smoothing) when a stamp goes back in time, so the stamps count down.
-            header = FrameHeader((len(items) - n) * 1_000_000_000, item.id)
+            # Each image is its own sequence: no track or depth scale carries over.
+            self.pipeline.reset()
+            header = FrameHeader((n + 1) * 1_000_000_000, item.id)
             try:
                 frame = self._evaluate(item, header, depth, directions, vsr, times)
             except SpatialCaptionError as exc:
