@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 ENV := scripts/env.sh
 ARGS ?=
 
-.PHONY: setup run test test-quick lint config clean
+.PHONY: setup run test test-quick lint config clean eval-captions
 
 setup:  ## create/refresh the venv (idempotent; fast when up to date)
 	@scripts/setup.sh
@@ -18,6 +18,9 @@ test: setup  ## the full test suite, including the slower marked set (what CI ru
 
 test-quick: setup  ## the quick default set only
 	@$(ENV) $(PY) -m pytest -q spatial_caption_ros/test $(ARGS)
+
+eval-captions: setup  ## caption figures on ../shared/eval: claim accuracy, CHAIR, COCO metrics, latency
+	@$(ENV) $(PY) -m spatial_caption_ros.cli.evaluate_captions $(ARGS)
 
 lint: setup
 	@$(VENV)/bin/ruff check spatial_caption_ros

@@ -1,6 +1,5 @@
 import pytest
 
-from spatial_caption_ros.core.captioning.template import template_caption
 from spatial_caption_ros.core.geometry import region_of, relative_size
 from spatial_caption_ros.core.relations import directional_relations, overlap_relation
 from spatial_caption_ros.core.scene_graph import SceneGraphBuilder, SceneGraphConfig
@@ -64,15 +63,3 @@ def test_builder_fills_attributes_and_never_states_both_directions():
         assert (o, p, s) not in pairs
 
 
-def test_template_caption_counts_and_positions():
-    objects = [obj(0, 'person', (10, 200, 110, 470)), obj(1, 'person', (500, 200, 600, 470)),
-               obj(2, 'bus', (150, 50, 480, 400))]
-    graph = SceneGraphBuilder(SceneGraphConfig()).build(_result(objects))
-    text = template_caption(graph)
-    assert text.startswith('A bus and two people.')
-    assert 'left of' in text or 'right of' in text
-    assert template_caption(_result_graph_empty()) == 'No objects detected.'
-
-
-def _result_graph_empty():
-    return SceneGraphBuilder(SceneGraphConfig()).build(_result([]))
