@@ -34,7 +34,7 @@ from spatial_caption_ros.core.captioning.semantics import distance_agrees, Graph
 from spatial_caption_ros.core.captioning.template import EMPTY_CAPTION
 from spatial_caption_ros.core.types import NEAR, NEXT_TO, SceneGraph, SceneObject
 
-_TOKEN = re.compile(r"\d+(?:\.\d+)?|[a-z]+(?:-[a-z]+)*|n't|[^\sa-z0-9]")
+_TOKEN = re.compile(r"\d+(?:\.\d+)?|[a-z]+(?=n't)|n't|[a-z]+(?:-[a-z]+)*|[^\sa-z0-9]")
 _NEGATIONS = frozenset({'no', 'not', "n't", 'never', 'none', 'nothing', 'nobody', 'neither',
                         'nor', 'without', 'cannot', 'nowhere'})
 _NUMBER = re.compile(r'\d+(?:\.\d+)?')
