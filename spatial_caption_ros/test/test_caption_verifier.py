@@ -249,3 +249,42 @@ def test_language_tables():
     assert lexicon.match(['men'], 0)[1:] == ('person', True, False)
     assert lexicon.match(['dining', 'table'], 0)[0] == 2
     assert BEHIND and RIGHT_OF     # predicates used above are the message constants
+
+
+def test_external_judgement_and_chair():
+    from spatial_caption_ros.core.captioning.evaluation import (
+        chair, GroundTruth, judge_caption)
+    graph = street()
+    gt_objects = [SceneObject(id=10 + o.id, class_name=o.class_name, class_id=-1,
+                              confidence=1.0, box=o.box, region=o.region, depth=o.depth,
+                              depth_metric=True, position=o.position, distance=o.distance)
+                  for o in graph.objects]
+    gt = GroundTruth(gt_objects, {'bus', 'person'}, None, has_depth=True,
+                     counts_decidable={'bus', 'person'})
+    judged = judge_caption('There is a bus and three people; the person on the left is to the '
+                           'left of the bus (5.8 m apart).', graph, gt)
+    assert [(j.kind, j.decided, j.true) for j in judged] == [
+        ('count', True, True), ('count', True, True), ('relation', True, True)]
+    # the labels disagree with the graph: the person is really right of the bus
+    gt_objects[1].box = BoundingBox(700, 200, 750, 400)
+    judged = judge_caption('The person on the left is to the left of the bus.', graph, gt)
+    assert judged[0].decided is False            # no labelled box matches that detection
+    gt_objects[1].box = graph.objects[1].box
+    gt_objects[1].depth = 30.0                   # labels: the person is far behind the bus
+    judged = judge_caption('The person on the left is in front of the bus.', graph, gt)
+    assert (judged[0].decided, judged[0].true) == (True, False)
+    lexicon = NounLexicon({'bus', 'person'})
+    assert chair('A bus, two men and a dog; the dog is near the bus.', gt, lexicon) == (3, 1)
+
+
+def test_unusual_class_names_from_other_detectors_still_verify():
+    objects = [SceneObject(id=0, class_name="dog's bowl", class_id=0, confidence=0.9,
+                           box=BoundingBox(10, 10, 100, 100), region='top-left'),
+               SceneObject(id=1, class_name='class 3', class_id=1, confidence=0.8,
+                           box=BoundingBox(500, 300, 600, 400), region='bottom-right')]
+    graph = SceneGraphBuilder(SceneGraphConfig()).build(
+        DetectionResult(FrameHeader(1, 'c'), 640, 480, objects))
+    for style in ('short', 'detailed'):
+        text = realise(plan_caption(graph, style, limits_for(style, 2, 6)))
+        result = CaptionVerifier(graph).verify(text)
+        assert result.ok, (text, result.failures())

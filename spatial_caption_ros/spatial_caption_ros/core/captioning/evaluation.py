@@ -168,6 +168,8 @@ def _judge(claim: Claim, verifier: CaptionVerifier, graph: SceneGraph,
     def verdict(decided: bool, true: bool = False, source: str = 'labels') -> ClaimJudgement:
         return ClaimJudgement(claim.kind, spatial, decided, decided and true, claim.text, source)
 
+    if claim.kind == 'empty':       # "No objects detected." reports the detector, not the scene
+        return verdict(False)
     if claim.kind == 'count':
         cls = claim.subject.class_name
         if cls not in gt.counts_decidable or claim.subject.cell is not None:

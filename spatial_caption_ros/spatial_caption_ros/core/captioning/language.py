@@ -8,10 +8,20 @@ generator may say is something the verifier understands.
 from __future__ import annotations
 
 import math
+import re
 
 from spatial_caption_ros.core.types import (
     ABOVE, BEHIND, BELOW, CONTAINS, IN_FRONT_OF, INSIDE, LEFT_OF, NEAR, NEXT_TO, ON, OVERLAPPING,
     REGIONS, RIGHT_OF)
+
+# Words, numbers ("2.5"), "n't" and single punctuation marks; the one tokeniser of captions.
+TOKEN = re.compile(r"\d+(?:\.\d+)?|[a-z]+(?=n't)|n't|[a-z]+(?:-[a-z]+)*|[^\sa-z0-9]")
+
+
+def words(text: str) -> list[str]:
+    """Lower-case tokens of a text, as the verifier reads it."""
+    return TOKEN.findall(text.lower().replace('\u2019', "'"))
+
 
 _IRREGULAR_PLURALS = {
     'person': 'people', 'mouse': 'mice', 'sheep': 'sheep', 'skis': 'skis', 'scissors': 'scissors',
@@ -244,7 +254,7 @@ class NounLexicon:
         self.longest = max(len(k) for k in self.entries)
 
     def _add(self, phrase: str, cls: str, is_plural: bool, exact: bool) -> None:
-        key = tuple(phrase.split())
+        key = tuple(words(phrase))
         if key not in self.entries:
             self.entries[key] = (cls, is_plural, exact)
 

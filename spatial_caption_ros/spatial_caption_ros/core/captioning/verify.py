@@ -28,13 +28,12 @@ import math
 import re
 
 from spatial_caption_ros.core.captioning.language import (
-    capitalise, NounLexicon, parse_number, PREDICATE_PHRASES, REGION_PHRASE_CELLS, UNIT_WORDS,
-    VERB_PREDICATES)
+    capitalise, NounLexicon, parse_number, PREDICATE_PHRASES, REGION_PHRASE_CELLS, TOKEN,
+    UNIT_WORDS, VERB_PREDICATES)
 from spatial_caption_ros.core.captioning.semantics import distance_agrees, GraphIndex, nearest
 from spatial_caption_ros.core.captioning.template import EMPTY_CAPTION
 from spatial_caption_ros.core.types import NEAR, NEXT_TO, SceneGraph, SceneObject
 
-_TOKEN = re.compile(r"\d+(?:\.\d+)?|[a-z]+(?=n't)|n't|[a-z]+(?:-[a-z]+)*|[^\sa-z0-9]")
 _NEGATIONS = frozenset({'no', 'not', "n't", 'never', 'none', 'nothing', 'nobody', 'neither',
                         'nor', 'without', 'cannot', 'nowhere'})
 _NUMBER = re.compile(r'\d+(?:\.\d+)?')
@@ -138,7 +137,7 @@ class Verification:
 
 def tokenize(text: str) -> list[Token]:
     lowered = text.lower().replace('\u2019', "'")
-    return [Token(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(lowered)]
+    return [Token(m.group(), m.start(), m.end()) for m in TOKEN.finditer(lowered)]
 
 
 class CaptionVerifier:
