@@ -166,3 +166,20 @@ def test_chat_template_prompt_path():
         cap.close()
     with pytest.raises(ModelError):
         LlamaModel(GEMMA, chat_template='no-such-template')
+
+
+@pytest.mark.slow
+@needs_llm
+def test_eval_command_runs_the_real_pipeline(tmp_path, capsys):
+    from conftest import EVAL, needs_shared  # noqa: F401 - the eval data must be there
+    if not (EVAL / 'index.jsonl').is_file():
+        pytest.skip('../shared/eval is missing')
+    from spatial_caption_ros.cli.evaluate_captions import main
+    out = tmp_path / 'eval.json'
+    assert main(['--limit', '2', '--runs', 'template/short,llm/short', '--no-coco-metrics',
+                 '--output', str(out), '--quiet', '--set', 'timeout=120']) == 0
+    printed = capsys.readouterr().out
+    assert '| template/short | 100.0% (2/2)' in printed and '| llm/short |' in printed
+    doc = json.loads(out.read_text())
+    assert [r['run'] for r in doc['results']] == ['template/short', 'llm/short']
+    assert all(rec['verified'] for r in doc['results'] for rec in r['records'])

@@ -173,7 +173,7 @@ def test_short_plan_states_nearest_with_distance_and_one_relation():
 
 
 def _random_graph(rng: random.Random, n: int) -> SceneGraph:
-    classes = ['person', 'car', 'dog', 'bus', 'chair']
+    classes = ['person', 'car', 'dog', 'bus', 'chair', 'sheep']
     objects = []
     for i in range(n):
         x, y = rng.uniform(0, 560), rng.uniform(0, 400)
@@ -288,3 +288,39 @@ def test_unusual_class_names_from_other_detectors_still_verify():
         text = realise(plan_caption(graph, style, limits_for(style, 2, 6)))
         result = CaptionVerifier(graph).verify(text)
         assert result.ok, (text, result.failures())
+
+
+def test_nouns_with_the_same_plural():
+    objects = [SceneObject(id=i, class_name='broccoli', class_id=0, confidence=0.9,
+                           box=BoundingBox(100 * i, 10, 100 * i + 80, 90)) for i in range(4)]
+    objects.append(SceneObject(id=9, class_name='sheep', class_id=1, confidence=0.9,
+                               box=BoundingBox(300, 300, 400, 400)))
+    graph = SceneGraphBuilder(SceneGraphConfig()).build(
+        DetectionResult(FrameHeader(1, 'c'), 640, 480, objects))
+    assert verdict('There are four broccoli and a sheep.', graph)[0]
+    assert verdict('The sheep is at the bottom.', graph)[0]
+    assert not verdict('There are three broccoli.', graph)[0]
+    text = realise(plan_caption(graph, 'detailed', limits_for('detailed', 1, 6)))
+    assert CaptionVerifier(graph).verify(text).ok, text
+
+
+def test_placements_need_a_margin_from_the_grid_lines():
+    from spatial_caption_ros.core.captioning.plan import clearly_in_region
+    near_line = _obj(0, 'bus', (250, 100, 290, 200), 'center')      # centre x 270 of 800: 0.34
+    assert not clearly_in_region(near_line, 800, 600)
+    assert clearly_in_region(_obj(0, 'bus', (360, 250, 440, 350), 'center'), 800, 600)
+    # "at the top": only the row matters, the column lines do not
+    assert clearly_in_region(_obj(0, 'bus', (250, 10, 290, 60), 'top'), 800, 600)
+
+
+def test_captions_describe_the_confident_part_of_the_graph():
+    from spatial_caption_ros.core.captioning.plan import confident_view
+    graph = street()
+    graph.objects[3].confidence = 0.3
+    view = confident_view(graph, 0.5)
+    assert [o.id for o in view.objects] == [0, 1, 2] and len(graph.objects) == 4
+    assert all(3 not in (r.subject_id, r.object_id) for r in view.relations)
+    assert view.objects[1].class_count == 2 and graph.objects[1].class_count == 3
+    text = realise(plan_caption(view, 'short', limits_for('short', 1, 4)))
+    assert 'two people' in text and CaptionVerifier(view).verify(text).ok
+    assert confident_view(graph, 0.0) is graph

@@ -34,7 +34,7 @@ from spatial_caption_ros.core.captioning.evaluation import (
 from spatial_caption_ros.core.captioning.language import NounLexicon
 from spatial_caption_ros.core.image import read_image_file
 from spatial_caption_ros.core.models import repository_root
-from spatial_caption_ros.core.params import build_config, param_fields
+from spatial_caption_ros.core.params import build_config, CONFIGURE, param_fields
 from spatial_caption_ros.core.perception import PerceptionConfig, PerceptionPipeline
 from spatial_caption_ros.core.scene_graph import SceneGraphBuilder, SceneGraphConfig
 from spatial_caption_ros.core.types import FrameHeader, STYLE_JSON
@@ -46,6 +46,8 @@ RUNS: dict[str, tuple[dict[str, Any], str]] = {
     'llm/detailed': ({}, 'detailed'),
     'llm/json': ({}, 'json'),
     'llm-hybrid/short': ({'decoding': 'hybrid'}, 'short'),
+    'llm-beam/short': ({'decoding': 'beam'}, 'short'),
+    'llm-1thread/short': ({'n_threads': 1}, 'short'),
     'llm-vocabulary/short': ({'constraint': 'vocabulary'}, 'short'),
     'llm-free/short': ({'constraint': 'none'}, 'short'),
 }
@@ -146,7 +148,7 @@ def evaluate_run(name: str, captioner: Captioner, style: str, frames: list[dict]
         graph, gt, item = frame['graph'], frame['gt'], frame['item']
         caption = captioner.caption(graph, style)
         text = json.loads(caption.text)['text'] if style == STYLE_JSON else caption.text
-        judgements = judge_caption(text, graph, gt)
+        judgements = judge_caption(text, captioner.view(graph), gt)
         for j in judgements:
             bucket = spatial if j.spatial else counts
             if j.decided:
@@ -156,7 +158,7 @@ def evaluate_run(name: str, captioner: Captioner, style: str, frames: list[dict]
                 by_kind[j.kind][0] += 1
                 by_kind[j.kind][1] += int(j.true)
         if gt.decidable_classes != set():
-            lexicon = NounLexicon({o.class_name for o in graph.objects})
+            lexicon = NounLexicon({o.class_name for o in graph.objects})  # names, not counts
             m, h = chair(text, gt, lexicon)
             mentions, hallucinated = mentions + m, hallucinated + h
             chair_captions += 1
@@ -248,34 +250,37 @@ def main(argv: list[str] | None = None) -> int:
         base[key] = yaml.safe_load(value)
     frames = build_graphs(eval_dir, params, args.model_dir, args.limit, log)
     refs = coco_references(eval_dir, frames)
-    results = []
-    llm: Captioner | None = None
+    results: list[dict] = []
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:
+        summary = {
+            'date': time.strftime('%Y-%m-%d'), 'eval_dir': str(eval_dir), 'images': len(frames),
+            'cpu_count': os.cpu_count(), 'load_average': os.getloadavg(),
+            'caption_parameters': base, 'results': results,
+        }
+        out.write_text(json.dumps(summary, indent=1, default=str), encoding='utf-8')
+
+    loaded: dict[tuple, Captioner] = {}      # one model per set of configure-time parameters
     for name in args.runs.split(','):
         overrides, style = RUNS[name]
         config = build_config(CaptionConfig, {**base, **overrides})
-        if config.generator == 'llm':
-            if llm is None:
-                t0 = time.perf_counter()
-                llm = Captioner(config)
-                log(f'[eval] LLM loaded in {time.perf_counter() - t0:.2f} s: '
-                    f'{llm.describe()}')
-            llm.config = config
-            llm.stats = type(llm.stats)()
-            captioner = llm
-        else:
-            captioner = Captioner(config)
+        key = tuple(getattr(config, f.name) for f, info in param_fields(CaptionConfig)
+                    if info.when == CONFIGURE)
+        if key not in loaded:
+            t0 = time.perf_counter()
+            loaded[key] = Captioner(config)
+            log(f'[eval] captioner ready in {time.perf_counter() - t0:.2f} s: '
+                f'{loaded[key].describe()}')
+        captioner = loaded[key]
+        captioner.config = config
+        captioner.stats = type(captioner.stats)()
         results.append(evaluate_run(name, captioner, style, frames, refs,
                                     not args.no_coco_metrics and style != STYLE_JSON, log))
-    if llm is not None:
-        llm.close()
-    summary = {
-        'date': time.strftime('%Y-%m-%d'), 'eval_dir': str(eval_dir), 'images': len(frames),
-        'cpu_count': os.cpu_count(), 'load_average': os.getloadavg(),
-        'caption_parameters': base, 'results': results,
-    }
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=1, default=str), encoding='utf-8')
+        save()                       # partial results survive an interrupted run
+    for captioner in loaded.values():
+        captioner.close()
     print(f'{len(frames)} images from {eval_dir}; load average at the end '
           f'{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores')
     print(table(results))

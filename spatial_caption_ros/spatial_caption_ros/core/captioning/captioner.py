@@ -18,7 +18,8 @@ import time
 from spatial_caption_ros.core.captioning.grammar import (
     facts_grammar, grammar_texts, vocabulary_grammar)
 from spatial_caption_ros.core.captioning.llm import DECODINGS, LlamaModel
-from spatial_caption_ros.core.captioning.plan import ContentPlan, limits_for, plan_caption
+from spatial_caption_ros.core.captioning.plan import (
+    confident_view, ContentPlan, limits_for, plan_caption)
 from spatial_caption_ros.core.captioning.structured import dumps, structured_caption, validate
 from spatial_caption_ros.core.captioning.template import clause_options, count_clause, realise
 from spatial_caption_ros.core.captioning.verify import CaptionVerifier, repair
@@ -98,6 +99,11 @@ class CaptionConfig:
     timeout: float = param(
         4.0, 'Seconds the LLM may take for one caption; then the template caption is '
         'published (fallback_reason timeout).', minimum=0.001, maximum=600.0)
+    min_confidence: float = param(
+        0.5, 'Captions mention only objects detected with at least this confidence (counts '
+        'and relations are those of these objects). The graph keeps every detection; a '
+        'sentence has no confidence field, so it states what the detector is more sure of '
+        'than not. 0: every object of the graph.', minimum=0.0, maximum=1.0)
     max_relations: int = param(
         1, 'Relations stated in a short (or json) caption.', minimum=0, maximum=20)
     detailed_max_relations: int = param(
@@ -187,6 +193,7 @@ class Captioner:
         if style not in STYLES:
             raise ConfigError(f'unknown caption style {style!r}')
         text_style = STYLE_SHORT if style == STYLE_JSON else style
+        graph = self.view(graph)
         plan = plan_caption(graph, text_style, limits_for(
             text_style, self.config.max_relations, self.config.detailed_max_relations))
         verifier = CaptionVerifier(graph)
@@ -219,6 +226,10 @@ class Captioner:
             else '', fallback_reason=reason, latency=time.perf_counter() - t0)
         self.stats.record(caption, llm_tried, llm_passed)
         return caption
+
+    def view(self, graph: SceneGraph) -> SceneGraph:
+        """The part of the graph captions describe (objects above min_confidence)."""
+        return confident_view(graph, self.config.min_confidence)
 
     def _llm_text(self, plan: ContentPlan, graph: SceneGraph, style: str,
                   verifier: CaptionVerifier, t0: float) -> tuple[str | None, str, str]:

@@ -242,10 +242,12 @@ class NounLexicon:
     """
 
     def __init__(self, class_names: set[str] | frozenset[str] = frozenset()) -> None:
-        self.entries: dict[tuple[str, ...], tuple[str, bool, bool]] = {}
+        # words -> (class, plural: True/False, None for words of both numbers, exact)
+        self.entries: dict[tuple[str, ...], tuple[str, bool | None, bool]] = {}
         for name in set(COCO_CLASSES) | set(class_names):
-            self._add(name, name, False, True)
-            self._add(plural(name), name, True, True)
+            same = plural(name) == name           # sheep, broccoli, skis: either number
+            self._add(name, name, None if same else False, True)
+            self._add(plural(name), name, None if same else True, True)
         self._add('persons', 'person', True, True)
         for table, exact in ((SYNONYMS, True), (HYPONYMS, False)):
             for word, cls in table.items():
@@ -253,12 +255,12 @@ class NounLexicon:
                 self._add(plural(word), cls, True, exact)
         self.longest = max(len(k) for k in self.entries)
 
-    def _add(self, phrase: str, cls: str, is_plural: bool, exact: bool) -> None:
+    def _add(self, phrase: str, cls: str, is_plural: bool | None, exact: bool) -> None:
         key = tuple(words(phrase))
         if key not in self.entries:
             self.entries[key] = (cls, is_plural, exact)
 
-    def match(self, words: list[str], start: int) -> tuple[int, str, bool, bool] | None:
+    def match(self, words: list[str], start: int) -> tuple[int, str, bool | None, bool] | None:
         """Longest noun at words[start:]: (length, class, plural, exact), or None."""
         for n in range(min(self.longest, len(words) - start), 0, -1):
             entry = self.entries.get(tuple(words[start:start + n]))

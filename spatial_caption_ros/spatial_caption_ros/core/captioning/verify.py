@@ -376,6 +376,8 @@ class CaptionVerifier:
             return []
         length, cls, is_plural, exact = noun
         j += length
+        if is_plural is None:             # same word in both numbers ("four broccoli")
+            is_plural = count > 1
         if mode == 'unique' and is_plural:
             mode, count = 'all', 0
         if (mode in ('exists', 'unique') and is_plural) or (
