@@ -25,8 +25,9 @@ eval-captions: setup  ## caption figures on ../shared/eval: claim accuracy, CHAI
 lint: setup
 	@$(VENV)/bin/ruff check spatial_caption_ros
 
-config: setup  ## regenerate config/pipeline.yaml from the declared parameters
+config: setup  ## regenerate config/pipeline.yaml and the docs/ros_interface.md tables from the code
 	@$(ENV) $(PY) -m spatial_caption_ros.cli.config --output spatial_caption_ros/config/pipeline.yaml
+	@$(ENV) $(PY) -m spatial_caption_ros.cli.interface_docs --output docs/ros_interface.md
 
 clean:
 	rm -rf $(VENV) build output

@@ -36,8 +36,10 @@ setup(
             'perception_node = spatial_caption_ros.nodes.perception_node:main',
             'scene_graph_node = spatial_caption_ros.nodes.scene_graph_node:main',
             'caption_node = spatial_caption_ros.nodes.caption_node:main',
+            'visualization_node = spatial_caption_ros.nodes.visualization_node:main',
             'spatial-caption-run = spatial_caption_ros.cli.run:main',
             'spatial-caption-config = spatial_caption_ros.cli.config:main',
+            'spatial-caption-dds-check = spatial_caption_ros.cli.dds_check:main',
         ],
     },
 )

@@ -13,7 +13,10 @@ import pytest
 # domain of our own per run. Set before rclpy is imported anywhere.
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 200)))
-os.environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
+# Large best-effort images between processes need the shipped Fast DDS profile (see
+# docs/ros_interface.md); the runner and the launch files set it the same way.
+os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE', str(
+    Path(__file__).resolve().parents[1] / 'config' / 'fastdds_large_images.xml'))
 os.environ.setdefault('PYTHONUNBUFFERED', '1')
 
 REPO = Path(__file__).resolve().parents[2]

@@ -3,11 +3,17 @@
 Folder, image or video input: the image source node publishes every frame (paced by the caption
 node, so none is skipped), each caption is printed, and annotated images, scene graphs (JSON) and
 captions go to the output folder; the run ends by itself after the last frame.
-Live input (--input topic:/camera/image_raw): the graph subscribes to that topic and runs until
-Ctrl-C (or --max-frames).
+Live input (--input topic:/camera/image_raw): the graph subscribes to that topic (camera_info
+beside it unless --camera-info) and runs until Ctrl-C (or --max-frames).
+
+Same graph as the launch files: the nodes of ros/graph.py with the same names, one parameter file
+and the same camera remaps, as processes (--mode processes) or in one process. Ctrl-C stops every
+node cleanly (children first get SIGINT, as `ros2 launch` does) and exits with 0.
 
 ROS traffic stays on this machine by default (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a
 random ROS_DOMAIN_ID unless set); --discovery subnet lets a live camera on the network in.
+Fast DDS gets the shipped large-image profile (config/fastdds_large_images.xml) unless
+FASTDDS_DEFAULT_PROFILES_FILE or FASTDDS_BUILTIN_TRANSPORTS is already set, or --dds-profile none.
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ from typing import Any
 
 import yaml
 
-from spatial_caption_ros.cli.config import load_params
+from spatial_caption_ros.cli.config import dump_params, load_params
 from spatial_caption_ros.core.models import default_model_dir, repository_root
+from spatial_caption_ros.core.resources import package_file
+from spatial_caption_ros.ros.graph import camera_remaps, DDS_PROFILE_FILE
 
 DEFAULT_OUTPUT = 'output'
 
@@ -44,6 +52,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument('--input', default=default_input(),
                    help='folder of images, image file, video file, or topic:<image topic> '
                         '(default: ../shared/data/images when present)')
+    p.add_argument('--camera-info', default=None, metavar='TOPIC',
+                   help='CameraInfo topic of a live camera (default: camera_info beside the '
+                        'image topic)')
+    p.add_argument('--depth', default=None, metavar='TOPIC',
+                   help='aligned depth image topic of a live camera (optional)')
     p.add_argument('--output', default=DEFAULT_OUTPUT, help='output folder (default: output)')
     p.add_argument('--config', default=None,
                    help='parameter file for every node (default: config/pipeline.yaml)')
@@ -61,18 +74,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help='give up after this many seconds without finishing (default 600)')
     p.add_argument('--discovery', choices=('localhost', 'subnet'), default='localhost',
                    help='ROS discovery range (default localhost: no traffic leaves the machine)')
+    p.add_argument('--dds-profile', default=None, metavar='XML|none',
+                   help='Fast DDS profile for every node (default: the shipped '
+                        'config/fastdds_large_images.xml; none: Fast DDS defaults)')
     p.add_argument('--quiet', action='store_true', help='print only the captions')
     return p.parse_args(argv)
 
 
-def prepare_environment(discovery: str) -> dict[str, str]:
-    """Set the DDS environment for this process and its children before rclpy starts."""
+def prepare_environment(discovery: str, dds_profile: str | None = None) -> dict[str, str]:
+    """Set the DDS environment for this process and its children before rclpy starts.
+
+    Large best-effort images between processes are lost with Fast DDS's default transports;
+    the shipped profile fixes that (figures in docs/ros_interface.md). A user's own Fast DDS
+    configuration (profile file or builtin transports) is left alone.
+    """
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE',
                           'LOCALHOST' if discovery == 'localhost' else 'SUBNET')
     os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 200)))
-    # Large images over best-effort QoS are lost with Fast DDS's default transports
-    # (../shared/docs/ENVIRONMENT.md); the LARGE_DATA builtin transports deliver them.
-    os.environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
+    os.environ.setdefault('PYTHONUNBUFFERED', '1')     # node logs reach their files at once
+    if dds_profile is not None and dds_profile.lower() != 'none':
+        os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(Path(dds_profile).resolve())
+    elif dds_profile is None and not any(
+            k in os.environ for k in ('FASTDDS_DEFAULT_PROFILES_FILE',
+                                      'FASTDDS_BUILTIN_TRANSPORTS')):
+        os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(package_file(DDS_PROFILE_FILE))
     return dict(os.environ)
 
 
@@ -86,7 +111,7 @@ def build_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, st
     remaps: dict[str, str] = {}
     live = bool(args.input) and args.input.startswith('topic:')
     if live:
-        remaps['image'] = args.input[len('topic:'):]
+        remaps = camera_remaps(args.input[len('topic:'):], args.camera_info, args.depth)
     else:
         if not args.input:
             raise SystemExit('no --input given and ../shared/data/images is not there')
@@ -98,8 +123,10 @@ def build_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, st
         src['autostart'] = False
         if args.rate:
             src['rate'] = float(args.rate)
-        # Every published frame must reach the perception node in a batch run.
+        # Every published frame must reach the perception (and visualization) node in a batch
+        # run.
         section('perception')['input_qos'] = 'reliable'
+        section('visualization')['image_qos'] = 'reliable'
     if args.model_dir:
         section('perception')['model_dir'] = str(Path(args.model_dir).expanduser().resolve())
     for item in args.set:
@@ -113,7 +140,7 @@ def build_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, st
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    env = prepare_environment(args.discovery)
+    env = prepare_environment(args.discovery, args.dds_profile)
     params, remaps, live = build_params(args)
     out = Path(args.output)
     for sub, pattern in (('annotated', '*.jpg'), ('scene_graphs', '*.json')):
@@ -121,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         for stale in (out / sub).glob(pattern):   # results of an earlier run
             stale.unlink()
     params_file = out / 'params.yaml'
-    params_file.write_text(yaml.safe_dump(params, sort_keys=False), encoding='utf-8')
+    params_file.write_text(dump_params(params), encoding='utf-8')
 
     import cv2
     import rclpy
@@ -131,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     from spatial_caption_ros.core.visualization import annotate
     from spatial_caption_ros.ros.collector import FrameResult, ResultCollector
     from spatial_caption_ros.ros.graph import (
-        create_nodes, GRAPH_NODES, spawn_node, start_source_when_connected, stop_processes)
+        create_nodes, GRAPH_NODES, spawn_node, start_source_when_connected, stop_processes,
+        wait_until_connected)
 
     names = [n for n in GRAPH_NODES if not (live and n == 'image_source')]
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
@@ -158,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
 
     rclpy.init()
-    collector = ResultCollector(on_frame=on_frame, topics={'image': remaps.get('image', 'image')})
+    collector = ResultCollector(on_frame=on_frame, topics={'image': remaps.get('image', 'image')},
+                                image_qos='sensor_data' if live else 'reliable')
     executor = MultiThreadedExecutor()
     executor.add_node(collector)
     nodes, procs, logs = [], [], []
@@ -172,7 +201,13 @@ def main(argv: list[str] | None = None) -> int:
             for name in names:
                 logs.append(open(out / f'{name}.log', 'w', encoding='utf-8'))
                 procs.append(spawn_node(name, params_file, remaps, env, logs[-1]))
-        if not live:
+        if live:
+            collector.recording = False
+            if not wait_until_connected(executor, collector, args.timeout):
+                raise RuntimeError('the nodes did not connect; see their logs')
+            collector.recording = True
+            log(f'[run] graph connected; recording captions of {remaps["image"]}')
+        else:
             start_source_when_connected(executor, collector, args.timeout)
         start = time.monotonic()
         while rclpy.ok():
@@ -192,10 +227,17 @@ def main(argv: list[str] | None = None) -> int:
                       f'logs in {out}', file=sys.stderr)
                 code = 1
                 break
+        if not rclpy.ok():                 # rclpy's SIGINT handler shut the context down
+            log('[run] interrupted')
     except (KeyboardInterrupt, ExternalShutdownException):
         log('[run] interrupted')
     finally:
-        stop_processes(procs)
+        collector.flush()               # captions still waiting for their graph
+        for name, status in zip(names, stop_processes(procs), strict=False):
+            if status != 0:
+                print(f'[run] node {name} did not stop cleanly ({status}); see {out}/{name}.log',
+                      file=sys.stderr)
+                code = 1
         for f in logs:
             f.close()
         for node in nodes:

@@ -18,7 +18,7 @@ from spatial_caption_ros.core.errors import ConfigError
 
 # When a parameter change may be applied.
 LIVE = 'live'            # any time; takes effect on the next frame
-CONFIGURE = 'configure'  # only while the node is not active; applied by the next configure
+CONFIGURE = 'configure'  # only while the node is unconfigured; applied by the next configure
 READ_ONLY = 'read_only'  # set at start-up (command line, YAML) and never changed
 
 

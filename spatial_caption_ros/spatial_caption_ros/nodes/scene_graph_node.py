@@ -1,7 +1,8 @@
 """Scene-graph node: detections -> depth-enhanced scene graph.
 
 Subscribes:  detections (spatial_caption_interfaces/DetectionArray)
-Publishes:   scene_graph (spatial_caption_interfaces/SceneGraph)
+Publishes:   scene_graph (spatial_caption_interfaces/SceneGraph),
+             scene_graph/json (std_msgs/String, only with publish_json)
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from spatial_caption_interfaces.msg import DetectionArray, SceneGraph
 
 from spatial_caption_ros.core.scene_graph import SceneGraphBuilder, SceneGraphConfig
 from spatial_caption_ros.ros import conversions
+from spatial_caption_ros.ros.json_mirror import JsonMirror, JsonMirrorConfig
 from spatial_caption_ros.ros.managed_node import ManagedNode
 from spatial_caption_ros.ros.spin import run_node
 
@@ -20,6 +22,7 @@ class SceneGraphNode(ManagedNode):
     """Runs the core SceneGraphBuilder on the newest detections."""
 
     CONFIG = SceneGraphConfig
+    EXTRA_CONFIGS = (JsonMirrorConfig,)
     IO_DEFAULTS = {'input_qos': 'reliable_latest'}
 
     def __init__(self, **kwargs) -> None:
@@ -29,6 +32,7 @@ class SceneGraphNode(ManagedNode):
     def configure_stage(self, config: SceneGraphConfig) -> None:
         self.builder = SceneGraphBuilder(config)
         self.graph_pub = self.publisher(SceneGraph, 'scene_graph')
+        self.json_mirror = JsonMirror(self)
 
     def create_inputs(self) -> None:
         self.subscribe_latest(DetectionArray, 'detections')
@@ -44,6 +48,7 @@ class SceneGraphNode(ManagedNode):
         t0 = time.perf_counter()
         graph = self.builder.build(conversions.msg_to_detections(msg))
         self.graph_pub.publish(conversions.scene_graph_to_msg(graph))
+        self.json_mirror.publish(graph)
         self.record_timings({'build': (time.perf_counter() - t0) * 1e3})
 
 

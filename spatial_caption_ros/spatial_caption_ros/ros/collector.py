@@ -45,7 +45,8 @@ class ResultCollector(Node):
 
     def __init__(self, on_frame: Callable[[FrameResult], None] | None = None,
                  keep_images: bool = True, source_node: str = 'image_source',
-                 topics: dict[str, str] | None = None, **kwargs) -> None:
+                 topics: dict[str, str] | None = None, image_qos: str = 'reliable',
+                 **kwargs) -> None:
         super().__init__('result_collector', **kwargs)
         topics = {'image': 'image', 'scene_graph': 'scene_graph', 'caption': 'caption',
                   **(topics or {})}
@@ -53,6 +54,10 @@ class ResultCollector(Node):
         self._topics = topics
         self.results: list[FrameResult] = []
         self.total_frames: int | None = None
+        # False: captions are ignored (a live run records once every stage is connected, so no
+        # early caption is recorded without its graph).
+        self.recording = True
+        self.ignored = 0
         self._lock = threading.Lock()
         self._images: OrderedDict[int, ColorImage] = OrderedDict()
         self._graphs: OrderedDict[int, SceneGraph] = OrderedDict()
@@ -60,8 +65,9 @@ class ResultCollector(Node):
         self._pending: dict[int, tuple[Caption, float]] = {}
         self.create_timer(0.5, self._flush_pending)
         reliable = qos_profile('reliable')
-        if keep_images:
-            self.create_subscription(Image, topics['image'], self._on_image, reliable)
+        if keep_images:   # image_qos: sensor_data for a live camera (often best effort)
+            self.create_subscription(Image, topics['image'], self._on_image,
+                                     qos_profile(image_qos))
         self.create_subscription(SceneGraph, topics['scene_graph'], self._on_graph, reliable)
         self.create_subscription(Caption, topics['caption'], self._on_caption, reliable)
         self.create_subscription(UInt32, f'/{source_node}/done', self._on_done,
@@ -105,6 +111,9 @@ class ResultCollector(Node):
         self.total_frames = int(msg.data)
 
     def _on_caption(self, msg: Caption) -> None:
+        if not self.recording:
+            self.ignored += 1
+            return
         stamp = conversions.stamp_to_ns(msg.header.stamp)
         with self._lock:
             if stamp not in self._graphs:
@@ -113,11 +122,11 @@ class ResultCollector(Node):
                 return
         self._finish(msg)
 
-    def _flush_pending(self) -> None:
-        """Captions whose graph never came are reported without one after GRAPH_WAIT_S."""
+    def _flush_pending(self, wait_s: float = GRAPH_WAIT_S) -> None:
+        """Captions whose graph never came are reported without one after `wait_s`."""
         now = time.monotonic()
         with self._lock:
-            late = [s for s, (_, t) in self._pending.items() if now - t > GRAPH_WAIT_S]
+            late = [s for s, (_, t) in self._pending.items() if now - t >= wait_s]
             msgs = [self._pending.pop(s)[0] for s in late]
         for msg in msgs:
             self._finish(msg)
@@ -135,6 +144,10 @@ class ResultCollector(Node):
         self.results.append(result)
         if self.on_frame is not None:
             self.on_frame(result)
+
+    def flush(self) -> None:
+        """Report every caption still waiting for its graph (at the end of a run)."""
+        self._flush_pending(0.0)
 
     def pipeline_connected(self, image_subscribers: int = 2) -> bool:
         """True when every stage's topics are matched (so no early frame is lost to discovery).

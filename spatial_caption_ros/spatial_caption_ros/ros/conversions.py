@@ -7,23 +7,27 @@ not copied, wherever the layout allows (see core/image.py).
 from __future__ import annotations
 
 import array
+import json
 import math
 
-from builtin_interfaces.msg import Time
+from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import KeyValue
-from geometry_msgs.msg import Point
+from geometry_msgs.msg import Point, Vector3
 import numpy as np
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from spatial_caption_interfaces.msg import (
     Caption as CaptionMsg, DetectionArray, SceneGraph as SceneGraphMsg,
     SceneObject as SceneObjectMsg, SpatialRelation)
-from std_msgs.msg import Header
+from std_msgs.msg import ColorRGBA, Header, String
+from visualization_msgs.msg import Marker, MarkerArray
 
 from spatial_caption_ros.core.image import (
     ColorImage, compressed_to_color, raw_to_color, raw_to_depth_metres)
+from spatial_caption_ros.core.serialization import graph_to_dict
 from spatial_caption_ros.core.types import (
     BoundingBox, Caption, CameraIntrinsics, DetectionResult, FrameHeader, NAN, Relation,
     SceneGraph, SceneObject)
+from spatial_caption_ros.core.visualization import MarkerSpec
 
 # ---------------------------------------------------------------- headers
 
@@ -234,3 +238,45 @@ def msg_to_caption(m: CaptionMsg) -> Caption:
     return Caption(header=header_to_core(m.header), text=m.text, style=m.style,
                    verified=m.verified, generator=m.generator, model=m.model,
                    fallback_reason=m.fallback_reason, latency=m.latency)
+
+
+def graph_to_json_msg(graph: SceneGraph) -> String:
+    """The scene graph as compact JSON (core/serialization.py) in a std_msgs/String."""
+    return String(data=json.dumps(graph_to_dict(graph), separators=(',', ':')))
+
+# ---------------------------------------------------------------- markers
+
+
+_MARKER_TYPES = {'cube': Marker.CUBE, 'sphere': Marker.SPHERE, 'text': Marker.TEXT_VIEW_FACING,
+                 'lines': Marker.LINE_LIST}
+
+
+def _duration(seconds: float) -> Duration:
+    ns = int(round(seconds * 1e9))
+    return Duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def markers_to_msg(specs: list[MarkerSpec], header: FrameHeader,
+                   lifetime_s: float = 0.0) -> MarkerArray:
+    """A MarkerArray that first deletes the previous markers, then adds `specs`.
+
+    Every marker carries the source image's header, so rviz places it in that camera frame at
+    that time.
+    """
+    ros_header = core_to_header(header)
+    clear = Marker(header=ros_header, action=Marker.DELETEALL)
+    markers = [clear]
+    for spec in specs:
+        m = Marker(header=ros_header, ns=spec.ns, id=int(spec.id), type=_MARKER_TYPES[spec.kind],
+                   action=Marker.ADD, lifetime=_duration(lifetime_s), frame_locked=False)
+        m.pose.position = Point(x=float(spec.position[0]), y=float(spec.position[1]),
+                                z=float(spec.position[2]))
+        m.pose.orientation.w = 1.0
+        m.scale = Vector3(x=float(spec.scale[0]), y=float(spec.scale[1]),
+                          z=float(spec.scale[2]))
+        m.color = ColorRGBA(r=float(spec.color[0]), g=float(spec.color[1]),
+                            b=float(spec.color[2]), a=float(spec.color[3]))
+        m.text = spec.text
+        m.points = [Point(x=float(p[0]), y=float(p[1]), z=float(p[2])) for p in spec.points]
+        markers.append(m)
+    return MarkerArray(markers=markers)

@@ -1,4 +1,9 @@
-"""The node graph: which nodes exist, how to start them in one process or as processes."""
+"""The node graph: which nodes exist, how to start them in one process or as processes.
+
+The runner (cli/run.py) and the launch files (launch/*.launch.py through ros/launch_builder.py)
+both take the node names, executables, parameter file and camera remaps from here, so the two
+start the same graph.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +12,50 @@ from pathlib import Path
 import subprocess
 import sys
 
-GRAPH_NODES = ('image_source', 'perception', 'scene_graph', 'caption')
+PACKAGE = 'spatial_caption_ros'
+GRAPH_NODES = ('image_source', 'perception', 'scene_graph', 'caption', 'visualization')
+# The nodes that process a camera stream (everything but the demo image source).
+PIPELINE_NODES = ('perception', 'scene_graph', 'caption', 'visualization')
 NODE_MODULES = {
     'image_source': 'spatial_caption_ros.nodes.image_source_node',
     'perception': 'spatial_caption_ros.nodes.perception_node',
     'scene_graph': 'spatial_caption_ros.nodes.scene_graph_node',
     'caption': 'spatial_caption_ros.nodes.caption_node',
+    'visualization': 'spatial_caption_ros.nodes.visualization_node',
 }
 NODE_CLASSES = {
     'image_source': 'ImageSourceNode', 'perception': 'PerceptionNode',
     'scene_graph': 'SceneGraphNode', 'caption': 'CaptionNode',
+    'visualization': 'VisualizationNode',
 }
+# console_scripts entry point of each node (setup.py), used by the launch files.
+EXECUTABLES = {name: f'{name}_node' for name in GRAPH_NODES}
+# The shipped parameter file and Fast DDS profile (paths relative to the package share folder).
+PARAMS_FILE = 'config/pipeline.yaml'
+DDS_PROFILE_FILE = 'config/fastdds_large_images.xml'
+RVIZ_CONFIG_FILE = 'config/spatial_caption.rviz'
+# Relative camera topic names of the nodes (remapped onto a camera's topics).
+CAMERA_TOPICS = ('image', 'image/compressed', 'camera_info', 'depth')
+COMPRESSED_SUFFIX = '/compressed'   # image_transport: <image>/compressed
+
+
+def camera_info_beside(image_topic: str) -> str:
+    """The camera_info topic beside an image topic (image_transport convention)."""
+    head, _, _ = image_topic.rstrip('/').rpartition('/')
+    return f'{head}/camera_info' if head else 'camera_info'
+
+
+def camera_remaps(image: str, camera_info: str | None = None,
+                  depth: str | None = None) -> dict[str, str]:
+    """Remaps of the nodes' camera topics onto a camera's topics (runner and launch files).
+
+    `image/compressed` follows image_transport: <image>/compressed.
+    """
+    remaps = {'image': image, 'image/compressed': image.rstrip('/') + COMPRESSED_SUFFIX,
+              'camera_info': camera_info or camera_info_beside(image)}
+    if depth:
+        remaps['depth'] = depth
+    return remaps
 
 
 def node_class(name: str) -> type:
@@ -56,22 +94,38 @@ def spawn_node(name: str, params_file: str | Path | None, remaps: dict[str, str]
                             start_new_session=True)
 
 
-def stop_processes(procs: list[subprocess.Popen], timeout: float = 10.0) -> None:
-    """SIGINT every process, then SIGTERM/SIGKILL whatever did not exit in time."""
+def stop_processes(procs: list[subprocess.Popen], timeout: float = 10.0) -> list[int | str]:
+    """SIGINT every process (as `ros2 launch` does), then SIGTERM/SIGKILL what did not exit.
+
+    Returns per process its exit code, or how it had to be stopped ('SIGTERM', 'SIGKILL').
+    """
     import signal
     for p in procs:
         if p.poll() is None:
             p.send_signal(signal.SIGINT)
+    status: list[int | str] = []
     for p in procs:
         try:
-            p.wait(timeout)
+            status.append(p.wait(timeout))
         except subprocess.TimeoutExpired:
             p.terminate()
             try:
                 p.wait(3)
+                status.append('SIGTERM')
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+                status.append('SIGKILL')
+    return status
+
+
+def wait_until_connected(executor, collector, timeout: float) -> bool:
+    """Spin until every stage's topics are matched (collector.pipeline_connected())."""
+    import time
+    deadline = time.monotonic() + timeout
+    while not collector.pipeline_connected() and time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.05)
+    return collector.pipeline_connected()
 
 
 def start_source_when_connected(executor, collector, timeout: float,
@@ -87,8 +141,7 @@ def start_source_when_connected(executor, collector, timeout: float,
     from spatial_caption_ros.ros.lifecycle_client import LifecycleClient
 
     deadline = time.monotonic() + timeout
-    while not collector.pipeline_connected() and time.monotonic() < deadline:
-        executor.spin_once(timeout_sec=0.05)
+    wait_until_connected(executor, collector, timeout)
     client = LifecycleClient(collector, source, spin=lambda: executor.spin_once(timeout_sec=0.05))
     if not client.wait_for_services(max(1.0, deadline - time.monotonic())):
         raise RuntimeError(f'the image source node {source} did not come up')

@@ -15,6 +15,12 @@ TRANSITIONS = {
     'cleanup': Transition.TRANSITION_CLEANUP,
     'shutdown': Transition.TRANSITION_ACTIVE_SHUTDOWN,
 }
+# `shutdown` is a different transition from each primary state.
+SHUTDOWN_FROM = {
+    'unconfigured': Transition.TRANSITION_UNCONFIGURED_SHUTDOWN,
+    'inactive': Transition.TRANSITION_INACTIVE_SHUTDOWN,
+    'active': Transition.TRANSITION_ACTIVE_SHUTDOWN,
+}
 STATE_LABELS = {
     State.PRIMARY_STATE_UNCONFIGURED: 'unconfigured', State.PRIMARY_STATE_INACTIVE: 'inactive',
     State.PRIMARY_STATE_ACTIVE: 'active', State.PRIMARY_STATE_FINALIZED: 'finalized',
@@ -57,9 +63,18 @@ class LifecycleClient:
         return False
 
     def change_state(self, transition: str, timeout: float = 60.0) -> bool:
-        """Request a transition by name; True when the node accepted and completed it."""
+        """Request a transition by name; True when the node accepted and completed it.
+
+        'shutdown' is sent as the shutdown transition of the node's current state.
+        """
         request = ChangeState.Request()
-        request.transition.id = TRANSITIONS[transition]
+        if transition == 'shutdown':
+            state = self.get_state(timeout)
+            if state not in SHUTDOWN_FROM:
+                return False
+            request.transition.id = SHUTDOWN_FROM[state]
+        else:
+            request.transition.id = TRANSITIONS[transition]
         return bool(self._wait(self._change.call_async(request), timeout).success)
 
     def get_state(self, timeout: float = 10.0) -> str:

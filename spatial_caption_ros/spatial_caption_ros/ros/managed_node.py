@@ -1,14 +1,18 @@
 """Base class of the package's lifecycle nodes.
 
 What every stage node shares lives here so each node file only wires its topics to the core:
-- parameters declared from the core configuration dataclass, validated on change;
+- parameters declared from the core configuration dataclass (plus EXTRA_CONFIGS, plus IOConfig),
+  validated on change with a reason. Three kinds (core/params.py): live ones apply on the next
+  frame; configure-time ones are accepted only while the node is unconfigured and take effect at
+  the next configure (cleanup, set, configure, activate); read-only ones are start-up only;
 - lifecycle: models load in configure and are released in cleanup; a failed load returns FAILURE
   with the reason and the node can be configured again; `autostart` configures and activates at
   start-up (as a lifecycle manager would);
 - latest-only input: subscription callbacks only store the newest message, a worker thread
   processes it, replaced messages are counted as dropped-as-stale;
 - errors: bad input is rejected with a throttled log line and a counter, the node keeps running;
-- diagnostics on /diagnostics: state, backend, input rate, per-stage times, all counters.
+- diagnostics on /diagnostics: state, backend, input rate, per-stage times, all counters, plus
+  whatever a node adds through `diagnostic_values()`.
 """
 
 from __future__ import annotations
@@ -58,18 +62,24 @@ class ManagedNode(LifecycleNode):
     """A lifecycle node around one core stage. Subclasses set CONFIG and implement the hooks."""
 
     CONFIG: type | None = None         # the core configuration dataclass of the stage
+    EXTRA_CONFIGS: tuple[type, ...] = ()   # more parameter dataclasses (ROS-side options)
     IO_DEFAULTS: dict[str, Any] = {}   # per-node defaults of IOConfig fields
+
+    @classmethod
+    def config_classes(cls) -> tuple[type, ...]:
+        """Every parameter dataclass the node declares, in declaration order."""
+        return tuple(c for c in (cls.CONFIG, *cls.EXTRA_CONFIGS, IOConfig) if c is not None)
 
     def __init__(self, node_name: str, **kwargs) -> None:
         super().__init__(node_name, **kwargs)
         self.declare_parameter('autostart', True, ParameterDescriptor(
             description='Configure and activate the node at start-up (without a lifecycle '
                         'manager).', read_only=True))
-        if self.CONFIG is not None:
-            declare_config(self, self.CONFIG)
-        declare_config(self, IOConfig, self.IO_DEFAULTS)
+        for cls in self.config_classes():
+            declare_config(self, cls, self.IO_DEFAULTS if cls is IOConfig else None)
         self.config: Any = None
         self.io: IOConfig | None = None
+        self.extras: dict[type, Any] = {}
         self.active = False
         self.last_error = ''
         self.counters = StageCounters()
@@ -108,7 +118,15 @@ class ManagedNode(LifecycleNode):
         """What is running: backend, device, models... (logs and diagnostics)."""
         return {}
 
+    def diagnostic_values(self) -> dict[str, str]:
+        """Extra key/values for /diagnostics (e.g. caption counters); called on the timer."""
+        return {}
+
     # ----------------------------------------------------------- helpers for subclasses
+
+    def extra(self, config_cls: type) -> Any:
+        """The configured values of one of EXTRA_CONFIGS (valid from configure to cleanup)."""
+        return self.extras[config_cls]
 
     def publisher(self, msg_type, topic: str, qos: QoSProfile | None = None):
         """A lifecycle publisher on `topic` (destroyed on cleanup)."""
@@ -147,12 +165,12 @@ class ManagedNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             self.io = read_config(self, IOConfig)
+            self.extras = {cls: read_config(self, cls) for cls in self.EXTRA_CONFIGS}
             self.config = read_config(self, self.CONFIG) if self.CONFIG else self.io
             self._start_diagnostics(self.io.diagnostics_period)
             self.configure_stage(self.config)
         except Exception as exc:  # noqa: BLE001 - any failure is a FAILURE with its reason
             self.last_error = str(exc)
-            self.config = None
             if isinstance(exc, SpatialCaptionError):
                 self.get_logger().error(f'configure failed: {exc}')
             else:
@@ -179,24 +197,25 @@ class ManagedNode(LifecycleNode):
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release()
-        self.config = None
-        return TransitionCallbackReturn.SUCCESS
+        self.get_logger().info('cleaned up: models and buffers released')
+        return super().on_cleanup(state)
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.active = False
-        self._destroy_inputs()
-        self.worker.stop()
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
+        self._stop_and_release()
+        return super().on_shutdown(state)
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_and_release()
+        return super().on_error(state)
+
+    def _stop_and_release(self) -> None:
         self.active = False
         self._destroy_inputs()
         self.worker.stop()
         self._release()
-        return TransitionCallbackReturn.SUCCESS
 
     def _release(self) -> None:
+        """Release models and publishers; the node is unconfigured afterwards."""
         try:
             self.release_stage()
         except Exception as exc:  # noqa: BLE001
@@ -204,6 +223,8 @@ class ManagedNode(LifecycleNode):
         for pub in self._stage_publishers:
             self.destroy_lifecycle_publisher(pub)
         self._stage_publishers.clear()
+        self.config = None
+        self.extras = {}
 
     def _destroy_inputs(self) -> None:
         for sub in self._stage_subscriptions:
@@ -218,23 +239,28 @@ class ManagedNode(LifecycleNode):
     # ----------------------------------------------------------- parameters
 
     def _on_set_parameters(self, params) -> SetParametersResult:
-        for cls in (self.CONFIG, IOConfig):
-            if cls is None:
-                continue
-            result = validate_changes(self, cls, params, self.active)
+        configured = self.config is not None
+        for cls in self.config_classes():
+            result = validate_changes(self, cls, params, configured)
             if not result.successful:
                 return result
         return SetParametersResult(successful=True)
 
     def _after_set_parameters(self, params) -> None:
-        """Apply accepted live changes (configure-time ones wait for the next configure)."""
-        if self.config is None or self.CONFIG is None:
+        """Apply accepted live changes (configure-time ones wait for the next configure).
+
+        Configure-time parameters only change while unconfigured (see validate_changes), so a
+        configured node's new configuration differs from the running one in live fields only.
+        """
+        if self.config is None:
             return
         try:
-            config = read_config(self, self.CONFIG)
+            extras = {cls: read_config(self, cls) for cls in self.EXTRA_CONFIGS}
+            config = read_config(self, self.CONFIG) if self.CONFIG else self.config
         except SpatialCaptionError as exc:
             self.get_logger().error(f'parameter update not applied: {exc}')
             return
+        self.extras = extras
         if config != self.config:
             self.config = config
             self.apply_live(config)
@@ -248,6 +274,10 @@ class ManagedNode(LifecycleNode):
         self.counters.processed += 1
 
     def _on_worker_error(self, msg: Any, exc: BaseException) -> None:
+        if not self.context.ok():
+            # Ctrl-C: rclpy's signal handler shut the context down while a frame was in
+            # flight; its outputs cannot be published any more. Not a processing error.
+            return
         if isinstance(exc, InvalidInputError):
             self.reject(_snake(type(exc).__name__), str(exc))
         elif isinstance(exc, SpatialCaptionError):
@@ -275,6 +305,10 @@ class ManagedNode(LifecycleNode):
             'inactive' if self.config is not None else 'unconfigured')}
         values.update(self.describe() if self.config is not None else {})
         values['input_rate_hz'] = f'{self.input_rate.rate():.2f}'
+        try:
+            values.update(self.diagnostic_values())
+        except Exception as exc:  # noqa: BLE001 - diagnostics must never take the node down
+            values['diagnostic_values_error'] = str(exc)
         values.update({k: str(v) for k, v in snap.items()})
         for stage, (last, mean, peak) in sorted(self.timings.summary().items()):
             values[f'time_ms.{stage}'] = f'last {last:.1f} mean {mean:.1f} max {peak:.1f}'

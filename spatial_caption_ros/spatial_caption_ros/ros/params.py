@@ -2,6 +2,16 @@
 
 Descriptors carry the description, ranges, choices and when a change is accepted, so `ros2 param
 describe` tells a user everything the dataclass says.
+
+When a change is accepted (core/params.py `when=`), and why read_only is used so sparingly:
+- live: any time; applied from the next frame (thresholds, filters, styles).
+- configure-time: accepted only while the node is UNCONFIGURED and applied by the next configure
+  (models, backends, QoS, topics: whatever configure builds). A configured node rejects the change
+  with a reason instead of accepting a value it would silently not use. This keeps "a failed
+  configure can be fixed without restarting the process" possible: the lifecycle is the way to
+  change them (cleanup, set, configure, activate).
+- read-only (descriptor read_only=true): fixed for the life of the process (set from the YAML or
+  the command line). Only for what no transition can change (autostart).
 """
 
 from __future__ import annotations
@@ -17,6 +27,9 @@ from spatial_caption_ros.core.errors import ConfigError
 from spatial_caption_ros.core.params import (
     build_config, check_value, CONFIGURE, config_values, param_fields, ParamInfo, READ_ONLY)
 
+CONFIGURE_TIME_NOTE = ('configure-time: accepted only while the node is unconfigured, applied at '
+                       'the next configure')
+
 _ROS_TYPES = {
     'bool': ParameterType.PARAMETER_BOOL, 'int': ParameterType.PARAMETER_INTEGER,
     'float': ParameterType.PARAMETER_DOUBLE, 'str': ParameterType.PARAMETER_STRING,
@@ -30,9 +43,13 @@ def descriptor(name: str, info: ParamInfo) -> ParameterDescriptor:
     constraints = []
     if info.choices:
         constraints.append('one of: ' + ', '.join(info.choices))
+    if info.kind in ('int', 'float'):
+        if info.minimum is not None and info.maximum is None:
+            constraints.append(f'minimum {info.minimum}')
+        if info.maximum is not None and info.minimum is None:
+            constraints.append(f'maximum {info.maximum}')
     if info.when == CONFIGURE:
-        constraints.append('changes are accepted only while the node is not active and apply '
-                           'at the next configure')
+        constraints.append(CONFIGURE_TIME_NOTE)
     d = ParameterDescriptor(
         name=name, type=_ROS_TYPES[info.kind], description=info.description,
         additional_constraints='; '.join(constraints), read_only=info.when == READ_ONLY)
@@ -80,8 +97,11 @@ def read_config(node: Node, config_cls: type, pending: dict[str, Any] | None = N
 
 
 def validate_changes(node: Node, config_cls: type, params: list[Parameter],
-                     active: bool) -> SetParametersResult:
-    """Accept or reject a parameter change for this configuration, with a reason."""
+                     configured: bool) -> SetParametersResult:
+    """Accept or reject a parameter change for this configuration, with a reason.
+
+    configured: the node is inactive or active (its configure-time values are in use).
+    """
     infos = {f.name: info for f, info in param_fields(config_cls)}
     pending = {}
     for p in params:
@@ -94,11 +114,12 @@ def validate_changes(node: Node, config_cls: type, params: list[Parameter],
         problem = check_value(info, value)
         if problem:
             return SetParametersResult(successful=False, reason=f'{p.name}: {problem}')
-        if info.when == CONFIGURE and active:
+        if info.when == CONFIGURE and configured:
             return SetParametersResult(
                 successful=False,
-                reason=f'{p.name} can only change while the node is not active '
-                       '(deactivate, set it, then configure/activate again)')
+                reason=f'{p.name} is a configure-time parameter: it can change only while the '
+                       'node is unconfigured, not active or inactive (deactivate, cleanup, set '
+                       'it, then configure and activate)')
         pending[p.name] = value
     if pending:
         try:

@@ -1,0 +1,10 @@
+"""The perception node alone (parameters from `config`, section /**/perception).
+
+  ros2 launch spatial_caption_ros perception.launch.py
+"""
+
+from spatial_caption_ros.ros.launch_builder import single_node_description
+
+
+def generate_launch_description():
+    return single_node_description('perception')

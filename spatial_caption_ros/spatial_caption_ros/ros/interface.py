@@ -1,0 +1,129 @@
+"""The ROS interface of every node: topics, message types, directions, QoS (one table, no drift).
+
+docs/ros_interface.md is generated from this (cli/config.py --docs), the launch-file tests check
+remaps against it, and test_interface.py starts every node and compares the topics it really
+creates with this table, so a node that gains a topic fails the tests until it is listed here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic of one node.
+
+    name: as the node creates it (relative names resolve in the node's namespace and are meant
+    to be remapped; `~/x` is private to the node).
+    qos: a QoS name of ros/qos.py, or the parameter that chooses it.
+    when: (parameter, values) under which the topic exists; empty: always (while active).
+    """
+
+    name: str
+    msg_type: str
+    direction: str            # 'in' or 'out'
+    qos: str
+    description: str
+    when: tuple[str, tuple] = ()
+
+    def exists_with(self, params: dict) -> bool:
+        """Whether the node creates this topic with these parameter values."""
+        if not self.when:
+            return True
+        name, values = self.when
+        return params.get(name) in values
+
+
+IMAGE = 'sensor_msgs/msg/Image'
+COMPRESSED = 'sensor_msgs/msg/CompressedImage'
+CAMERA_INFO = 'sensor_msgs/msg/CameraInfo'
+DETECTIONS = 'spatial_caption_interfaces/msg/DetectionArray'
+SCENE_GRAPH = 'spatial_caption_interfaces/msg/SceneGraph'
+CAPTION = 'spatial_caption_interfaces/msg/Caption'
+STRING = 'std_msgs/msg/String'
+UINT32 = 'std_msgs/msg/UInt32'
+MARKERS = 'visualization_msgs/msg/MarkerArray'
+DIAGNOSTICS = 'diagnostic_msgs/msg/DiagnosticArray'
+
+NODE_TOPICS: dict[str, tuple[TopicSpec, ...]] = {
+    'image_source': (
+        TopicSpec('image', IMAGE, 'out', 'output_qos',
+                  'Frames of the folder/video (bgr8), stamped now, frame_id from `frame_id`.'),
+        TopicSpec('camera_info', CAMERA_INFO, 'out', 'output_qos',
+                  'Intrinsics from `camera_info_file` or `assumed_hfov_deg` (else none), '
+                  'published just before each image with the same header.'),
+        TopicSpec('~/done', UINT32, 'out', 'latched',
+                  'Number of frames published, once the source is exhausted.'),
+        TopicSpec('~/frame_names', STRING, 'out', 'reliable',
+                  'JSON {"stamp_ns", "name"}: which file or video frame each image is.'),
+        TopicSpec('detections', DETECTIONS, 'in', 'reliable',
+                  'Pacing: the next frame waits for this output.',
+                  when=('pace_on', ('detections',))),
+        TopicSpec('scene_graph', SCENE_GRAPH, 'in', 'reliable',
+                  'Pacing: the next frame waits for this output.',
+                  when=('pace_on', ('scene_graph',))),
+        TopicSpec('caption', CAPTION, 'in', 'reliable',
+                  'Pacing: the next frame waits for this output.',
+                  when=('pace_on', ('caption',))),
+    ),
+    'perception': (
+        TopicSpec('image', IMAGE, 'in', 'input_qos', 'Camera image (rgb8, bgr8, mono8, ...).',
+                  when=('image_format', ('raw',))),
+        TopicSpec('image/compressed', COMPRESSED, 'in', 'input_qos',
+                  'Camera image, JPEG or PNG.', when=('image_format', ('compressed',))),
+        TopicSpec('camera_info', CAMERA_INFO, 'in', 'sensor_data',
+                  'Intrinsics for 3D positions and metric sizes (the latest one is used).'),
+        TopicSpec('detections', DETECTIONS, 'out', 'output_qos',
+                  'Objects with depth and 3D position; header of the source image.'),
+    ),
+    'scene_graph': (
+        TopicSpec('detections', DETECTIONS, 'in', 'input_qos', 'Output of perception.'),
+        TopicSpec('scene_graph', SCENE_GRAPH, 'out', 'output_qos',
+                  'Objects, attributes, relations, knowledge; header of the source image.'),
+        TopicSpec('scene_graph/json', STRING, 'out', 'output_qos',
+                  'The same graph as JSON (core/serialization.py), for agents and web bridges.',
+                  when=('publish_json', (True,))),
+    ),
+    'caption': (
+        TopicSpec('scene_graph', SCENE_GRAPH, 'in', 'input_qos', 'Output of scene_graph.'),
+        TopicSpec('caption', CAPTION, 'out', 'output_qos',
+                  'Caption with provenance (verified, generator, model, latency); header of the '
+                  'source image.'),
+        TopicSpec('caption/text', STRING, 'out', 'output_qos', 'The caption text alone.'),
+    ),
+    'visualization': (
+        TopicSpec('scene_graph', SCENE_GRAPH, 'in', 'input_qos', 'Graph to draw.'),
+        TopicSpec('image', IMAGE, 'in', 'image_qos',
+                  'Camera image the graphs were computed from (matched by stamp).',
+                  when=('image_format', ('raw',))),
+        TopicSpec('image/compressed', COMPRESSED, 'in', 'image_qos',
+                  'Camera image, JPEG or PNG.', when=('image_format', ('compressed',))),
+        TopicSpec('depth', IMAGE, 'in', 'image_qos',
+                  'Depth map for the inset (16UC1 mm or 32FC1), matched by stamp.',
+                  when=('show_depth_inset', (True,))),
+        TopicSpec('caption', CAPTION, 'in', 'reliable', 'Latest caption, drawn on the image.'),
+        TopicSpec('markers', MARKERS, 'out', 'output_qos',
+                  'Per object with a 3D position: a box (metric size) or sphere and a '
+                  '"chair 2.3 m" label; lines for the main relations. Source image header.'),
+        TopicSpec('annotated_image', IMAGE, 'out', 'output_qos',
+                  'bgr8: boxes, labels, distances, depth inset, latest caption. Source image '
+                  'header.'),
+    ),
+}
+
+# Every managed node also publishes these.
+COMMON_TOPICS = (
+    TopicSpec('/diagnostics', DIAGNOSTICS, 'out', 'reliable (depth 10)',
+              'State, backend, depth source, input rate, per-stage times, counters.'),
+)
+
+# Topics every rclpy (lifecycle) node creates by itself; not part of this package's interface.
+INFRASTRUCTURE_TOPICS = frozenset({'/rosout', '/parameter_events'})
+INFRASTRUCTURE_SUFFIXES = ('/transition_event',)
+
+
+def node_topics(node: str, params: dict | None = None) -> list[TopicSpec]:
+    """The topics `node` creates with these parameter values (all of them when params is None)."""
+    specs = NODE_TOPICS[node] + COMMON_TOPICS
+    return [t for t in specs if params is None or t.exists_with(params)]
