@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 
-from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticStatus
 from spatial_caption_interfaces.msg import Caption as CaptionMsg, SceneGraph
 from std_msgs.msg import String
 
@@ -98,18 +98,22 @@ class CaptionNode(ManagedNode):
                 msg = newer
         return None
 
-    def diagnostic_status(self) -> DiagnosticStatus:
-        status = super().diagnostic_status()
+    def diagnostic_values(self) -> dict[str, str]:
+        """Caption counters: verified vs fallen back, by generator and by reason."""
         if self.captioner is None:
-            return status
+            return {}
         values = {k: str(v) for k, v in self.captioner.stats.snapshot().items()}
         values['skipped_unchanged'] = str(self.skipped_unchanged)
-        status.values.extend(KeyValue(key=k, value=v) for k, v in values.items())
-        if self.captioner.llm_error and status.level == DiagnosticStatus.OK:
+        return values
+
+    def diagnostic_status(self) -> DiagnosticStatus:
+        """WARN while the LLM could not be loaded and template captions stand in for it."""
+        status = super().diagnostic_status()
+        if (self.captioner is not None and self.captioner.llm_error
+                and status.level == DiagnosticStatus.OK):
             status.level = DiagnosticStatus.WARN
             status.message = f'{status.message}; LLM unavailable, template captions'[:256]
         return status
-
 
 def main(args=None) -> None:
     run_node(CaptionNode, args)

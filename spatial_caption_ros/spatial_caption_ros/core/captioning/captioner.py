@@ -202,7 +202,7 @@ class Captioner:
         if self.config.generator == 'llm':
             if self.llm is None:
                 reason = f'{REASON_UNAVAILABLE}: {self.llm_error}'
-            else:
+            elif not plan.empty:           # an empty graph has nothing to word
                 llm_tried = True
                 outcome = self._llm_text(plan, graph, text_style, verifier, t0)
                 if outcome[0] is not None:
@@ -235,8 +235,6 @@ class Captioner:
                   verifier: CaptionVerifier, t0: float) -> tuple[str | None, str, str]:
         """(text or None, generator, fallback reason) from the LLM."""
         cfg = self.config
-        if plan.empty:
-            return None, GENERATOR_TEMPLATE, ''      # nothing to word: the template says it
         facts = '; '.join(_fact_text(plan, f) for f in plan.facts)
         grammar = None
         if cfg.constraint == 'facts':
