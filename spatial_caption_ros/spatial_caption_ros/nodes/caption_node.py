@@ -64,6 +64,11 @@ class CaptionNode(ManagedNode):
             self.captioner.close()
             self.captioner = None
 
+    def destroy_node(self) -> None:
+        """Stop the worker, then release the model (a destroyed node keeps nothing mapped)."""
+        super().destroy_node()
+        self.release_stage()
+
     def describe(self) -> dict[str, str]:
         return self.captioner.describe() if self.captioner is not None else {}
 

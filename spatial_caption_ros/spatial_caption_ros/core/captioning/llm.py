@@ -119,6 +119,7 @@ class LlamaModel:
         self._ctx = lib.llama_init_from_model(self._model, cparams)
         if not self._ctx:
             lib.llama_model_free(self._model)
+            self._model = None
             raise ModelError(f'llama.cpp could not create a context for {self.path} '
                              f'(n_ctx={n_ctx})')
         self.n_ctx = lib.llama_n_ctx(self._ctx)
@@ -476,15 +477,20 @@ class LlamaModel:
         return b''.join(self._piece(t) for t in tokens).decode('utf-8', 'ignore')
 
     def close(self) -> None:
-        """Free the context and the model."""
+        """Free the context and the model (unmaps the GGUF file)."""
         with self._lock:
-            if self._ctx:
+            if getattr(self, '_ctx', None):
                 _llama.llama_batch_free(self._batch)
                 _llama.llama_free(self._ctx)
                 self._ctx = None
-            if self._model:
+            if getattr(self, '_model', None):
                 _llama.llama_model_free(self._model)
                 self._model = None
+
+    def __del__(self) -> None:
+        # A model dropped without close() must not keep its file mapped and its memory.
+        if getattr(self, '_lock', None) is not None:
+            self.close()
 
 
 def _logsumexp(x: np.ndarray) -> float:
