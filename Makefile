@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 ENV := scripts/env.sh
 ARGS ?=
 
-.PHONY: setup run test test-quick lint config clean eval-captions
+.PHONY: setup run test test-quick lint config clean bench engines dav2-timing-model eval-captions
 
 setup:  ## create/refresh the venv (idempotent; fast when up to date)
 	@scripts/setup.sh
@@ -28,6 +28,17 @@ lint: setup
 config: setup  ## regenerate config/pipeline.yaml and the docs/ros_interface.md tables from the code
 	@$(ENV) $(PY) -m spatial_caption_ros.cli.config --output spatial_caption_ros/config/pipeline.yaml
 	@$(ENV) $(PY) -m spatial_caption_ros.cli.interface_docs --output docs/ros_interface.md
+
+bench: setup  ## perception benchmark: per-stage times, raw model runs, ratios, node path (ARGS=...)
+	@$(ENV) $(PY) -m spatial_caption_ros.cli.bench_perception $(ARGS)
+
+engines: setup  ## build TensorRT FP16 engines for YOLO11n and DA-V2-S timing model (GPU machines)
+	@scripts/gpu_benchmark.sh --build-only
+
+dav2-timing-model:  ## Depth Anything V2 Small-architecture ONNX (random weights) for timing
+	@test -x .bench-venv/bin/python || (python3 -m venv .bench-venv && .bench-venv/bin/pip install -q \
+		$${TORCH_WHEEL:-torch==2.13.0} onnx==1.23.2 onnxscript)
+	@.bench-venv/bin/python scripts/make_dav2_timing_model.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build output

@@ -35,7 +35,7 @@ STAMP = 1_800_000_000_000_000_042
 # Parameter variations that switch conditional topics on or off.
 VARIANTS = {
     'image_source': [{}, {'pace_on': 'caption'}],
-    'perception': [{}, {'image_format': 'compressed'}],
+    'perception': [{}, {'image_format': 'compressed'}, {'depth_source': 'sensor'}],
     'scene_graph': [{}, {'publish_json': True}],
     'caption': [{}],
     'visualization': [{}, {'image_format': 'compressed', 'show_depth_inset': False}],

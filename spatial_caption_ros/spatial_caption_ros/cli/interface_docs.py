@@ -83,8 +83,8 @@ def topic_tables() -> list[str]:
         lines += [f'#### `{node}`', '', '| topic | type | in/out | QoS | exists when | '
                   'description |', '|---|---|---|---|---|---|']
         for t in topics:
-            when = f'`{t.when[0]}` = ' + ' / '.join(f'`{json.dumps(v)}`' for v in t.when[1]) \
-                if t.when else 'always'
+            when = ', or '.join(f'`{c[0]}` = ' + ' / '.join(f'`{json.dumps(v)}`' for v in c[1])
+                                for c in (t.when, t.or_when) if c) or 'always'
             lines.append(f'| `{t.name}` | {t.msg_type} | {t.direction} | `{t.qos}` | {when} | '
                          f'{_cell(t.description)} |')
         lines.append('')

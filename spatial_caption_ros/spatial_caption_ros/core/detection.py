@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 from pathlib import Path
+import time
 
 import cv2
 import numpy as np
@@ -25,6 +26,8 @@ PAD_VALUE = 114  # Ultralytics letterbox padding grey
 MAX_NMS_CANDIDATES = 30000
 # Offset that separates classes in class-aware NMS; larger than any input side.
 CLASS_OFFSET = 8192.0
+# Network stride of YOLO11 (P5 head): input sides of dynamic-shape models are rounded up to it.
+DEFAULT_STRIDE = 32
 
 
 @dataclass(frozen=True)
@@ -49,9 +52,15 @@ def letterbox_params(src_w: int, src_h: int, dst_w: int, dst_h: int) -> tuple[in
 class LetterboxPreprocessor:
     """Writes letterboxed, normalised NCHW float32 input into one buffer allocated once."""
 
-    def __init__(self, width: int, height: int) -> None:
+    def __init__(self, width: int, height: int, buffer: np.ndarray | None = None) -> None:
         self.width, self.height = width, height
-        self.blob = np.empty((1, 3, height, width), dtype=np.float32)
+        shape = (1, 3, height, width)
+        if buffer is not None and (buffer.shape != shape or buffer.dtype != np.float32):
+            raise ValueError(f'letterbox buffer must be float32 {shape}, got {buffer.dtype} '
+                             f'{buffer.shape}')
+        # The backend's own input buffer when it offers one (TensorRT: page-locked memory), so
+        # the letterboxed image is written where the GPU copy reads it: no extra copy.
+        self.blob = buffer if buffer is not None else np.empty(shape, dtype=np.float32)
         self._placement: tuple[int, int, int, int] | None = None
 
     def __call__(self, image: ColorImage) -> tuple[np.ndarray, Letterbox]:
@@ -64,23 +73,31 @@ class LetterboxPreprocessor:
         src = image.pixels
         if (new_w, new_h) != (image.width, image.height):
             src = cv2.resize(src, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-        # One pass per channel: uint8 HWC (RGB or BGR) -> float CHW in [0, 1], written in place.
+        # uint8 HWC (RGB or BGR) -> float CHW in [0, 1], written in place into the blob: split
+        # the planes (contiguous copies, fast in OpenCV), then one scaled conversion per plane.
+        planes = cv2.split(src)
         order = (0, 1, 2) if image.order == 'rgb' else (2, 1, 0)
         view = self.blob[0, :, top:top + new_h, left:left + new_w]
         for dst_c, src_c in enumerate(order):
-            np.multiply(src[:, :, src_c], np.float32(1.0 / 255.0), out=view[dst_c],
+            np.multiply(planes[src_c], np.float32(1.0 / 255.0), out=view[dst_c],
                         casting='unsafe')
         lb = Letterbox(lb.scale, float(left), float(top), lb.src_width, lb.src_height)
         return self.blob, lb
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Greedy non-maximum suppression; boxes Nx4 (x1, y1, x2, y2). Returns kept indices."""
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
+        max_keep: int | None = None) -> np.ndarray:
+    """Greedy non-maximum suppression; boxes Nx4 (x1, y1, x2, y2). Returns kept indices.
+
+    Each step keeps the best remaining box and drops every remaining box overlapping it by more
+    than iou_threshold in one vectorised pass, so the Python loop runs once per KEPT box (and
+    stops at max_keep). Class-aware NMS: offset each class's boxes (see CLASS_OFFSET).
+    """
     order = np.argsort(-scores, kind='stable')
     x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
     areas = np.maximum(0.0, x2 - x1) * np.maximum(0.0, y2 - y1)
     keep = []
-    while order.size:
+    while order.size and (max_keep is None or len(keep) < max_keep):
         i = order[0]
         keep.append(i)
         rest = order[1:]
@@ -123,48 +140,74 @@ def read_class_names_file(path: str | Path) -> list[str]:
         return [sanitize_label(line.strip()) for line in f if line.strip()]
 
 
+def input_side(value: int, stride: int = DEFAULT_STRIDE) -> int:
+    """An input side rounded up to a multiple of the network stride (as Ultralytics does)."""
+    return max(stride, -(-int(value) // stride) * stride)
+
+
 class YoloDetector:
-    """YOLO11 detector around a loaded backend."""
+    """YOLO11 detector around a loaded backend.
+
+    input_size: network input for models with dynamic height/width: one side (square) or
+    (width, height); rounded up to a multiple of the stride. Ignored for fixed-size models,
+    whose own size is used.
+    """
 
     def __init__(self, backend: InferenceBackend, class_names: list[str] | None = None,
                  confidence_threshold: float = 0.25, iou_threshold: float = 0.45,
                  max_detections: int = 100, classes: tuple[str, ...] = (),
-                 input_size: int = 640) -> None:
+                 input_size: int | tuple[int, int] = 640) -> None:
+        expected_in = 'one input [1, 3, H, W]'
         if len(backend.inputs) != 1:
-            raise ModelError(f'a YOLO model has one input, this one has {len(backend.inputs)}')
+            raise backend.model_error(f'a YOLO model has one input, this one has '
+                                      f'{len(backend.inputs)}', expected_in)
         inp = backend.inputs[0]
-        if len(inp.shape) != 4 or inp.shape[1] not in (3, None):
-            raise ModelError(f'YOLO input {inp.name} should be [1, 3, H, W], got {inp.shape}')
-        height = inp.shape[2] or input_size
-        width = inp.shape[3] or input_size
+        if len(inp.shape) != 4 or inp.shape[1] not in (3, None) or inp.shape[0] not in (1, None):
+            raise backend.model_error(f'input {inp.name} is not an image batch', expected_in)
+        if not backend.outputs:
+            raise backend.model_error('the model has no output', 'output [1, 4+C, N] or [1, N, 6]')
+        try:
+            stride = int(float(backend.metadata.get('stride', DEFAULT_STRIDE)))
+        except ValueError:
+            stride = DEFAULT_STRIDE
+        want_w, want_h = ((input_size, input_size) if isinstance(input_size, int)
+                          else tuple(input_size))
+        height = inp.shape[2] or input_side(want_h, stride)
+        width = inp.shape[3] or input_side(want_w, stride)
         self.backend = backend
         self.input_name = inp.name
-        self.preprocess = LetterboxPreprocessor(width, height)
+        self.input_shape = (1, 3, height, width)
+        self.preprocess = LetterboxPreprocessor(
+            width, height, backend.input_buffer(inp.name, self.input_shape))
         names = class_names or parse_class_names(backend.metadata)
         if not names:
-            raise ModelError('no class names: the model has no "names" metadata; give a class '
-                             'names file (one name per line)')
+            raise ModelError(f'{backend.path or "the model"}: no class names: the model has no '
+                             '"names" metadata; give a class names file (one name per line)')
         self.class_names = names
         self.confidence_threshold = confidence_threshold
         self.iou_threshold = iou_threshold
         self.max_detections = max_detections
         self.set_class_filter(classes)
-        out = backend.outputs[0]
-        if len(out.shape) != 3:
-            raise ModelError(f'YOLO output should have 3 dimensions, got {out.shape}')
+        out = backend.outputs[0].shape
+        expected_out = f'output [1, {4 + len(names)}, N] (4 box + {len(names)} class rows) or ' \
+                       '[1, N, 6] (end-to-end export)'
+        if len(out) != 3 or (out[1] is not None and out[2] is not None
+                             and out[1] != 4 + len(names) and out[2] != 6):
+            raise backend.model_error('the output layout is not a YOLO detection output',
+                                      expected_out)
+        self._expected_out = expected_out
 
     def set_class_filter(self, classes: tuple[str, ...]) -> None:
         """Keep only these class names (empty: keep all)."""
         if classes:
             wanted = {sanitize_label(c) for c in classes}
-            self._class_mask = np.array([n in wanted for n in self.class_names])
+            self._class_rows = np.flatnonzero([n in wanted for n in self.class_names])
         else:
-            self._class_mask = None
+            self._class_rows = None
 
     def detect(self, image: ColorImage,
                timings: dict[str, float] | None = None) -> list[Detection]:
         """Detect objects in an image; optional `timings` receives per-stage milliseconds."""
-        import time
         t0 = time.perf_counter()
         blob, lb = self.preprocess(image)
         t1 = time.perf_counter()
@@ -180,43 +223,57 @@ class YoloDetector:
 
     def postprocess(self, output: np.ndarray, lb: Letterbox) -> list[Detection]:
         """Decode one raw output tensor into detections in source-image pixels."""
-        out = output[0]
         num_classes = len(self.class_names)
-        if out.shape[-1] == 6 and out.shape[0] != 4 + num_classes:
-            boxes, scores, class_ids = self._decode_end_to_end(out)
-        elif out.shape[0] == 4 + num_classes:
+        if output.ndim != 3:
+            raise self.backend.model_error(f'the output has shape {output.shape}',
+                                           self._expected_out)
+        out = output[0]
+        if out.shape[0] == 4 + num_classes:
             boxes, scores, class_ids = self._decode_standard(out)
+        elif out.shape[-1] == 6:
+            boxes, scores, class_ids = self._decode_end_to_end(out)
         else:
-            raise ModelError(f'YOLO output {output.shape} matches neither [1, 4+{num_classes}, N] '
-                             'nor [1, N, 6]')
+            raise self.backend.model_error(
+                f'output {output.shape} matches neither [1, 4+{num_classes}, N] nor [1, N, 6]',
+                self._expected_out)
         if boxes.shape[0] == 0:
             return []
         # Undo the letterbox and clip to the image.
-        boxes[:, [0, 2]] = (boxes[:, [0, 2]] - lb.pad_x) / lb.scale
-        boxes[:, [1, 3]] = (boxes[:, [1, 3]] - lb.pad_y) / lb.scale
-        np.clip(boxes[:, [0, 2]], 0, lb.src_width, out=boxes[:, [0, 2]])
-        np.clip(boxes[:, [1, 3]], 0, lb.src_height, out=boxes[:, [1, 3]])
+        boxes[:, 0::2] -= lb.pad_x
+        boxes[:, 1::2] -= lb.pad_y
+        boxes /= lb.scale
+        np.clip(boxes[:, 0::2], 0, lb.src_width, out=boxes[:, 0::2])
+        np.clip(boxes[:, 1::2], 0, lb.src_height, out=boxes[:, 1::2])
         valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         boxes, scores, class_ids = boxes[valid], scores[valid], class_ids[valid]
-        return [Detection(BoundingBox(*map(float, b)), int(c), self.class_names[int(c)], float(s))
-                for b, s, c in zip(boxes, scores, class_ids, strict=True)]
+        names = self.class_names
+        return [Detection(BoundingBox(float(b[0]), float(b[1]), float(b[2]), float(b[3])),
+                          int(c), names[int(c)], float(s))
+                for b, s, c in zip(boxes.tolist(), scores.tolist(), class_ids.tolist(),
+                                   strict=True)]
 
     def _decode_standard(self, out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # The hot path: one max over the class rows of all N anchors (contiguous row reduction),
+        # then the arg-max and the boxes only for the few anchors above the threshold.
         class_scores = out[4:]
-        if self._class_mask is not None:
-            class_scores = np.where(self._class_mask[:, None], class_scores, 0.0)
-        class_ids = class_scores.argmax(axis=0)
-        scores = class_scores[class_ids, np.arange(class_scores.shape[1])]
-        candidates = np.flatnonzero(scores > self.confidence_threshold)
+        if self._class_rows is not None:
+            class_scores = class_scores[self._class_rows]
+        if class_scores.shape[0] == 0:       # the class filter names no class of this model
+            return np.empty((0, 4), np.float32), np.empty(0, np.float32), np.empty(0, np.int64)
+        best = class_scores.max(axis=0)
+        candidates = np.flatnonzero(best > self.confidence_threshold)
         if candidates.size > MAX_NMS_CANDIDATES:
-            candidates = candidates[np.argsort(-scores[candidates])[:MAX_NMS_CANDIDATES]]
+            candidates = candidates[np.argsort(-best[candidates])[:MAX_NMS_CANDIDATES]]
         if candidates.size == 0:
             return np.empty((0, 4), np.float32), np.empty(0, np.float32), np.empty(0, np.int64)
-        cx, cy, w, h = (out[i, candidates] for i in range(4))
+        class_ids = class_scores[:, candidates].argmax(axis=0)
+        if self._class_rows is not None:
+            class_ids = self._class_rows[class_ids]
+        scores = best[candidates]
+        cx, cy, w, h = out[:4, candidates]
         boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-        scores, class_ids = scores[candidates], class_ids[candidates]
-        keep = nms(boxes + (class_ids * CLASS_OFFSET)[:, None], scores, self.iou_threshold)
-        keep = keep[:self.max_detections]
+        keep = nms(boxes + (class_ids * CLASS_OFFSET)[:, None].astype(boxes.dtype), scores,
+                   self.iou_threshold, self.max_detections)
         return boxes[keep].astype(np.float32), scores[keep], class_ids[keep]
 
     def _decode_end_to_end(self, out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -224,8 +281,8 @@ class YoloDetector:
         class_ids = out[:, 5].astype(np.int64)
         ok = (scores > self.confidence_threshold) & (class_ids >= 0) & (
             class_ids < len(self.class_names))
-        if self._class_mask is not None:
-            ok &= self._class_mask[np.clip(class_ids, 0, len(self.class_names) - 1)]
+        if self._class_rows is not None:
+            ok &= np.isin(class_ids, self._class_rows)
         idx = np.flatnonzero(ok)
         idx = idx[np.argsort(-scores[idx], kind='stable')][:self.max_detections]
         return out[idx, :4].astype(np.float32, copy=True), scores[idx], class_ids[idx]

@@ -33,6 +33,10 @@ class ModelNotFoundError(ModelError):
     """A model file does not exist; the message says what is missing and how to get it."""
 
 
+class StaleEngineError(ModelError):
+    """A TensorRT engine was built for another TensorRT version, GPU, input shape or model."""
+
+
 class BackendError(SpatialCaptionError):
     """An inference backend failed while running a model."""
 

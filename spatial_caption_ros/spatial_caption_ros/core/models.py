@@ -34,6 +34,11 @@ class ModelEntry:
     sha256: str | None = None
     input: tuple[int, ...] | None = None
     outputs: str = ''
+    download: str = ''               # URL fetched by `spatial-caption-models fetch`
+    download_file: str = ''          # name of the downloaded file (default: `file`)
+    download_sha256: str | None = None   # sha256 of the download, when it differs from `file`
+    export: str = ''                 # how `export` turns the download into `file` ('' = as is)
+    notes: str = ''
 
 
 def cache_dir() -> Path:
@@ -74,7 +79,10 @@ def load_manifest(path: Path | None = None) -> dict[str, ModelEntry]:
             source=item.get('source', ''), obtain=item.get('obtain', ''),
             license=item.get('license', ''), sha256=item.get('sha256'),
             input=tuple(item['input']) if item.get('input') else None,
-            outputs=item.get('outputs', ''))
+            outputs=item.get('outputs', ''), download=item.get('download', ''),
+            download_file=item.get('download_file', ''),
+            download_sha256=item.get('download_sha256'), export=item.get('export', ''),
+            notes=item.get('notes', ''))
     return entries
 
 

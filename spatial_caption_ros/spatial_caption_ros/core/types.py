@@ -161,6 +161,7 @@ class ObjectDepth:
     uncertainty: float = NAN      # one standard deviation, same unit as value
     source: str = DEPTH_NONE
     metric: bool = False
+    extent: float = NAN           # metres along the line of sight; the front is value - extent/2
 
     @property
     def known(self) -> bool:

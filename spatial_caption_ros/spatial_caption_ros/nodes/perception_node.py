@@ -1,7 +1,9 @@
 """Perception node: image (+ camera_info) -> detections with depth and 3D positions.
 
 Subscribes:  image (sensor_msgs/Image) or image/compressed (sensor_msgs/CompressedImage),
-             camera_info (sensor_msgs/CameraInfo)
+             camera_info (sensor_msgs/CameraInfo),
+             depth (sensor_msgs/Image, 16UC1 mm or 32FC1 m, aligned to the colour image; only
+             with depth_source sensor or sensor scale anchors)
 Publishes:   detections (spatial_caption_interfaces/DetectionArray)
 """
 
@@ -12,7 +14,8 @@ import time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from spatial_caption_interfaces.msg import DetectionArray
 
-from spatial_caption_ros.core.errors import InvalidCameraInfoError
+from spatial_caption_ros.core.depth.sensor import StampBuffer
+from spatial_caption_ros.core.errors import InvalidCameraInfoError, InvalidImageError
 from spatial_caption_ros.core.perception import PerceptionConfig, PerceptionPipeline
 from spatial_caption_ros.ros import conversions
 from spatial_caption_ros.ros.managed_node import ManagedNode
@@ -23,6 +26,9 @@ from spatial_caption_ros.ros.spin import run_node
 # without one (only during the first STARTUP_WINDOW_S seconds; never later).
 FIRST_CAMERA_INFO_WAIT_S = 0.25
 STARTUP_WINDOW_S = 5.0
+# Depth frames kept for stamp matching: a third of a second at 30 Hz, far more than the skew
+# between a colour frame and its depth frame that matching within the tolerance allows.
+DEPTH_BUFFER_FRAMES = 10
 
 
 class PerceptionNode(ManagedNode):
@@ -35,6 +41,9 @@ class PerceptionNode(ManagedNode):
         self.pipeline: PerceptionPipeline | None = None
         self._camera_info: CameraInfo | None = None
         self._activated_at = 0.0
+        self._depth_frames: StampBuffer[Image] = StampBuffer(DEPTH_BUFFER_FRAMES)
+        self.depth_matched = 0
+        self.depth_unmatched = 0
         super().__init__('perception', **kwargs)
 
     def configure_stage(self, config: PerceptionConfig) -> None:
@@ -48,9 +57,34 @@ class PerceptionNode(ManagedNode):
             self.subscribe_latest(Image, 'image')
         self.subscribe(CameraInfo, 'camera_info', self._on_camera_info,
                        qos_profile('sensor_data'))
+        if self.config.uses_sensor_depth:
+            self._depth_frames.clear()
+            self.subscribe(Image, 'depth', self._on_depth, qos_profile(self.io.input_qos))
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
+
+    def _on_depth(self, msg: Image) -> None:
+        """Only buffers the message; it is decoded if and when a colour frame matches it."""
+        self._depth_frames.put(conversions.stamp_to_ns(msg.header.stamp), msg)
+
+    def _matched_depth(self, stamp_ns: int) -> tuple[object, str | None]:
+        """The aligned depth (metres) of the colour frame at `stamp_ns`, or None and why."""
+        tolerance_ns = int(self.config.depth_stamp_tolerance * 1e9)
+        match = self._depth_frames.match(stamp_ns, tolerance_ns, self.config.depth_wait)
+        if not match.matched:
+            self.depth_unmatched += 1
+            nearest = ('no depth frame received' if match.offset_ns is None
+                       else f'nearest {match.offset_ns / 1e6:+.0f} ms')
+            return None, (f'no depth frame within {1e3 * self.config.depth_stamp_tolerance:.0f} '
+                          f'ms of the colour frame ({nearest}): no sensor depth for it')
+        try:
+            depth = conversions.depth_msg_to_metres(match.item)
+        except InvalidImageError as exc:
+            self.reject('invalid_depth', str(exc))
+            return None, f'depth frame unusable: {exc}'
+        self.depth_matched += 1
+        return depth, None
 
     def on_activate(self, state):
         self._activated_at = time.monotonic()
@@ -79,7 +113,11 @@ class PerceptionNode(ManagedNode):
             self.pipeline = None
 
     def describe(self) -> dict[str, str]:
-        return self.pipeline.describe() if self.pipeline is not None else {}
+        out = self.pipeline.describe() if self.pipeline is not None else {}
+        if self.config is not None and self.config.uses_sensor_depth:
+            out['depth_frames_matched'] = str(self.depth_matched)
+            out['depth_frames_unmatched'] = str(self.depth_unmatched)
+        return out
 
     def process(self, msg) -> None:
         t0 = time.perf_counter()
@@ -100,11 +138,20 @@ class PerceptionNode(ManagedNode):
             self.get_logger().warning(
                 'no camera_info received: depth stays relative and no 3D positions are given',
                 throttle_duration_sec=30.0)
-        result = self.pipeline.process(image, conversions.header_to_core(msg.header), intrinsics)
+        header = conversions.header_to_core(msg.header)
+        sensor_depth, depth_note, match_ms = None, None, 0.0
+        if self.config.uses_sensor_depth:
+            t1 = time.perf_counter()
+            sensor_depth, depth_note = self._matched_depth(header.stamp_ns)
+            match_ms = (time.perf_counter() - t1) * 1e3
+        result = self.pipeline.process(image, header, intrinsics, sensor_depth)
         result.stage_times_ms['decode'] = decode_ms
-        result.processing_latency += decode_ms / 1e3
-        if note:
-            result.notes.append(note)
+        if self.config.uses_sensor_depth:
+            result.stage_times_ms['depth_match'] = match_ms
+        result.processing_latency += (decode_ms + match_ms) / 1e3
+        for extra in (note, depth_note):
+            if extra:
+                result.notes.append(extra)
         self.detections_pub.publish(conversions.detections_to_msg(result))
         self.record_timings(result.stage_times_ms)
 

@@ -18,6 +18,7 @@ class TopicSpec:
     to be remapped; `~/x` is private to the node).
     qos: a QoS name of ros/qos.py, or the parameter that chooses it.
     when: (parameter, values) under which the topic exists; empty: always (while active).
+    or_when: a second (parameter, values) that also makes it exist.
     """
 
     name: str
@@ -26,13 +27,13 @@ class TopicSpec:
     qos: str
     description: str
     when: tuple[str, tuple] = ()
+    or_when: tuple[str, tuple] = ()
 
     def exists_with(self, params: dict) -> bool:
         """Whether the node creates this topic with these parameter values."""
         if not self.when:
             return True
-        name, values = self.when
-        return params.get(name) in values
+        return any(params.get(cond[0]) in cond[1] for cond in (self.when, self.or_when) if cond)
 
 
 IMAGE = 'sensor_msgs/msg/Image'
@@ -74,6 +75,10 @@ NODE_TOPICS: dict[str, tuple[TopicSpec, ...]] = {
                   'Camera image, JPEG or PNG.', when=('image_format', ('compressed',))),
         TopicSpec('camera_info', CAMERA_INFO, 'in', 'sensor_data',
                   'Intrinsics for 3D positions and metric sizes (the latest one is used).'),
+        TopicSpec('depth', IMAGE, 'in', 'input_qos',
+                  'Depth image aligned to the colour image (16UC1 mm or 32FC1 m), matched to '
+                  'each colour frame by stamp within `depth_stamp_tolerance`.',
+                  when=('depth_source', ('sensor',)), or_when=('depth_scale_source', ('sensor',))),
         TopicSpec('detections', DETECTIONS, 'out', 'output_qos',
                   'Objects with depth and 3D position; header of the source image.'),
     ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -34,15 +35,25 @@ class DepthOutput:
 
 
 class DepthSource(ABC):
-    """Estimates the depth of detected objects."""
+    """Estimates the depth of detected objects.
+
+    The work is split in two so the pipeline can overlap it with detection: `prepare` does what
+    does not need the detections (dense model inference) and may run on another thread while the
+    detector runs; `estimate` turns its result and the detections into per-object depth.
+    """
 
     name: str = DEPTH_NONE
     needs_intrinsics: bool = False
     needs_sensor_depth: bool = False
+    dense: bool = False            # True when prepare() runs a dense model (worth overlapping)
+
+    def prepare(self, image: ColorImage) -> Any:
+        """Detection-independent work for one image (thread-safe with detection)."""
+        return None
 
     @abstractmethod
-    def estimate(self, inp: DepthInput) -> DepthOutput:
-        """Depth of each detection of `inp`."""
+    def estimate(self, inp: DepthInput, prepared: Any = None) -> DepthOutput:
+        """Depth of each detection of `inp`; `prepared` is what prepare() returned, if run."""
 
     def close(self) -> None:
         """Release models and buffers."""
@@ -53,6 +64,6 @@ class NoDepth(DepthSource):
 
     name = DEPTH_NONE
 
-    def estimate(self, inp: DepthInput) -> DepthOutput:
+    def estimate(self, inp: DepthInput, prepared: Any = None) -> DepthOutput:
         return DepthOutput(objects=[ObjectDepth() for _ in inp.detections], metric=False,
                            notes=['depth_source is none: no depth, no 3D positions'])
