@@ -324,3 +324,18 @@ def test_captions_describe_the_confident_part_of_the_graph():
     text = realise(plan_caption(view, 'short', limits_for('short', 1, 4)))
     assert 'two people' in text and CaptionVerifier(view).verify(text).ok
     assert confident_view(graph, 0.0) is graph
+
+
+def test_nearest_of_a_class_is_not_stated_as_a_tautology():
+    graph = street()
+    for o in graph.objects[2:]:
+        o.region = 'left'                     # no grid cell tells the people apart any more
+    graph.objects[1].region = 'left'
+    graph.objects[0].depth = 20.0             # the nearest object is a person
+    refs = referring_expressions(graph)
+    assert refs[1] == 'the nearest person'
+    plan = plan_caption(graph, 'short', limits_for('short', 1, 4))
+    nearest_fact = plan.of_kind('nearest')[0]
+    options = clause_options(nearest_fact)
+    assert options[0] == 'the nearest object is a person (5.8 m away)'
+    assert all(CaptionVerifier(graph).verify(o + '.').ok for o in options)

@@ -233,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
                    help=f'comma-separated runs out of: {", ".join(RUNS)}')
     p.add_argument('--set', action='append', default=[], metavar='PARAM=VALUE',
                    help='caption parameter for every run, e.g. n_threads=1 (YAML value)')
+    p.add_argument('--pipeline-set', action='append', default=[], metavar='NODE.PARAM=VALUE',
+                   help='perception or scene_graph parameter, e.g. perception.depth_source='
+                        'geometric (YAML value)')
     p.add_argument('--limit', type=int, default=0, help='only the first N images')
     p.add_argument('--no-coco-metrics', action='store_true', help='skip pycocoevalcap (java)')
     p.add_argument('--output', default='output/caption_eval.json', help='JSON results file')
@@ -248,6 +251,14 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.set:
         key, _, value = item.partition('=')
         base[key] = yaml.safe_load(value)
+    for item in args.pipeline_set:
+        key, _, value = item.partition('=')
+        node, _, name = key.partition('.')
+        if node not in ('perception', 'scene_graph') or not name:
+            raise SystemExit(f'--pipeline-set {item!r}: expected perception.X=V or '
+                             f'scene_graph.X=V')
+        params.setdefault(node, {}).setdefault('ros__parameters', {})[name] = yaml.safe_load(
+            value)
     frames = build_graphs(eval_dir, params, args.model_dir, args.limit, log)
     refs = coco_references(eval_dir, frames)
     results: list[dict] = []
@@ -258,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         summary = {
             'date': time.strftime('%Y-%m-%d'), 'eval_dir': str(eval_dir), 'images': len(frames),
             'cpu_count': os.cpu_count(), 'load_average': os.getloadavg(),
-            'caption_parameters': base, 'results': results,
+            'caption_parameters': base, 'pipeline_overrides': args.pipeline_set,
+            'results': results,
         }
         out.write_text(json.dumps(summary, indent=1, default=str), encoding='utf-8')
 
@@ -281,8 +293,9 @@ def main(argv: list[str] | None = None) -> int:
         save()                       # partial results survive an interrupted run
     for captioner in loaded.values():
         captioner.close()
-    print(f'{len(frames)} images from {eval_dir}; load average at the end '
-          f'{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores')
+    depth = frames[0]['graph'].depth_source if frames else '?'
+    print(f'{len(frames)} images from {eval_dir}; depth source {depth}; load average at the '
+          f'end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores')
     print(table(results))
     log(f'[eval] details in {out}')
     return 0

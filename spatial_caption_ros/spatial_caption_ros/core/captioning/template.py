@@ -15,7 +15,8 @@ from itertools import permutations
 import math
 
 from spatial_caption_ros.core.captioning.language import (
-    capitalise, counted, format_distance, join_list, region_phrase, WRITTEN_PREDICATES)
+    article, capitalise, counted, format_distance, join_list, region_phrase,
+    WRITTEN_PREDICATES)
 from spatial_caption_ros.core.captioning.plan import (
     ContentPlan, COUNT, Fact, NEAREST, PLACE, RELATION)
 from spatial_caption_ros.core.types import (
@@ -57,7 +58,11 @@ def clause_options(fact: Fact) -> list[str]:
     if fact.kind == PLACE:
         return [f'{s} is {region_phrase(fact.region)}']
     if fact.kind == NEAREST:
-        bases = [f'{s} is nearest to the camera', f'the nearest object is {s}']
+        if s.startswith('the nearest '):      # not "the nearest car is nearest to the camera"
+            noun = s[len('the nearest '):]
+            bases = [f'the nearest object is {article(noun)} {noun}']
+        else:
+            bases = [f'{s} is nearest to the camera', f'the nearest object is {s}']
         return [b + x for x in _distance_suffixes(fact.distance, 'away') for b in bases]
     if fact.kind != RELATION:
         raise ValueError(f'no clause for a {fact.kind} fact')
