@@ -252,7 +252,8 @@ def plan_caption(graph: SceneGraph, style: str, limits: PlanLimits) -> ContentPl
         subject_ref, object_ref = refs.get(subj.id), refs.get(obj.id)
         flipped = predicate if predicate in SYMMETRIC else CONVERSE.get(predicate)
         if object_ref is None and subject_ref is not None and flipped is not None:
-            # State it from the side that has a unique name: "the bus is right of a person".
+            # Make the uniquely named object the relation's object, the other one its
+            # indefinite subject: "a person is to the right of the bus".
             subj, obj, predicate = obj, subj, flipped
             subject_ref, object_ref = None, refs[obj.id]
         if object_ref is None:
