@@ -339,3 +339,12 @@ def test_nearest_of_a_class_is_not_stated_as_a_tautology():
     options = clause_options(nearest_fact)
     assert options[0] == 'the nearest object is a person (5.8 m away)'
     assert all(CaptionVerifier(graph).verify(o + '.').ok for o in options)
+
+
+def test_distances_are_written_only_as_precisely_as_the_graph_knows_them():
+    graph = street()
+    for o in graph.objects:
+        o.depth_uncertainty = 0.15 * o.depth        # 15 % one-sigma: more than the tolerance
+    text = realise(plan_caption(graph, 'detailed', limits_for('detailed', 1, 6)))
+    assert ' m ' not in text and ' m)' not in text and 'nearest' in text
+    assert CaptionVerifier(graph).verify(text).ok

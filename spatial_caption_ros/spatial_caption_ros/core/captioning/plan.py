@@ -16,7 +16,7 @@ import math
 
 from spatial_caption_ros.core.captioning.language import (
     REGION_PHRASE_CELLS, region_cell, region_matches, region_phrase, article)
-from spatial_caption_ros.core.captioning.semantics import GraphIndex, nearest
+from spatial_caption_ros.core.captioning.semantics import DISTANCE_REL_TOL, GraphIndex, nearest
 from spatial_caption_ros.core.types import (
     CONVERSE, NAN, Relation, SceneGraph, SceneObject, STYLE_DETAILED, SYMMETRIC)
 
@@ -148,6 +148,18 @@ def _region_candidates(region: str) -> list[str]:
     return out
 
 
+def stated_distance(metres: float, uncertainty: float) -> float:
+    """`metres` when the graph knows it to within the verifier's tolerance, else NaN.
+
+    A number is written only when its one-sigma uncertainty (for two objects, their depth
+    uncertainties added in quadrature: an upper bound for their distance) is at most
+    DISTANCE_REL_TOL of it: a caption must not sound more precise than the graph is.
+    """
+    if not (math.isfinite(metres) and math.isfinite(uncertainty)):
+        return NAN
+    return metres if uncertainty <= DISTANCE_REL_TOL * metres else NAN
+
+
 def clearly_in_region(obj: SceneObject, width: int, height: int) -> bool:
     """The box centre is REGION_MARGIN inside the grid lines its region phrase depends on."""
     cell = region_cell(obj.region)
@@ -219,7 +231,8 @@ def plan_caption(graph: SceneGraph, style: str, limits: PlanLimits) -> ContentPl
     places = 0
     closest = nearest(graph.objects)
     if closest is not None and closest.id in refs and closest.class_name in mentioned:
-        distance = closest.distance if closest.depth_metric else NAN
+        distance = stated_distance(closest.distance, closest.depth_uncertainty) \
+            if closest.depth_metric else NAN
         plan.facts.append(Fact(next_id(), NEAREST, subject=closest.id, distance=distance,
                                salience=object_salience(closest),
                                subject_ref=refs[closest.id]))
@@ -269,8 +282,11 @@ def plan_caption(graph: SceneGraph, style: str, limits: PlanLimits) -> ContentPl
         chosen_wordings.add(wording)
         plan.facts.append(Fact(
             next_id(), RELATION, subject=subj.id, predicate=predicate, object=obj.id,
-            distance=rel.distance if math.isfinite(rel.distance) else index.pair_distance(
-                subj.id, obj.id), salience=relation_salience(rel, index),
+            distance=stated_distance(
+                rel.distance if math.isfinite(rel.distance) else index.pair_distance(
+                    subj.id, obj.id),
+                math.hypot(subj.depth_uncertainty, obj.depth_uncertainty)),
+            salience=relation_salience(rel, index),
             subject_ref=subject_ref, object_ref=object_ref))
     return plan
 
