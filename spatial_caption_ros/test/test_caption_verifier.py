@@ -348,3 +348,17 @@ def test_distances_are_written_only_as_precisely_as_the_graph_knows_them():
     text = realise(plan_caption(graph, 'detailed', limits_for('detailed', 1, 6)))
     assert ' m ' not in text and ' m)' not in text and 'nearest' in text
     assert CaptionVerifier(graph).verify(text).ok
+
+
+def test_nearest_is_only_claimed_against_every_detection():
+    from spatial_caption_ros.core.captioning.plan import confident_view
+    graph = street()
+    graph.objects[1].confidence = 0.3            # the nearest person is a weak detection
+    view = confident_view(graph, 0.5)
+    limits = limits_for('short', 1, 4)
+    assert plan_caption(view, 'short', limits).of_kind('nearest')[0].subject == 0   # the bus
+    assert not plan_caption(view, 'short', limits, graph.objects).of_kind('nearest')
+    graph.objects[0].confidence = 0.99
+    lone = confident_view(graph, 0.95)
+    assert [o.id for o in lone.objects] == [0]
+    assert not plan_caption(lone, 'short', limits, lone.objects).of_kind('nearest')

@@ -193,9 +193,11 @@ class Captioner:
         if style not in STYLES:
             raise ConfigError(f'unknown caption style {style!r}')
         text_style = STYLE_SHORT if style == STYLE_JSON else style
+        every_object = graph.objects
         graph = self.view(graph)
         plan = plan_caption(graph, text_style, limits_for(
-            text_style, self.config.max_relations, self.config.detailed_max_relations))
+            text_style, self.config.max_relations, self.config.detailed_max_relations),
+            every_object)
         verifier = CaptionVerifier(graph)
         text, generator, reason = realise(plan), GENERATOR_TEMPLATE, ''
         llm_tried = llm_passed = False

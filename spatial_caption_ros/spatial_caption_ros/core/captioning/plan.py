@@ -206,8 +206,14 @@ def limits_for(style: str, max_relations: int, detailed_max_relations: int) -> P
     return PlanLimits(max_classes=3, max_places=1, max_relations=max_relations)
 
 
-def plan_caption(graph: SceneGraph, style: str, limits: PlanLimits) -> ContentPlan:
-    """Choose the facts of one caption from the graph, most salient first."""
+def plan_caption(graph: SceneGraph, style: str, limits: PlanLimits,
+                 every_object: list[SceneObject] | None = None) -> ContentPlan:
+    """Choose the facts of one caption from the graph, most salient first.
+
+    `every_object`: all detections when `graph` is a confident view of a larger graph. An
+    object is called nearest only if it is also nearest among all of them (a less confident
+    detection may be nearer), and only among at least two (a lone object says nothing).
+    """
     plan = ContentPlan(style=style)
     if not graph.objects:
         plan.empty = True
@@ -230,7 +236,10 @@ def plan_caption(graph: SceneGraph, style: str, limits: PlanLimits) -> ContentPl
     by_salience = sorted(graph.objects, key=lambda o: (-object_salience(o), o.id))
     places = 0
     closest = nearest(graph.objects)
-    if closest is not None and closest.id in refs and closest.class_name in mentioned:
+    everyone = graph.objects if every_object is None else every_object
+    overall = nearest(everyone) if len(everyone) >= 2 else None
+    if (closest is not None and overall is not None and overall.id == closest.id
+            and closest.id in refs and closest.class_name in mentioned):
         distance = stated_distance(closest.distance, closest.depth_uncertainty) \
             if closest.depth_metric else NAN
         plan.facts.append(Fact(next_id(), NEAREST, subject=closest.id, distance=distance,
