@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 ENV := scripts/env.sh
 ARGS ?=
 
-.PHONY: setup run test test-quick lint config clean bench engines dav2-timing-model eval-captions
+.PHONY: setup run test test-quick lint config clean bench engines dav2-timing-model eval bench-graph \
+	eval-captions
 
 setup:  ## create/refresh the venv (idempotent; fast when up to date)
 	@scripts/setup.sh
@@ -39,6 +40,12 @@ dav2-timing-model:  ## Depth Anything V2 Small-architecture ONNX (random weights
 	@test -x .bench-venv/bin/python || (python3 -m venv .bench-venv && .bench-venv/bin/pip install -q \
 		$${TORCH_WHEEL:-torch==2.13.0} onnx==1.23.2 onnxscript)
 	@.bench-venv/bin/python scripts/make_dav2_timing_model.py $(ARGS)
+
+eval: setup  ## scene graph vs ../shared/eval labels -> output/eval/results.{json,md} (ARGS="--depth-source geometric")
+	@$(ENV) $(PY) -m spatial_caption_ros.cli.evaluate $(ARGS)
+
+bench-graph: setup  ## scene-graph build time for 10..200 objects, k-NN vs all pairs (prints ms)
+	@$(ENV) $(PY) -m spatial_caption_ros.cli.bench_graph $(ARGS)
 
 clean:
 	rm -rf $(VENV) build output

@@ -42,6 +42,8 @@ setup(
             'spatial-caption-bench = spatial_caption_ros.cli.bench_perception:main',
             'spatial-caption-build-engine = spatial_caption_ros.cli.build_engine:main',
             'spatial-caption-models = spatial_caption_ros.cli.models:main',
+            'spatial-caption-evaluate = spatial_caption_ros.cli.evaluate:main',
+            'spatial-caption-bench-graph = spatial_caption_ros.cli.bench_graph:main',
             'spatial-caption-dds-check = spatial_caption_ros.cli.dds_check:main',
         ],
     },

@@ -41,7 +41,8 @@ def one_image(tmp_path):
 def _params_file(tmp_path, folder):
     params = load_params()
     src = params['image_source']['ros__parameters']
-    src.update(source=str(folder), pace_on='caption', rate=5.0, autostart=False)
+    src.update(source=str(folder), pace_on='caption', rate=5.0, autostart=False,
+               min_subscribers=2)
     params['perception']['ros__parameters'].update(model_dir=str(MODELS), input_qos='reliable')
     path = tmp_path / 'params.yaml'
     path.write_text(yaml.safe_dump(params))
@@ -51,7 +52,7 @@ def _params_file(tmp_path, folder):
 def test_whole_graph_in_one_process(rclpy_context, tmp_path, one_image):
     params_file = _params_file(tmp_path, one_image)
     # the collector joins first, so it sees every message from the first frame on
-    collector = ResultCollector()
+    collector = ResultCollector(expect_names=True)
     nodes = create_nodes(GRAPH_NODES, params_file, remaps=None)
     executor = MultiThreadedExecutor()
     for n in nodes + [collector]:

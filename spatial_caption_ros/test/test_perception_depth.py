@@ -75,6 +75,10 @@ def test_object_ids_are_track_ids_stable_across_frames(bus, bus_camera):
         assert all(o.attributes['track_age'] == '1' for o in second.objects)
         rewound = pipe.process(bus, FrameHeader(5, 'c'), bus_camera)   # a bag looped
         assert not {o.id for o in rewound.objects} & {o.id for o in first.objects}
+        pipe.reset()                                   # an unrelated image comes next
+        fresh = pipe.process(bus, FrameHeader(50, 'c'), bus_camera)
+        assert not {o.id for o in fresh.objects} & {o.id for o in rewound.objects}
+        assert all(o.attributes['track_age'] == '0' for o in fresh.objects)
         pipe.update_live(build_config(PerceptionConfig, {
             'model_dir': str(MODELS), 'threads': 1, 'depth_source': 'geometric',
             'tracking': False}))

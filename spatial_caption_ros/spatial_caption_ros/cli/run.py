@@ -121,6 +121,8 @@ def build_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, st
         src['loop'] = False
         # Started by the runner once every stage is connected, so no frame is lost to discovery.
         src['autostart'] = False
+        # ...and publishes each frame only once perception and the collector are matched.
+        src['min_subscribers'] = 2
         if args.rate:
             src['rate'] = float(args.rate)
         # Every published frame must reach the perception (and visualization) node in a batch
@@ -187,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rclpy.init()
     collector = ResultCollector(on_frame=on_frame, topics={'image': remaps.get('image', 'image')},
-                                image_qos='sensor_data' if live else 'reliable')
+                                image_qos='sensor_data' if live else 'reliable',
+                                expect_names=not live)
     executor = MultiThreadedExecutor()
     executor.add_node(collector)
     nodes, procs, logs = [], [], []

@@ -290,14 +290,23 @@ class PerceptionPipeline:
             out['depth_notes'] = '; '.join(self.last_depth_notes)
         return out
 
+    def reset(self) -> None:
+        """Start a new sequence: forget tracks, carried depth and the smoothed depth scale.
+
+        Call it between unrelated images (an evaluation set, a folder of photos); it also
+        happens by itself when a stamp goes back in time (a bag looping, a camera restart).
+        """
+        self.tracker.reset()
+        self._last_depth_frame = None
+        self._last_stamp_ns = None
+        scale = getattr(self.depth, 'scale', None)
+        if scale is not None:
+            scale.reset()
+
     def _reset_if_time_went_back(self, header: FrameHeader) -> None:
         """A stamp earlier than the last one (a bag looping, a new sequence): start over."""
         if self._last_stamp_ns is not None and header.stamp_ns < self._last_stamp_ns:
-            self.tracker.reset()
-            self._last_depth_frame = None
-            scale = getattr(self.depth, 'scale', None)
-            if scale is not None:
-                scale.reset()
+            self.reset()
         self._last_stamp_ns = header.stamp_ns
 
     def _dense_due(self) -> bool:

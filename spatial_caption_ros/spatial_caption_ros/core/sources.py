@@ -44,6 +44,10 @@ class ImageSourceConfig:
     pace_timeout: float = param(
         30.0, 'Seconds to wait for a paced output before moving on (logged, counted).',
         minimum=0.1, maximum=3600.0)
+    min_subscribers: int = param(
+        0, 'Publish a frame only when the image topic has at least this many matched '
+           'subscribers (batch runs: no frame is lost to DDS discovery); 0: publish regardless, '
+           'as a camera does.', minimum=0, maximum=64)
 
     def validate(self) -> None:
         if self.camera_info_file and self.assumed_hfov_deg:

@@ -112,6 +112,19 @@ class ImageSourceNode(ManagedNode):
                 self._intrinsics[key] = None
         return self._intrinsics[key]
 
+    def _subscribers_matched(self) -> bool:
+        """With min_subscribers, hold frames back until enough subscribers are matched."""
+        wanted = self.config.min_subscribers
+        if wanted <= 0 or self.image_pub.get_subscription_count() >= wanted:
+            self._waiting_logged = False
+            return True
+        if not getattr(self, '_waiting_logged', False):
+            self._waiting_logged = True
+            self.get_logger().info(
+                f'waiting for {wanted} subscribers on {self.image_pub.topic_name} '
+                f'({self.image_pub.get_subscription_count()} matched) before publishing')
+        return False
+
     def _tick(self) -> None:
         if not self.active or self.finished:
             return
@@ -123,6 +136,8 @@ class ImageSourceNode(ManagedNode):
                 f'no {self.config.pace_on} output for frame {self._pending_name!r} within '
                 f'{self.config.pace_timeout:.0f} s; publishing the next frame')
             self._pending_stamp = None
+        if not self._subscribers_matched():
+            return
         try:
             name, image = next(self._frames)
         except StopIteration:

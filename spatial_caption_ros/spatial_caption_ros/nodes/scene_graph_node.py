@@ -3,6 +3,10 @@
 Subscribes:  detections (spatial_caption_interfaces/DetectionArray)
 Publishes:   scene_graph (spatial_caption_interfaces/SceneGraph),
              scene_graph/json (std_msgs/String, only with publish_json)
+
+All logic is in core/scene_graph.py (attributes, k-NN relations, salience, knowledge). Object ids
+are used as perception sends them (track ids when its tracker is on); detections with repeated
+ids or invalid boxes are rejected and counted, and the node keeps running.
 """
 
 from __future__ import annotations
@@ -36,6 +40,13 @@ class SceneGraphNode(ManagedNode):
 
     def create_inputs(self) -> None:
         self.subscribe_latest(DetectionArray, 'detections')
+
+    def describe(self) -> dict[str, str]:
+        if self.builder is None:
+            return {}
+        return {'knowledge_classes': str(len(self.builder.knowledge)),
+                'knn_k': str(self.config.knn_k),
+                'conceptnet_file': self.config.conceptnet_file or 'none'}
 
     def apply_live(self, config: SceneGraphConfig) -> None:
         if self.builder is not None:

@@ -46,8 +46,10 @@ class ResultCollector(Node):
     def __init__(self, on_frame: Callable[[FrameResult], None] | None = None,
                  keep_images: bool = True, source_node: str = 'image_source',
                  topics: dict[str, str] | None = None, image_qos: str = 'reliable',
-                 **kwargs) -> None:
+                 expect_names: bool = False, **kwargs) -> None:
+        """expect_names: wait for each frame's name from the image source (batch runs)."""
         super().__init__('result_collector', **kwargs)
+        self.expect_names = expect_names
         topics = {'image': 'image', 'scene_graph': 'scene_graph', 'caption': 'caption',
                   **(topics or {})}
         self.on_frame = on_frame
@@ -90,13 +92,21 @@ class ResultCollector(Node):
             self._remember(self._images, conversions.stamp_to_ns(msg.header.stamp),
                            ColorImage(image.pixels.copy(), image.order))
 
+    def _ready(self, stamp: int) -> bool:
+        """Everything a caption waits for has arrived: its graph (and its frame name)."""
+        return stamp in self._graphs and (not self.expect_names or stamp in self._names)
+
+    def _release_if_ready(self, stamp: int) -> None:
+        with self._lock:
+            waiting = self._pending.pop(stamp, None) if self._ready(stamp) else None
+        if waiting is not None:
+            self._finish(waiting[0])
+
     def _on_graph(self, msg: SceneGraph) -> None:
         stamp = conversions.stamp_to_ns(msg.header.stamp)
         with self._lock:
             self._remember(self._graphs, stamp, msg)
-            waiting = self._pending.pop(stamp, None)
-        if waiting is not None:
-            self._finish(waiting[0])
+        self._release_if_ready(stamp)
 
     def _on_name(self, msg: String) -> None:
         try:
@@ -106,6 +116,7 @@ class ResultCollector(Node):
             return
         with self._lock:
             self._remember(self._names, stamp, name)
+        self._release_if_ready(stamp)
 
     def _on_done(self, msg: UInt32) -> None:
         self.total_frames = int(msg.data)
@@ -116,8 +127,9 @@ class ResultCollector(Node):
             return
         stamp = conversions.stamp_to_ns(msg.header.stamp)
         with self._lock:
-            if stamp not in self._graphs:
-                # The caption overtook its graph (separate topics): finish when it arrives.
+            if not self._ready(stamp):
+                # The caption overtook its graph or frame name (separate topics): finish it
+                # when they arrive, or after GRAPH_WAIT_S without them.
                 self._pending[stamp] = (msg, time.monotonic())
                 return
         self._finish(msg)
