@@ -94,6 +94,7 @@ def build_graphs(eval_dir: Path, params: dict, model_dir: str | None, limit: int
         else:
             gt = GroundTruth([], set(), set())       # VSR-only: statements, no boxes
         gt.vsr = vsr.get(Path(item['image']).name, [])
+        perception.reset()                 # unrelated images: no tracks or depth carried over
         detections = perception.process(image, FrameHeader(n + 1, 'camera'), intrinsics)
         out.append({'item': item, 'graph': builder.build(detections), 'gt': gt})
         log(f'[eval] graph {n + 1}/{len(items)} {item["id"]}: '
