@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 ENV := scripts/env.sh
 ARGS ?=
 
-.PHONY: setup run test test-quick lint config clean bench engines dav2-timing-model eval bench-graph
+.PHONY: setup run test test-quick lint config clean bench engines dav2-timing-model eval bench-graph \
+	eval-captions
 
 setup:  ## create/refresh the venv (idempotent; fast when up to date)
 	@scripts/setup.sh
@@ -18,6 +19,9 @@ test: setup  ## the full test suite, including the slower marked set (what CI ru
 
 test-quick: setup  ## the quick default set only
 	@$(ENV) $(PY) -m pytest -q spatial_caption_ros/test $(ARGS)
+
+eval-captions: setup  ## caption figures on ../shared/eval: claim accuracy, CHAIR, COCO metrics, latency
+	@$(ENV) $(PY) -m spatial_caption_ros.cli.evaluate_captions $(ARGS)
 
 lint: setup
 	@$(VENV)/bin/ruff check spatial_caption_ros

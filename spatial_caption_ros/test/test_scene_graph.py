@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from spatial_caption_ros.cli.bench_graph import synthetic_frame
-from spatial_caption_ros.core.captioning.template import template_caption
 from spatial_caption_ros.core.errors import InvalidInputError
 from spatial_caption_ros.core.geometry import region_of, relative_size
 from spatial_caption_ros.core.knowledge import KnowledgeBase
@@ -194,12 +193,3 @@ def test_empty_and_single_object_frames():
     assert build([]).relations == [] and build([]).objects == []
     graph = build([obj(0, 'cup', (0, 0, 10, 10))])
     assert graph.relations == [] and graph.objects[0].salience > 0
-
-
-def test_template_caption_counts_and_positions():
-    objects = [obj(0, 'person', (10, 200, 110, 470)), obj(1, 'person', (500, 200, 600, 470)),
-               obj(2, 'bus', (150, 50, 480, 400))]
-    text = template_caption(build(objects))
-    assert text.startswith('A bus and two people.')
-    assert 'left of' in text or 'right of' in text
-    assert template_caption(build([])) == 'No objects detected.'

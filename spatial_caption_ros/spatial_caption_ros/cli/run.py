@@ -23,7 +23,9 @@ import json
 import os
 from pathlib import Path
 import random
+import signal
 import sys
+import threading
 import time
 from typing import Any
 
@@ -35,6 +37,8 @@ from spatial_caption_ros.core.resources import package_file
 from spatial_caption_ros.ros.graph import camera_remaps, DDS_PROFILE_FILE
 
 DEFAULT_OUTPUT = 'output'
+# Seconds the runner keeps receiving after Ctrl-C or the end, for outputs already in flight.
+SHUTDOWN_GRACE_S = 2.0
 
 
 def default_input() -> str | None:
@@ -187,7 +191,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f'{result.name}: {result.caption.text}  [{result.caption.generator}, {tag}]',
               flush=True)
 
-    rclpy.init()
+    # Ctrl-C / SIGTERM end the run gracefully: rclpy's own handler would shut the context down
+    # at once, losing the outputs still in flight (a caption whose graph is a moment behind).
+    from rclpy.signals import SignalHandlerOptions
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     collector = ResultCollector(on_frame=on_frame, topics={'image': remaps.get('image', 'image')},
                                 image_qos='sensor_data' if live else 'reliable',
                                 expect_names=not live)
@@ -206,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                 procs.append(spawn_node(name, params_file, remaps, env, logs[-1]))
         if live:
             collector.recording = False
+            collector.ignore_earlier_frames = True
             if not wait_until_connected(executor, collector, args.timeout):
                 raise RuntimeError('the nodes did not connect; see their logs')
             collector.recording = True
@@ -213,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             start_source_when_connected(executor, collector, args.timeout)
         start = time.monotonic()
-        while rclpy.ok():
+        while rclpy.ok() and not stop.is_set():
             executor.spin_once(timeout_sec=0.1)
             if collector.complete and not live:
                 break
@@ -230,8 +241,12 @@ def main(argv: list[str] | None = None) -> int:
                       f'logs in {out}', file=sys.stderr)
                 code = 1
                 break
-        if not rclpy.ok():                 # rclpy's SIGINT handler shut the context down
+        if stop.is_set():
             log('[run] interrupted')
+        # Let outputs already on their way arrive (graphs of captions received, late captions).
+        grace_end = time.monotonic() + SHUTDOWN_GRACE_S
+        while rclpy.ok() and collector.pending and time.monotonic() < grace_end:
+            executor.spin_once(timeout_sec=0.05)
     except (KeyboardInterrupt, ExternalShutdownException):
         log('[run] interrupted')
     finally:

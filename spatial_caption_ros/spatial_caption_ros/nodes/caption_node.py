@@ -1,20 +1,32 @@
-"""Caption node: scene graph -> caption, written off the subscription thread, latest graph wins.
+"""Caption node: scene graph -> verified caption, written off the subscription thread.
 
 Subscribes:  scene_graph (spatial_caption_interfaces/SceneGraph)
 Publishes:   caption (spatial_caption_interfaces/Caption), caption/text (std_msgs/String)
+
+The subscription only stores the newest graph; the base class's worker thread captions it, so a
+slow LLM never blocks callbacks and never builds a queue (the latest graph wins, replaced ones
+are counted as dropped_stale). min_period and only_on_change bound the load. The LLM is loaded in
+configure: if it cannot be, configure fails (llm_required: true) or the node publishes template
+captions with a WARN diagnostic (llm_required: false, the default).
 """
 
 from __future__ import annotations
 
 import time
 
+from diagnostic_msgs.msg import DiagnosticStatus
 from spatial_caption_interfaces.msg import Caption as CaptionMsg, SceneGraph
 from std_msgs.msg import String
 
 from spatial_caption_ros.core.captioning.captioner import CaptionConfig, Captioner
+from spatial_caption_ros.core.captioning.change import scene_change
+from spatial_caption_ros.core.types import SceneGraph as CoreGraph
 from spatial_caption_ros.ros import conversions
 from spatial_caption_ros.ros.managed_node import ManagedNode
 from spatial_caption_ros.ros.spin import run_node
+
+# Longest sleep between checks for a newer graph or a stop while min_period runs out.
+_WAIT_STEP_S = 0.05
 
 
 class CaptionNode(ManagedNode):
@@ -26,12 +38,19 @@ class CaptionNode(ManagedNode):
     def __init__(self, **kwargs) -> None:
         self.captioner: Captioner | None = None
         self._last_caption_time = float('-inf')
+        self._last_graph: CoreGraph | None = None
+        self.skipped_unchanged = 0
         super().__init__('caption', **kwargs)
 
     def configure_stage(self, config: CaptionConfig) -> None:
         self.captioner = Captioner(config)
+        if self.captioner.llm_error:
+            self.get_logger().warning(
+                f'LLM not loaded, publishing template captions: {self.captioner.llm_error}')
         self.caption_pub = self.publisher(CaptionMsg, 'caption')
         self.text_pub = self.publisher(String, 'caption/text')
+        self._last_graph = None
+        self._last_caption_time = float('-inf')
 
     def create_inputs(self) -> None:
         self.subscribe_latest(SceneGraph, 'scene_graph')
@@ -45,23 +64,61 @@ class CaptionNode(ManagedNode):
             self.captioner.close()
             self.captioner = None
 
+    def destroy_node(self) -> None:
+        """Stop the worker, then release the model (a destroyed node keeps nothing mapped)."""
+        super().destroy_node()
+        self.release_stage()
+
     def describe(self) -> dict[str, str]:
         return self.captioner.describe() if self.captioner is not None else {}
 
     def process(self, msg: SceneGraph) -> None:
-        wait = self.config.min_period - (time.monotonic() - self._last_caption_time)
-        if wait > 0:
-            time.sleep(wait)
-            newer = self.worker.slot.take(timeout=0)
-            if newer is not None:       # a newer graph arrived while waiting: it wins
-                self.counters.dropped_stale += 1
-                msg = newer
-        caption = self.captioner.caption(conversions.msg_to_scene_graph(msg))
+        msg = self._wait_min_period(msg)
+        if msg is None:
+            return
+        graph = conversions.msg_to_scene_graph(msg)
+        if self.config.only_on_change:
+            changed = scene_change(self._last_graph, graph, self.config.change_threshold)
+            stale = (self.config.refresh_period > 0 and time.monotonic()
+                     - self._last_caption_time >= self.config.refresh_period)
+            if not changed and not stale:
+                self.skipped_unchanged += 1
+                return
+        caption = self.captioner.caption(graph)
         self._last_caption_time = time.monotonic()
+        self._last_graph = graph
         self.caption_pub.publish(conversions.caption_to_msg(caption))
         self.text_pub.publish(String(data=caption.text))
         self.record_timings({'caption': caption.latency * 1e3})
 
+    def _wait_min_period(self, msg: SceneGraph) -> SceneGraph | None:
+        """Wait out min_period, taking any newer graph that arrives meanwhile (latest wins)."""
+        while self.active:
+            wait = self.config.min_period - (time.monotonic() - self._last_caption_time)
+            if wait <= 0:
+                return msg
+            newer = self.worker.slot.take(timeout=min(wait, _WAIT_STEP_S))
+            if newer is not None:
+                self.counters.dropped_stale += 1
+                msg = newer
+        return None
+
+    def diagnostic_values(self) -> dict[str, str]:
+        """Caption counters: verified vs fallen back, by generator and by reason."""
+        if self.captioner is None:
+            return {}
+        values = {k: str(v) for k, v in self.captioner.stats.snapshot().items()}
+        values['skipped_unchanged'] = str(self.skipped_unchanged)
+        return values
+
+    def diagnostic_status(self) -> DiagnosticStatus:
+        """WARN while the LLM could not be loaded and template captions stand in for it."""
+        status = super().diagnostic_status()
+        if (self.captioner is not None and self.captioner.llm_error
+                and status.level == DiagnosticStatus.OK):
+            status.level = DiagnosticStatus.WARN
+            status.message = f'{status.message}; LLM unavailable, template captions'[:256]
+        return status
 
 def main(args=None) -> None:
     run_node(CaptionNode, args)

@@ -60,6 +60,10 @@ class ResultCollector(Node):
         # early caption is recorded without its graph).
         self.recording = True
         self.ignored = 0
+        # Live runs: captions of frames older than the first image or graph seen while
+        # recording are ignored too (their graph may have gone out before this node matched).
+        self.ignore_earlier_frames = False
+        self._recording_since: int | None = None
         self._lock = threading.Lock()
         self._images: OrderedDict[int, ColorImage] = OrderedDict()
         self._graphs: OrderedDict[int, SceneGraph] = OrderedDict()
@@ -87,10 +91,15 @@ class ResultCollector(Node):
             image = conversions.image_msg_to_color(msg)
         except Exception:  # noqa: BLE001 - a bad image only loses its annotation
             return
+        stamp = conversions.stamp_to_ns(msg.header.stamp)
+        self._mark_recording_start(stamp)
         with self._lock:
             # Copy: the message buffer is reused by rclpy once the callback returns.
-            self._remember(self._images, conversions.stamp_to_ns(msg.header.stamp),
-                           ColorImage(image.pixels.copy(), image.order))
+            self._remember(self._images, stamp, ColorImage(image.pixels.copy(), image.order))
+
+    def _mark_recording_start(self, stamp: int) -> None:
+        if self.recording and self._recording_since is None:
+            self._recording_since = stamp
 
     def _ready(self, stamp: int) -> bool:
         """Everything a caption waits for has arrived: its graph (and its frame name)."""
@@ -104,6 +113,7 @@ class ResultCollector(Node):
 
     def _on_graph(self, msg: SceneGraph) -> None:
         stamp = conversions.stamp_to_ns(msg.header.stamp)
+        self._mark_recording_start(stamp)
         with self._lock:
             self._remember(self._graphs, stamp, msg)
         self._release_if_ready(stamp)
@@ -122,10 +132,12 @@ class ResultCollector(Node):
         self.total_frames = int(msg.data)
 
     def _on_caption(self, msg: Caption) -> None:
-        if not self.recording:
+        stamp = conversions.stamp_to_ns(msg.header.stamp)
+        early = self.ignore_earlier_frames and (
+            self._recording_since is None or stamp < self._recording_since)
+        if not self.recording or early:
             self.ignored += 1
             return
-        stamp = conversions.stamp_to_ns(msg.header.stamp)
         with self._lock:
             if not self._ready(stamp):
                 # The caption overtook its graph or frame name (separate topics): finish it
@@ -156,6 +168,12 @@ class ResultCollector(Node):
         self.results.append(result)
         if self.on_frame is not None:
             self.on_frame(result)
+
+    @property
+    def pending(self) -> int:
+        """Captions received whose graph (or frame name) has not arrived yet."""
+        with self._lock:
+            return len(self._pending)
 
     def flush(self) -> None:
         """Report every caption still waiting for its graph (at the end of a run)."""

@@ -1,53 +1,104 @@
-"""Deterministic template captions: every statement is read directly off the scene graph."""
+"""Realisation: the wordings of each planned fact, and the deterministic template caption.
+
+Each fact has a list of wordings (`clause_options`); the first is the canonical one the template
+writes, and the LLM grammar (grammar.py) lets the model choose among all of them and among orders
+of the facts. Every wording uses only phrases the verifier reads (language.py), so a caption built
+from them verifies by construction; the verifier still checks every published caption.
+
+Short style: one sentence, the counts then the other facts joined by "; ".
+Detailed style: a paragraph, one sentence per fact.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
+from itertools import permutations
+import math
 
 from spatial_caption_ros.core.captioning.language import (
-    counted, join_list, reference, REGION_PHRASES)
-from spatial_caption_ros.core.types import SceneGraph, SYMMETRIC
+    article, capitalise, counted, format_distance, join_list, region_phrase,
+    WRITTEN_PREDICATES)
+from spatial_caption_ros.core.captioning.plan import (
+    ContentPlan, COUNT, Fact, NEAREST, PLACE, RELATION)
+from spatial_caption_ros.core.types import (
+    CONTAINS, CONVERSE, NEAR, NEXT_TO, OVERLAPPING, STYLE_DETAILED, SYMMETRIC)
+
+EMPTY_CAPTION = 'No objects detected.'
+# Orders of the class list the grammar offers: all permutations up to this many classes (3! = 6),
+# the planned order beyond (6! = 720 alternatives would only slow the grammar down).
+MAX_PERMUTED = 3
+COUNT_OPENERS = ('there', 'fragment', 'shows')
 
 
-def template_caption(graph: SceneGraph, max_relations: int = 3) -> str:
-    """A short caption: what is there (with counts), where the main objects are, main relations."""
-    if not graph.objects:
-        return 'No objects detected.'
-    counts = Counter(o.class_name for o in graph.objects)
-    ordered = sorted(counts, key=lambda c: (-max(o.salience for o in graph.objects
-                                                 if o.class_name == c), c))
-    sentences = [_capitalise(join_list([counted(c, counts[c]) for c in ordered])) + '.']
+def count_clause(facts: list[Fact], opener: str = 'there') -> str:
+    """'there is a bus and four people' / 'a bus and four people' / 'the image shows ...'."""
+    items = join_list([counted(f.class_name, f.count) for f in facts])
+    if opener == 'there':
+        return f'there {"is" if facts[0].count == 1 else "are"} {items}'
+    if opener == 'shows':
+        return f'the image shows {items}'
+    return items
 
-    placements = []
-    for obj in sorted(graph.objects, key=lambda o: -o.salience):
-        ref = reference(obj, graph)
-        if ref and obj.region in REGION_PHRASES and obj.class_count == 1:
-            placements.append(f'{ref} is {REGION_PHRASES[obj.region]}')
-        if len(placements) == 2:
-            break
-    if placements:
-        sentences.append(_capitalise('; '.join(placements)) + '.')
 
-    stated = []
-    by_id = {o.id: o for o in graph.objects}
-    ranked = sorted(graph.relations, key=lambda r: -(r.confidence * (
-        by_id[r.subject_id].salience + by_id[r.object_id].salience)))
-    for rel in ranked:
-        subj, obj = by_id[rel.subject_id], by_id[rel.object_id]
-        rs, ro = reference(subj, graph), reference(obj, graph)
-        if rs is None or ro is None:
-            continue
-        verb = 'are' if rel.predicate in SYMMETRIC else 'is'
-        if rel.predicate in SYMMETRIC:
-            stated.append(f'{rs} and {ro} {verb} {rel.predicate}')
+def count_options(facts: list[Fact]) -> list[str]:
+    """Every wording of the counts: openers x orders of the classes (planned order first)."""
+    orders = (list(permutations(facts)) if len(facts) <= MAX_PERMUTED else [tuple(facts)])
+    return [count_clause(list(order), opener) for opener in COUNT_OPENERS for order in orders]
+
+
+def _distance_suffixes(distance: float, word: str) -> list[str]:
+    if not math.isfinite(distance):
+        return ['']
+    d = format_distance(distance)
+    return [f' ({d} {word})', f', {d} {word}']
+
+
+def clause_options(fact: Fact) -> list[str]:
+    """The wordings of one non-count fact, canonical first."""
+    s, o = fact.subject_ref, fact.object_ref
+    if fact.kind == PLACE:
+        return [f'{s} is {region_phrase(fact.region)}']
+    if fact.kind == NEAREST:
+        if s.startswith('the nearest '):      # not "the nearest car is nearest to the camera"
+            noun = s[len('the nearest '):]
+            bases = [f'the nearest object is {article(noun)} {noun}']
         else:
-            stated.append(f'{rs} {verb} {rel.predicate} {ro}')
-        if len(stated) == max_relations:
-            break
-    if stated:
-        sentences.append(_capitalise('; '.join(stated)) + '.')
-    return ' '.join(sentences)
+            bases = [f'{s} is nearest to the camera', f'the nearest object is {s}']
+        return [b + x for x in _distance_suffixes(fact.distance, 'away') for b in bases]
+    if fact.kind != RELATION:
+        raise ValueError(f'no clause for a {fact.kind} fact')
+    p = fact.predicate
+    bases = _relation_bases(s, p, o)
+    converse = p if p in SYMMETRIC else CONVERSE.get(p)
+    if converse is not None and not s.startswith(('a ', 'an ')):
+        bases += _relation_bases(o, converse, s)
+    if p in (NEXT_TO, NEAR):
+        bases += [f'{s} and {o} are {w} each other' for w in WRITTEN_PREDICATES[p]]
+    if p == OVERLAPPING:
+        bases.append(f'{s} and {o} overlap')
+    return [b + x for x in _distance_suffixes(fact.distance, 'apart') for b in bases]
 
 
-def _capitalise(text: str) -> str:
-    return text[:1].upper() + text[1:]
+def _relation_bases(s: str, predicate: str, o: str) -> list[str]:
+    if predicate == CONTAINS:
+        return [f'{s} contains {o}']
+    out = [f'{s} is {w} {o}' for w in WRITTEN_PREDICATES[predicate]]
+    if predicate == OVERLAPPING:
+        out.append(f'{s} overlaps {o}')
+    return out
+
+
+def other_facts(plan: ContentPlan) -> list[Fact]:
+    """The facts after the counts, in planned order."""
+    return [f for f in plan.facts if f.kind != COUNT]
+
+
+def realise(plan: ContentPlan) -> str:
+    """The template caption of a plan (canonical wording, planned order)."""
+    if plan.empty:
+        return EMPTY_CAPTION
+    counts = plan.of_kind(COUNT)
+    rest = [clause_options(f)[0] for f in other_facts(plan)]
+    if plan.style == STYLE_DETAILED:
+        sentences = [count_clause(counts)] + rest
+        return ' '.join(capitalise(s) + '.' for s in sentences)
+    return capitalise('; '.join([count_clause(counts)] + rest)) + '.'

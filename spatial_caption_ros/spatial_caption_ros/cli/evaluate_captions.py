@@ -1,0 +1,306 @@
+"""Measure the captioner on external labels: claim accuracy, hallucination, COCO metrics, latency.
+
+Runs the real pipeline (YOLO11n + depth source + scene graph, parameters from the pipeline
+file) over every image of an eval folder in the ../shared/eval format, captions each graph in
+several configurations, and prints one table row per configuration:
+- verified: published captions that passed the verifier against their graph (goal 100 %);
+- llm ok: LLM outputs that verified as generated (the rest were repaired or fell back), and the
+  fallback reasons;
+- spatial claims true: claims of the published captions the external labels decide, and the
+  share true (goal >= 95 %); counts are reported apart (not spatial);
+- CHAIR-i: object mentions absent from the image's labels / all decidable mentions (goal <= 2 %);
+  CHAIR-s: captions with at least one;
+- BLEU-4, METEOR, CIDEr against the 5 COCO references (pycocoevalcap; needs java);
+- latency per caption (p50, p90).
+No thresholds are tuned here: the figures are printed as measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+import statistics
+import sys
+import time
+from typing import Any
+
+from spatial_caption_ros.cli.config import load_params
+from spatial_caption_ros.core.captioning.captioner import CaptionConfig, Captioner
+from spatial_caption_ros.core.captioning.evaluation import (
+    chair, coco_ground_truth, GroundTruth, judge_caption, kitti_ground_truth, kitti_intrinsics,
+    load_index, load_vsr)
+from spatial_caption_ros.core.captioning.language import NounLexicon
+from spatial_caption_ros.core.image import read_image_file
+from spatial_caption_ros.core.models import repository_root
+from spatial_caption_ros.core.params import build_config, CONFIGURE, param_fields
+from spatial_caption_ros.core.perception import PerceptionConfig, PerceptionPipeline
+from spatial_caption_ros.core.scene_graph import SceneGraphBuilder, SceneGraphConfig
+from spatial_caption_ros.core.types import FrameHeader, STYLE_JSON
+
+# name -> (caption parameters over the pipeline file's, style)
+RUNS: dict[str, tuple[dict[str, Any], str]] = {
+    'template/short': ({'generator': 'template'}, 'short'),
+    'llm/short': ({}, 'short'),
+    'llm/detailed': ({}, 'detailed'),
+    'llm/json': ({}, 'json'),
+    'llm-hybrid/short': ({'decoding': 'hybrid'}, 'short'),
+    'llm-beam/short': ({'decoding': 'beam'}, 'short'),
+    'llm-1thread/short': ({'n_threads': 1}, 'short'),
+    'llm-vocabulary/short': ({'constraint': 'vocabulary'}, 'short'),
+    'llm-free/short': ({'constraint': 'none'}, 'short'),
+}
+DEFAULT_RUNS = ('template/short', 'llm/short', 'llm/detailed', 'llm/json',
+                'llm-vocabulary/short', 'llm-free/short')
+
+
+def _section(params: dict, node: str, cls: type) -> dict[str, Any]:
+    values = (params.get(node) or {}).get('ros__parameters') or {}
+    known = {f.name for f, _ in param_fields(cls)}
+    return {k: v for k, v in values.items() if k in known}
+
+
+def default_eval_dir() -> Path | None:
+    root = repository_root()
+    return root.parent / 'shared' / 'eval' if root is not None else None
+
+
+def build_graphs(eval_dir: Path, params: dict, model_dir: str | None, limit: int,
+                 log) -> list[dict]:
+    """Run perception + scene graph on every eval image; ground truth beside each graph."""
+    pconf = _section(params, 'perception', PerceptionConfig)
+    if model_dir:
+        pconf['model_dir'] = model_dir
+    perception = PerceptionPipeline(build_config(PerceptionConfig, pconf))
+    builder = SceneGraphBuilder(build_config(
+        SceneGraphConfig, _section(params, 'scene_graph', SceneGraphConfig)))
+    vsr = load_vsr(eval_dir)
+    instances: dict[str, dict] = {}
+    items = load_index(eval_dir)[:limit or None]
+    out = []
+    for n, item in enumerate(items):
+        image = read_image_file(eval_dir / item['image'])
+        intrinsics, gt = None, None
+        if item['source'] == 'kitti':
+            intrinsics = kitti_intrinsics(eval_dir / item['calib'], image.width, image.height)
+            gt = kitti_ground_truth(eval_dir / item['labels'], image.width, image.height)
+        elif item.get('instances'):
+            path = item['instances']
+            if path not in instances:
+                instances[path] = json.loads((eval_dir / path).read_text())
+            gt = coco_ground_truth(instances[path], item['coco_image_id'], image.width,
+                                   image.height)
+        else:
+            gt = GroundTruth([], set(), set())       # VSR-only: statements, no boxes
+        gt.vsr = vsr.get(Path(item['image']).name, [])
+        perception.reset()                 # unrelated images: no tracks or depth carried over
+        detections = perception.process(image, FrameHeader(n + 1, 'camera'), intrinsics)
+        out.append({'item': item, 'graph': builder.build(detections), 'gt': gt})
+        log(f'[eval] graph {n + 1}/{len(items)} {item["id"]}: '
+            f'{len(out[-1]["graph"].objects)} objects')
+    perception.close()
+    return out
+
+
+def coco_references(eval_dir: Path, frames: list[dict]) -> dict[int, list[str]]:
+    refs: dict[int, list[str]] = {}
+    for frame in frames:
+        item = frame['item']
+        if 'coco_image_id' not in item or not item.get('captions'):
+            continue
+        data = json.loads((eval_dir / item['captions']).read_text())
+        refs[item['coco_image_id']] = [a['caption'] for a in data['annotations']
+                                       if a['image_id'] == item['coco_image_id']]
+    return refs
+
+
+def coco_metrics(refs: dict[int, list[str]], texts: dict[int, str]) -> dict[str, float]:
+    """BLEU-4, METEOR and CIDEr (pycocoevalcap; PTB tokenizer and METEOR run on java)."""
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.meteor.meteor import Meteor
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+    ids = sorted(set(refs) & set(texts))
+    tokenizer = PTBTokenizer()
+    gts = tokenizer.tokenize({i: [{'caption': c} for c in refs[i]] for i in ids})
+    res = tokenizer.tokenize({i: [{'caption': texts[i]}] for i in ids})
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    meteor, _ = Meteor().compute_score(gts, res)
+    cider, _ = Cider().compute_score(gts, res)
+    return {'images': len(ids), 'bleu4': bleu[3], 'meteor': meteor, 'cider': cider}
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float('nan')
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def evaluate_run(name: str, captioner: Captioner, style: str, frames: list[dict],
+                 refs: dict[int, list[str]], with_coco: bool, log) -> dict[str, Any]:
+    records, texts = [], {}
+    spatial = {'decided': 0, 'true': 0}
+    counts = {'decided': 0, 'true': 0}
+    by_kind: dict[str, list[int]] = {}
+    mentions = hallucinated = captions_with_hallucination = chair_captions = 0
+    for frame in frames:
+        graph, gt, item = frame['graph'], frame['gt'], frame['item']
+        caption = captioner.caption(graph, style)
+        text = json.loads(caption.text)['text'] if style == STYLE_JSON else caption.text
+        judgements = judge_caption(text, captioner.view(graph), gt)
+        for j in judgements:
+            bucket = spatial if j.spatial else counts
+            if j.decided:
+                bucket['decided'] += 1
+                bucket['true'] += int(j.true)
+                by_kind.setdefault(j.kind, [0, 0])
+                by_kind[j.kind][0] += 1
+                by_kind[j.kind][1] += int(j.true)
+        if gt.decidable_classes != set():
+            lexicon = NounLexicon({o.class_name for o in graph.objects})  # names, not counts
+            m, h = chair(text, gt, lexicon)
+            mentions, hallucinated = mentions + m, hallucinated + h
+            chair_captions += 1
+            captions_with_hallucination += int(h > 0)
+        if 'coco_image_id' in item:
+            texts[item['coco_image_id']] = text
+        records.append({'id': item['id'], 'text': caption.text, 'verified': caption.verified,
+                        'generator': caption.generator,
+                        'fallback_reason': caption.fallback_reason,
+                        'latency_s': round(caption.latency, 4),
+                        'claims': [j.__dict__ for j in judgements]})
+    stats = captioner.stats.snapshot()
+    latencies = [r['latency_s'] for r in records]
+    result = {
+        'run': name, 'style': style, 'captions': len(records),
+        'verified': sum(r['verified'] for r in records),
+        'llm_attempts': stats['llm_attempts'], 'llm_verified': stats['llm_verified'],
+        'generators': {k.split('.', 1)[1]: v for k, v in stats.items()
+                       if k.startswith('generator.')},
+        'fallback': {k.split('.', 1)[1]: v for k, v in stats.items()
+                     if k.startswith('fallback.')},
+        'spatial_claims': spatial, 'count_claims': counts, 'claims_by_kind': by_kind,
+        'chair_i': hallucinated / mentions if mentions else float('nan'),
+        'chair_s': captions_with_hallucination / chair_captions if chair_captions else
+        float('nan'), 'mentions': mentions,
+        'latency_p50_s': _percentile(latencies, 0.5),
+        'latency_p90_s': _percentile(latencies, 0.9),
+        'latency_mean_s': statistics.fmean(latencies) if latencies else float('nan'),
+        'records': records,
+    }
+    if with_coco and texts:
+        try:
+            result['coco'] = coco_metrics(refs, texts)
+        except (OSError, ImportError, RuntimeError, ValueError) as exc:
+            result['coco'] = {'error': str(exc)}
+    log(f'[eval] {name}: done')
+    return result
+
+
+def _pct(a: int, b: int) -> str:
+    return f'{100.0 * a / b:.1f}% ({a}/{b})' if b else 'n/a (0)'
+
+
+def table(results: list[dict]) -> str:
+    head = ('| run | verified | llm ok | fallbacks | spatial claims true | count claims true '
+            '| CHAIR-i | CHAIR-s | BLEU-4 | METEOR | CIDEr | latency p50 / p90 |')
+    lines = [head, '|' + '---|' * 12]
+    for r in results:
+        coco = r.get('coco') or {}
+        fallbacks = ', '.join(f'{k} {v}' for k, v in sorted(r['fallback'].items())) or '-'
+        lines.append(
+            f"| {r['run']} | {_pct(r['verified'], r['captions'])} "
+            f"| {_pct(r['llm_verified'], r['llm_attempts']) if r['llm_attempts'] else '-'} "
+            f"| {fallbacks} "
+            f"| {_pct(r['spatial_claims']['true'], r['spatial_claims']['decided'])} "
+            f"| {_pct(r['count_claims']['true'], r['count_claims']['decided'])} "
+            f"| {100 * r['chair_i']:.1f}% of {r['mentions']} | {100 * r['chair_s']:.1f}% "
+            f"| {coco.get('bleu4', float('nan')):.3f} | {coco.get('meteor', float('nan')):.3f} "
+            f"| {coco.get('cider', float('nan')):.3f} "
+            f"| {r['latency_p50_s']:.2f} / {r['latency_p90_s']:.2f} s |")
+    return '\n'.join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog='spatial-caption-eval-captions',
+                                description=__doc__.split('\n\n')[0])
+    p.add_argument('--eval-dir', default=str(default_eval_dir() or ''),
+                   help='folder in the ../shared/eval format (default: ../shared/eval)')
+    p.add_argument('--config', default=None, help='parameter file (default: config/pipeline.yaml)')
+    p.add_argument('--model-dir', default=None, help='detector model folder')
+    p.add_argument('--runs', default=','.join(DEFAULT_RUNS),
+                   help=f'comma-separated runs out of: {", ".join(RUNS)}')
+    p.add_argument('--set', action='append', default=[], metavar='PARAM=VALUE',
+                   help='caption parameter for every run, e.g. n_threads=1 (YAML value)')
+    p.add_argument('--pipeline-set', action='append', default=[], metavar='NODE.PARAM=VALUE',
+                   help='perception or scene_graph parameter, e.g. perception.depth_source='
+                        'geometric (YAML value)')
+    p.add_argument('--limit', type=int, default=0, help='only the first N images')
+    p.add_argument('--no-coco-metrics', action='store_true', help='skip pycocoevalcap (java)')
+    p.add_argument('--output', default='output/caption_eval.json', help='JSON results file')
+    p.add_argument('--quiet', action='store_true')
+    args = p.parse_args(argv)
+    log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
+    eval_dir = Path(args.eval_dir)
+    if not (eval_dir / 'index.jsonl').is_file():
+        raise SystemExit(f'{eval_dir} has no index.jsonl')
+    import yaml
+    params = load_params(args.config)
+    base = _section(params, 'caption', CaptionConfig)
+    for item in args.set:
+        key, _, value = item.partition('=')
+        base[key] = yaml.safe_load(value)
+    for item in args.pipeline_set:
+        key, _, value = item.partition('=')
+        node, _, name = key.partition('.')
+        if node not in ('perception', 'scene_graph') or not name:
+            raise SystemExit(f'--pipeline-set {item!r}: expected perception.X=V or '
+                             f'scene_graph.X=V')
+        params.setdefault(node, {}).setdefault('ros__parameters', {})[name] = yaml.safe_load(
+            value)
+    frames = build_graphs(eval_dir, params, args.model_dir, args.limit, log)
+    refs = coco_references(eval_dir, frames)
+    results: list[dict] = []
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:
+        summary = {
+            'date': time.strftime('%Y-%m-%d'), 'eval_dir': str(eval_dir), 'images': len(frames),
+            'cpu_count': os.cpu_count(), 'load_average': os.getloadavg(),
+            'caption_parameters': base, 'pipeline_overrides': args.pipeline_set,
+            'results': results,
+        }
+        out.write_text(json.dumps(summary, indent=1, default=str), encoding='utf-8')
+
+    loaded: dict[tuple, Captioner] = {}      # one model per set of configure-time parameters
+    for name in args.runs.split(','):
+        overrides, style = RUNS[name]
+        config = build_config(CaptionConfig, {**base, **overrides})
+        key = tuple(getattr(config, f.name) for f, info in param_fields(CaptionConfig)
+                    if info.when == CONFIGURE)
+        if key not in loaded:
+            t0 = time.perf_counter()
+            loaded[key] = Captioner(config)
+            log(f'[eval] captioner ready in {time.perf_counter() - t0:.2f} s: '
+                f'{loaded[key].describe()}')
+        captioner = loaded[key]
+        captioner.config = config
+        captioner.stats = type(captioner.stats)()
+        results.append(evaluate_run(name, captioner, style, frames, refs,
+                                    not args.no_coco_metrics and style != STYLE_JSON, log))
+        save()                       # partial results survive an interrupted run
+    for captioner in loaded.values():
+        captioner.close()
+    depth = frames[0]['graph'].depth_source if frames else '?'
+    print(f'{len(frames)} images from {eval_dir}; depth source {depth}; load average at the '
+          f'end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores')
+    print(table(results))
+    log(f'[eval] details in {out}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,507 @@
+"""A GGUF language model through llama-cpp-python's llama.cpp bindings, with our own decoder.
+
+Why our own decoding loop instead of Llama.create_completion:
+- grammar checks on the top candidates first: llama-cpp-python's sampler chain applies the
+  grammar to the whole vocabulary (262k tokens for Gemma 3, ~30 ms a token here); we check the
+  40 best tokens, then the best 4096, and the whole vocabulary only when none of those fits;
+- beam search: llama.cpp removed its beam-search API (llama-cpp-python 0.3.36 exposes none), so
+  `beam` and `hybrid` decoding are implemented here with llama.cpp's multi-sequence KV cache:
+  every beam is one sequence, the prompt is shared, forks copy cache cells (no recomputation),
+  and all beams advance in one batched decode per step. Scores are summed token log-probabilities
+  (no length normalisation: every finished candidate of a facts grammar states the same facts);
+- a wall-clock deadline checked before every decode step (one step is one token, ~20-30 ms here;
+  the prompt is one step of at most a few hundred tokens);
+- the cached prompt prefix is reused between calls (only new prompt tokens are evaluated);
+- preferred tokens: a grammar admits many tokenisations of the same text, and a small model
+  under a grammar often drifts into fragments (" ", "i", "ma", "ge" for " image"), which doubles
+  the tokens to generate and makes the text improbable. When the caller passes the texts the
+  grammar is made of, only tokens of their canonical tokenisation are tried first (the whole
+  vocabulary remains the fallback, so the grammar can always be completed).
+Decoding modes: greedy (default, deterministic), beam, hybrid (greedy for the first
+`greedy_tokens` tokens, then beam), sample (temperature, seeded: reproducible).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import ctypes
+import logging
+import math
+from pathlib import Path
+import threading
+import time
+
+import numpy as np
+
+from spatial_caption_ros.core.errors import CaptionError, ModelError
+
+_log = logging.getLogger(__name__)
+
+DECODINGS = ('greedy', 'beam', 'hybrid', 'sample')
+# Candidate-set sizes tried before applying the grammar to the whole vocabulary.
+_CANDIDATE_STEPS = (40, 4096)
+_TOKEN_DATA = np.dtype([('id', np.int32), ('logit', np.float32), ('p', np.float32)])
+
+_llama = None
+_log_callback = None
+
+
+def _lib():
+    """Import llama_cpp once and route its log lines to Python logging (warnings and up)."""
+    global _llama, _log_callback
+    if _llama is None:
+        try:
+            import llama_cpp
+        except ImportError as exc:   # pragma: no cover - installed by make setup
+            raise ModelError(f'llama-cpp-python is not installed: {exc}') from exc
+
+        @llama_cpp.llama_log_callback
+        def forward(level: int, text: bytes, _user) -> None:
+            if level in (2, 3):      # GGML_LOG_LEVEL_WARN, _ERROR
+                message = text.decode('utf-8', 'replace').rstrip()
+                if message:
+                    _log.debug('llama.cpp: %s', message)
+
+        llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
+        llama_cpp.llama_backend_init()
+        _llama, _log_callback = llama_cpp, forward
+    return _llama
+
+
+@dataclass
+class Generation:
+    """What one generate() call produced."""
+
+    text: str
+    stop_reason: str          # eos (complete) | max_tokens | timeout | stop (stop string)
+    prompt_tokens: int
+    generated_tokens: int
+    prompt_s: float
+    generate_s: float
+    score: float = 0.0        # summed log-probability of the chosen tokens
+
+
+@dataclass
+class _Beam:
+    tokens: list[int]
+    score: float
+    grammar: object | None
+    seq: int
+    row: int
+
+
+class LlamaModel:
+    """One GGUF model and one llama.cpp context; use from one thread at a time (locked)."""
+
+    def __init__(self, path: str | Path, n_threads: int = 2, n_ctx: int = 1024,
+                 max_beams: int = 1, chat_template: str = 'auto') -> None:
+        lib = _lib()
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelError(f'LLM file {self.path} does not exist')
+        self._lock = threading.Lock()
+        self.max_beams = max(1, int(max_beams))
+        n_seq = 2 * self.max_beams + 1      # 0: the prompt; beams of this step and the next
+        mparams = lib.llama_model_default_params()
+        mparams.n_gpu_layers = 0
+        self._model = lib.llama_model_load_from_file(str(self.path).encode(), mparams)
+        if not self._model:
+            raise ModelError(f'llama.cpp could not load {self.path} (not a GGUF model?)')
+        self._vocab = lib.llama_model_get_vocab(self._model)
+        self.n_vocab = lib.llama_vocab_n_tokens(self._vocab)
+        cparams = lib.llama_context_default_params()
+        cparams.n_ctx = int(n_ctx)
+        cparams.n_batch = cparams.n_ubatch = min(512, int(n_ctx))
+        cparams.n_threads = cparams.n_threads_batch = int(n_threads)
+        cparams.n_seq_max = n_seq
+        cparams.kv_unified = True          # beams share the prompt's cache cells
+        cparams.no_perf = True
+        self._ctx = lib.llama_init_from_model(self._model, cparams)
+        if not self._ctx:
+            lib.llama_model_free(self._model)
+            self._model = None
+            raise ModelError(f'llama.cpp could not create a context for {self.path} '
+                             f'(n_ctx={n_ctx})')
+        self.n_ctx = lib.llama_n_ctx(self._ctx)
+        self.n_batch = cparams.n_batch
+        self._mem = lib.llama_get_memory(self._ctx)
+        self._batch = lib.llama_batch_init(self.n_batch, 0, n_seq)
+        self._cached: list[int] = []          # prompt tokens held by sequence 0
+        self._pieces: dict[int, bytes] = {}
+        self._boundaries: dict[bytes, np.ndarray] = {}
+        self._full = np.zeros(self.n_vocab, dtype=_TOKEN_DATA)
+        self._full['id'] = np.arange(self.n_vocab, dtype=np.int32)
+        self._end_tokens = {t for t in (lib.llama_vocab_eos(self._vocab),
+                                        lib.llama_vocab_eot(self._vocab)) if t >= 0}
+        self.chat_template = self._resolve_template(chat_template)
+        self.description = self._meta('general.name') or self.path.name
+
+    # ------------------------------------------------------------ prompts
+
+    def _meta(self, key: str) -> str:
+        buf = ctypes.create_string_buffer(512)
+        n = _llama.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))
+        return buf.value.decode('utf-8', 'replace') if n >= 0 else ''
+
+    def _resolve_template(self, name: str) -> bytes | None:
+        """None: plain completion prompts; else the chat template llama.cpp applies."""
+        if name in ('', 'none'):
+            return None
+        if name in ('auto', 'model'):
+            template = _llama.llama_model_chat_template(self._model, None)
+            if not template:
+                if name == 'model':
+                    raise ModelError(f'{self.path.name} has no chat template in its metadata; '
+                                     f'set chat_template to a template name or to none')
+                return None                 # base models (such as Gemma 3 270M) have none
+            return template
+        template = name.encode()
+        self._apply_template(template, [('user', 'test')])   # unknown names fail here
+        return template
+
+    def _apply_template(self, template: bytes, messages: list[tuple[str, str]]) -> str:
+        lib = _llama
+        array = (lib.llama_chat_message * len(messages))()
+        keep = []
+        for i, (role, content) in enumerate(messages):
+            keep.append((role.encode(), content.encode()))
+            array[i].role, array[i].content = keep[-1]
+        size = 4096
+        for _ in range(2):
+            buf = ctypes.create_string_buffer(size)
+            n = lib.llama_chat_apply_template(template, array, len(messages), True, buf, size)
+            if n < 0:
+                raise ModelError(f'llama.cpp does not know the chat template {template[:40]!r}')
+            if n <= size:
+                return buf.raw[:n].decode('utf-8', 'replace')
+            size = n + 1
+        raise ModelError('chat template output did not fit')  # pragma: no cover
+
+    @property
+    def uses_chat(self) -> bool:
+        return self.chat_template is not None
+
+    def format_prompt(self, system: str, user: str, completion: str) -> str:
+        """A chat prompt (system + user turns) for instruction-tuned models, else `completion`."""
+        if self.chat_template is None:
+            return completion
+        return self._apply_template(self.chat_template, [('system', system), ('user', user)])
+
+    def tokenize(self, text: str, special: bool) -> list[int]:
+        data = text.encode('utf-8')
+        buf = (_llama.llama_token * (len(data) + 16))()
+        n = _llama.llama_tokenize(self._vocab, data, len(data), buf, len(buf), True, special)
+        if n < 0:
+            raise CaptionError('prompt could not be tokenised')
+        return list(buf[:n])
+
+    def _piece(self, token: int) -> bytes:
+        piece = self._pieces.get(token)
+        if piece is None:
+            buf = ctypes.create_string_buffer(64)
+            n = _llama.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+            piece = self._pieces[token] = buf.raw[:max(0, n)]
+        return piece
+
+    # ------------------------------------------------------------ decoding internals
+
+    def _decode(self, items: list[tuple[int, int, int, bool]]) -> None:
+        """Decode (token, position, sequence, want_logits) items as one batch."""
+        b = self._batch
+        b.n_tokens = len(items)
+        for i, (token, pos, seq, logits) in enumerate(items):
+            b.token[i], b.pos[i], b.n_seq_id[i] = token, pos, 1
+            b.seq_id[i][0] = seq
+            b.logits[i] = 1 if logits else 0
+        rc = _llama.llama_decode(self._ctx, b)
+        if rc != 0:
+            raise CaptionError(f'llama_decode failed with code {rc}')
+
+    def _logits(self, row: int) -> np.ndarray:
+        ptr = _llama.llama_get_logits_ith(self._ctx, row)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+
+    def preferred_tokens(self, texts: list[str]) -> np.ndarray:
+        """Token ids of the canonical tokenisations of `texts` (with and without a space)."""
+        ids: set[int] = set(self._end_tokens)
+        for text in texts:
+            for variant in (text, ' ' + text):
+                ids.update(self.tokenize(variant, special=False))
+        ids.discard(_llama.llama_vocab_bos(self._vocab))
+        return np.array(sorted(ids), dtype=np.int32)
+
+    def _allowed(self, grammar, logits: np.ndarray, limit: int,
+                 preferred: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """The best `limit` tokens the grammar allows, as (token, logit), best first."""
+        if grammar is not None and preferred is not None:
+            found = self._apply_grammar(grammar, preferred, logits[preferred])
+            boundary = self._boundary_tokens(preferred)
+            out = [(t, v) for t, v in found if self._word_final(grammar, t, boundary)][:limit]
+            if out:
+                return out
+        if grammar is None:
+            top = np.argpartition(-logits, limit)[:limit]
+            return [(int(t), float(logits[t])) for t in top[np.argsort(-logits[top])]]
+        for k in _CANDIDATE_STEPS:
+            if k >= self.n_vocab:
+                break
+            ids = np.argpartition(-logits, k)[:k]
+            ids = np.union1d(ids, list(self._end_tokens)).astype(np.int32)
+            found = self._apply_grammar(grammar, ids, logits[ids])
+            if found:
+                return found[:limit]
+        return self._apply_grammar(grammar, None, logits)[:limit]
+
+    def _boundary_tokens(self, preferred: np.ndarray) -> np.ndarray:
+        """The preferred tokens that start a new word (space or punctuation first), and ends."""
+        key = preferred.tobytes()
+        if key not in self._boundaries:
+            ids = [t for t in preferred.tolist()
+                   if t in self._end_tokens or not self._piece(t)[:1].isalnum()]
+            self._boundaries = {key: np.array(ids, dtype=np.int32)}
+        return self._boundaries[key]
+
+    def _word_final(self, grammar, token: int, boundary: np.ndarray) -> bool:
+        """False when `token` ends inside a word the grammar must continue (" a" of " and").
+
+        A token ending in a letter or digit is word-final only if the grammar, after it, allows
+        a token that starts a new word or ends the text. A token ending in a space never is:
+        SentencePiece and byte-level BPE vocabularies attach a space to the word after it.
+        """
+        piece = self._piece(token)
+        if piece[-1:].isspace():
+            return False
+        if not piece or not piece[-1:].isalnum():
+            return True
+        state = _llama.llama_sampler_clone(grammar)
+        try:
+            _llama.llama_sampler_accept(state, token)
+            return bool(self._apply_grammar(state, boundary, np.zeros(len(boundary),
+                                                                      np.float32)))
+        finally:
+            _llama.llama_sampler_free(state)
+
+    def _apply_grammar(self, grammar, ids, logits) -> list[tuple[int, float]]:
+        if ids is None:
+            data = self._full
+            data['logit'] = logits
+        else:
+            data = np.zeros(len(ids), dtype=_TOKEN_DATA)
+            data['id'], data['logit'] = ids, logits
+        array = _llama.llama_token_data_array(
+            data=data.ctypes.data_as(_llama.llama_token_data_p), size=len(data), selected=-1,
+            sorted=False)
+        _llama.llama_sampler_apply(grammar, ctypes.byref(array))
+        ok = np.isfinite(data['logit'])
+        order = np.argsort(-data['logit'][ok])
+        return [(int(t), float(v)) for t, v in zip(data['id'][ok][order],
+                                                   data['logit'][ok][order], strict=True)]
+
+    def _is_end(self, token: int) -> bool:
+        return token in self._end_tokens or bool(_llama.llama_vocab_is_eog(self._vocab, token))
+
+    def _prepare_prompt(self, tokens: list[int]) -> None:
+        """Make sequence 0 hold `tokens` with the last token's logits at batch row 0."""
+        lib = _llama
+        for seq in range(1, 2 * self.max_beams + 1):
+            lib.llama_memory_seq_rm(self._mem, seq, -1, -1)
+        common = 0
+        for a, b in zip(self._cached, tokens, strict=False):
+            if a != b:
+                break
+            common += 1
+        common = min(common, len(tokens) - 1)     # the last token is always re-evaluated
+        if not lib.llama_memory_seq_rm(self._mem, 0, common, -1):
+            lib.llama_memory_clear(self._mem, True)
+            common = 0
+        self._cached = tokens[:common]
+        for start in range(common, len(tokens), self.n_batch):
+            chunk = tokens[start:start + self.n_batch]
+            last = start + len(chunk) == len(tokens)
+            self._decode([(t, start + i, 0, last and i == len(chunk) - 1)
+                          for i, t in enumerate(chunk)])
+        self._cached = list(tokens)
+
+    # ------------------------------------------------------------ generation
+
+    def generate(self, prompt: str, grammar: str | None = None, max_tokens: int = 96,
+                 timeout: float = 5.0, decoding: str = 'greedy', beam_width: int = 3,
+                 greedy_tokens: int = 4, temperature: float = 0.7, seed: int = 0,
+                 stop: tuple[str, ...] = ('\n',),
+                 preferred: np.ndarray | None = None) -> Generation:
+        """Continue `prompt` under `grammar` (GBNF; None: free text ending at a stop string).
+
+        `preferred`: token ids to try first (see preferred_tokens); None: the whole vocabulary.
+        """
+        if decoding not in DECODINGS:
+            raise CaptionError(f'unknown decoding {decoding!r}; one of {", ".join(DECODINGS)}')
+        with self._lock:
+            return self._generate(prompt, grammar, max_tokens, time.monotonic() + timeout,
+                                  decoding, min(beam_width, self.max_beams), greedy_tokens,
+                                  temperature, seed, stop, preferred)
+
+    def _generate(self, prompt, grammar_text, max_tokens, deadline, decoding, width,
+                  greedy_tokens, temperature, seed, stop, preferred) -> Generation:
+        lib = _llama
+        t0 = time.perf_counter()
+        tokens = self.tokenize(prompt, special=self.uses_chat)
+        if len(tokens) + max_tokens > self.n_ctx:
+            raise CaptionError(f'prompt ({len(tokens)} tokens) + max_tokens ({max_tokens}) '
+                               f'exceed the context size {self.n_ctx}')
+        if time.monotonic() > deadline:
+            return Generation('', 'timeout', len(tokens), 0, 0.0, 0.0)
+        grammar = None
+        if grammar_text:
+            grammar = lib.llama_sampler_init_grammar(self._vocab, grammar_text.encode(),
+                                                     b'root')
+            if not grammar:
+                raise CaptionError('llama.cpp rejected the caption grammar')
+        beams = [_Beam([], 0.0, grammar, 0, -1)]   # row -1: the prompt's last logits
+        try:
+            self._prepare_prompt(tokens)
+            t1 = time.perf_counter()
+            rng = np.random.default_rng(seed)
+            finished: list[tuple[float, list[int]]] = []
+            stop_reason, pos = 'max_tokens', len(tokens)
+            for step in range(max_tokens):
+                if time.monotonic() > deadline:
+                    stop_reason = 'timeout'
+                    break
+                beam_phase = decoding == 'beam' or (decoding == 'hybrid'
+                                                    and step >= greedy_tokens)
+                candidates = self._candidates(beams, width if beam_phase else 1,
+                                              decoding == 'sample', temperature, rng, preferred)
+                if not candidates:
+                    stop_reason = 'grammar'       # nothing allowed: cannot happen with GBNF
+                    break
+                if not beam_phase:
+                    score, index, token = candidates[0]
+                    if self._is_end(token):
+                        finished.append((score, beams[index].tokens))
+                        stop_reason = 'eos'
+                        break
+                    chosen = [candidates[0]]
+                else:
+                    chosen = []
+                    for score, index, token in candidates:
+                        if self._is_end(token):
+                            finished.append((score, beams[index].tokens))
+                        elif len(chosen) < width:
+                            chosen.append((score, index, token))
+                    # Scores only fall as beams grow: a finished candidate at least as good as
+                    # every live beam is the best the search can find.
+                    if finished and (not chosen or max(f[0] for f in finished) >= chosen[0][0]):
+                        stop_reason = 'eos'
+                        break
+                if grammar is None and stop:
+                    score, index, token = chosen[0]
+                    text = self._text(beams[index].tokens + [token]).lstrip()
+                    if any(s in text for s in stop):
+                        finished.append((score, beams[index].tokens + [token]))
+                        stop_reason = 'stop'
+                        break
+                beams = self._advance(beams, chosen, pos, len(tokens))
+                pos += 1
+            if stop_reason in ('eos', 'stop'):
+                score, best = max(finished, key=lambda f: f[0])
+            else:
+                top = max(beams, key=lambda b: b.score)
+                score, best = top.score, top.tokens
+        finally:
+            self._free_grammars(beams)
+            for seq in range(1, 2 * self.max_beams + 1):
+                lib.llama_memory_seq_rm(self._mem, seq, -1, -1)
+            lib.llama_memory_seq_rm(self._mem, 0, len(tokens), -1)
+        text = self._text(best).lstrip()
+        if stop_reason == 'stop':
+            for s in stop:
+                text = text.split(s)[0]
+        return Generation(text, stop_reason, len(tokens), len(best), t1 - t0,
+                          time.perf_counter() - t1, score=score)
+
+    def _candidates(self, beams: list[_Beam], keep: int, sample: bool, temperature: float,
+                    rng, preferred) -> list[tuple[float, int, int]]:
+        """(score, beam index, token) extensions the grammar allows, best first."""
+        out = []
+        for index, beam in enumerate(beams):
+            logits = self._logits(beam.row)
+            allowed = self._allowed(beam.grammar, logits, max(keep, 1), preferred)
+            if sample and allowed:
+                wider = self._allowed(beam.grammar, logits, 40, preferred)
+                allowed = [wider[_sample(wider, temperature, rng)]]
+            norm = _logsumexp(logits)
+            out.extend((beam.score + value - norm, index, token) for token, value in allowed)
+        out.sort(key=lambda c: -c[0])
+        return out
+
+    def _advance(self, beams: list[_Beam], chosen, pos: int, prompt_len: int) -> list[_Beam]:
+        """Extend the chosen (score, beam, token) candidates by one token each and decode them.
+
+        A lone beam continues in place; forks go to free sequences (the KV cells are copied by
+        reference, nothing is recomputed). Sequence 0 keeps the prompt for the next call.
+        """
+        lib = _llama
+        if len(beams) == 1 and len(chosen) == 1:
+            seqs = [beams[0].seq]
+        else:
+            used = {b.seq for b in beams}
+            seqs = [s for s in range(1, 2 * self.max_beams + 1) if s not in used][:len(chosen)]
+        new, items = [], []
+        for k, (score, index, token) in enumerate(chosen):
+            parent = beams[index]
+            if seqs[k] != parent.seq:
+                lib.llama_memory_seq_rm(self._mem, seqs[k], -1, -1)
+                lib.llama_memory_seq_cp(self._mem, parent.seq, seqs[k], -1, -1)
+            state = None
+            if parent.grammar is not None:
+                state = lib.llama_sampler_clone(parent.grammar)
+                lib.llama_sampler_accept(state, token)
+            new.append(_Beam(parent.tokens + [token], score, state, seqs[k], k))
+            items.append((token, pos, seqs[k], True))
+        for beam in beams:
+            if beam.seq not in seqs:
+                lib.llama_memory_seq_rm(self._mem, beam.seq, prompt_len if beam.seq == 0
+                                        else -1, -1)
+        self._free_grammars(beams)
+        self._decode(items)
+        return new
+
+    @staticmethod
+    def _free_grammars(beams: list[_Beam]) -> None:
+        for beam in beams:
+            if beam.grammar is not None:
+                _llama.llama_sampler_free(beam.grammar)
+                beam.grammar = None
+
+    def _text(self, tokens: list[int]) -> str:
+        return b''.join(self._piece(t) for t in tokens).decode('utf-8', 'ignore')
+
+    def close(self) -> None:
+        """Free the context and the model (unmaps the GGUF file)."""
+        with self._lock:
+            if getattr(self, '_ctx', None):
+                _llama.llama_batch_free(self._batch)
+                _llama.llama_free(self._ctx)
+                self._ctx = None
+            if getattr(self, '_model', None):
+                _llama.llama_model_free(self._model)
+                self._model = None
+
+    def __del__(self) -> None:
+        # A model dropped without close() must not keep its file mapped and its memory.
+        if getattr(self, '_lock', None) is not None:
+            self.close()
+
+
+def _logsumexp(x: np.ndarray) -> float:
+    m = float(x.max())
+    return m + math.log(float(np.exp(x - m).sum()))
+
+
+def _sample(allowed: list[tuple[int, float]], temperature: float, rng) -> int:
+    """Index into `allowed` drawn from softmax(logit / temperature)."""
+    if temperature <= 0.0:
+        return 0
+    logits = np.array([v for _, v in allowed], dtype=np.float64) / temperature
+    p = np.exp(logits - logits.max())
+    return int(rng.choice(len(allowed), p=p / p.sum()))
