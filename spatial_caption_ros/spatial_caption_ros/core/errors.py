@@ -17,6 +17,10 @@ class InvalidImageError(InvalidInputError):
     """An image buffer does not match its declared size, step or encoding."""
 
 
+class OutOfOrderError(InvalidInputError):
+    """A frame stamped earlier than one already accepted (late, reordered delivery)."""
+
+
 class InvalidCameraInfoError(InvalidInputError):
     """Camera intrinsics that cannot be used for 3D (zero focal length, NaN, wrong size)."""
 

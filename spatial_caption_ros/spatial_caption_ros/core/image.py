@@ -71,9 +71,9 @@ def _check_size(width: int, height: int) -> None:
         raise InvalidImageError(f'image {width}x{height} exceeds the {MAX_SIDE} px side limit')
 
 
-def _view(width: int, height: int, step: int, data, channels: int, dtype: np.dtype,
-          is_bigendian: bool, encoding: str) -> np.ndarray:
-    """Zero-copy HxWxC view of a row-padded buffer, after checking every size field."""
+def _check_layout(width: int, height: int, step: int, size: int, channels: int,
+                  dtype: np.dtype, encoding: str) -> None:
+    """Every size field of a raw image buffer agrees (O(1): no pixel is touched)."""
     _check_size(width, height)
     itemsize = np.dtype(dtype).itemsize
     row_bytes = width * channels * itemsize
@@ -83,11 +83,35 @@ def _view(width: int, height: int, step: int, data, channels: int, dtype: np.dty
             f'({row_bytes} bytes)')
     if step % itemsize:
         raise InvalidImageError(f'{encoding} image: step {step} is not a multiple of {itemsize}')
-    buf = np.frombuffer(data, dtype=np.uint8)
-    if buf.size != step * height:
+    if size != step * height:
         raise InvalidImageError(
-            f'{encoding} image {width}x{height}: data has {buf.size} bytes, expected step*height '
+            f'{encoding} image {width}x{height}: data has {size} bytes, expected step*height '
             f'= {step * height} (truncated or mismatched)')
+
+
+def check_raw_image(width: int, height: int, encoding: str, step: int, size: int,
+                    depth: bool = False) -> None:
+    """Reject a malformed raw image from its header alone, before any decoding.
+
+    Cheap enough for a subscription callback: bad messages are refused there and never take
+    the place of a good frame waiting to be processed. `depth` checks the depth encodings.
+    """
+    table = DEPTH_ENCODINGS if depth else COLOR_ENCODINGS
+    spec = table.get(encoding)
+    if spec is None:
+        kind = 'depth encoding' if depth else 'image encoding'
+        shown = encoding if len(encoding) <= 40 else encoding[:40] + '...'
+        raise InvalidImageError(
+            f'unsupported {kind} {shown!r}; supported: {", ".join(table)}')
+    _check_layout(width, height, step, size, spec[0], spec[1], encoding)
+
+
+def _view(width: int, height: int, step: int, data, channels: int, dtype: np.dtype,
+          is_bigendian: bool, encoding: str) -> np.ndarray:
+    """Zero-copy HxWxC view of a row-padded buffer, after checking every size field."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    _check_layout(width, height, step, buf.size, channels, dtype, encoding)
+    itemsize = np.dtype(dtype).itemsize
     typed = buf.view(np.dtype(dtype).newbyteorder('>' if is_bigendian else '<'))
     rows = typed.reshape(height, step // itemsize)[:, :width * channels]
     arr = rows.reshape(height, width, channels)
@@ -96,13 +120,27 @@ def _view(width: int, height: int, step: int, data, channels: int, dtype: np.dty
     return arr
 
 
+# Leading bytes of the compressed formats OpenCV decodes (JPEG, PNG, BMP, WebP, TIFF).
+_MAGIC = (b'\xff\xd8\xff', b'\x89PNG\r\n\x1a\n', b'BM', b'II*\x00', b'MM\x00*')
+
+
+def check_compressed(fmt: str, data) -> None:
+    """Reject an empty or unrecognisable compressed image from its first bytes (O(1))."""
+    head = bytes(memoryview(data)[:12]) if len(data) else b''
+    if not head:
+        raise InvalidImageError(f'empty compressed image (format {fmt[:40]!r})')
+    if not (head.startswith(_MAGIC) or (head[:4] == b'RIFF' and head[8:12] == b'WEBP')):
+        raise InvalidImageError(
+            f'compressed image (format {fmt[:40]!r}, {len(data)} bytes) is not JPEG, PNG, BMP, '
+            f'WebP or TIFF (first bytes {head[:4].hex()})')
+
+
 def raw_to_color(width: int, height: int, encoding: str, step: int, data,
                  is_bigendian: bool = False) -> ColorImage:
     """Decode a raw sensor_msgs/Image buffer to a colour image (view when possible)."""
     spec = COLOR_ENCODINGS.get(encoding)
     if spec is None:
-        raise InvalidImageError(
-            f'unsupported image encoding {encoding!r}; supported: {", ".join(COLOR_ENCODINGS)}')
+        check_raw_image(width, height, encoding, step, 0)   # raises with a bounded message
     channels, dtype, order = spec
     arr = _view(width, height, step, data, channels, dtype, is_bigendian, encoding)
     if order == 'gray':
@@ -113,15 +151,40 @@ def raw_to_color(width: int, height: int, encoding: str, step: int, data,
     return ColorImage(arr[..., :3], order)
 
 
+def _declared_size(buf: np.ndarray) -> tuple[int, int] | None:
+    """Width and height a PNG or JPEG header declares (None when not found)."""
+    head = buf[:65536].tobytes()
+    if head.startswith(b'\x89PNG') and len(head) >= 24:
+        return int.from_bytes(head[16:20], 'big'), int.from_bytes(head[20:24], 'big')
+    if head.startswith(b'\xff\xd8'):
+        i = 2
+        while i + 9 < len(head):
+            if head[i] != 0xFF:
+                return None
+            marker = head[i + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:   # no length field
+                i += 2
+                continue
+            length = int.from_bytes(head[i + 2:i + 4], 'big')
+            if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD,
+                          0xCE, 0xCF):   # start of frame: precision, height, width
+                return (int.from_bytes(head[i + 7:i + 9], 'big'),
+                        int.from_bytes(head[i + 5:i + 7], 'big'))
+            i += 2 + length
+    return None
+
+
 def compressed_to_color(fmt: str, data) -> ColorImage:
     """Decode a sensor_msgs/CompressedImage (JPEG, PNG...) to a colour image."""
+    check_compressed(fmt, data)
     buf = np.frombuffer(data, dtype=np.uint8)
-    if buf.size == 0:
-        raise InvalidImageError(f'empty compressed image (format {fmt!r})')
+    declared = _declared_size(buf)
+    if declared is not None:   # refuse decompression bombs before OpenCV allocates the pixels
+        _check_size(*declared)
     img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if img is None:
         raise InvalidImageError(
-            f'compressed image (format {fmt!r}, {buf.size} bytes) could not be decoded: '
+            f'compressed image (format {fmt[:40]!r}, {buf.size} bytes) could not be decoded: '
             'corrupt or not an image format OpenCV reads')
     _check_size(img.shape[1], img.shape[0])
     return ColorImage(img, 'bgr')
@@ -132,8 +195,7 @@ def raw_to_depth_metres(width: int, height: int, encoding: str, step: int, data,
     """Decode a depth image to float32 metres; readings that are not valid become NaN."""
     spec = DEPTH_ENCODINGS.get(encoding)
     if spec is None:
-        raise InvalidImageError(
-            f'unsupported depth encoding {encoding!r}; supported: {", ".join(DEPTH_ENCODINGS)}')
+        check_raw_image(width, height, encoding, step, 0, depth=True)
     channels, dtype = spec
     arr = _view(width, height, step, data, channels, dtype, is_bigendian, encoding)[..., 0]
     if dtype == np.uint16:

@@ -134,6 +134,11 @@ class PerceptionConfig:
     depth_wait: float = param(
         0.05, 'Seconds the node waits for the depth frame of a colour frame that arrived first '
         '(sensor depth).', minimum=0.0, maximum=1.0)
+    stamp_jump_back_reset: float = param(
+        1.0, 'A frame stamped earlier than the newest accepted frame is rejected as out of '
+        'order, unless it is earlier by more than this many seconds: then the camera restarted '
+        'or a bag looped, and a new sequence starts (tracks and depth scale reset).',
+        minimum=0.0, maximum=86400.0)
     tracking: bool = param(
         True, 'Track objects across frames by box overlap: SceneObject.id is then the track id, '
         'stable while the object stays in view.')

@@ -17,7 +17,6 @@ import time
 
 import numpy as np
 
-from spatial_caption_ros.core.errors import InvalidInputError
 from spatial_caption_ros.core.geometry import (
     gaussian_weights, knn_pairs, region_of, relative_size)
 from spatial_caption_ros.core.knowledge import KnowledgeBase
@@ -25,6 +24,7 @@ from spatial_caption_ros.core.params import CONFIGURE, param
 from spatial_caption_ros.core.relations import ObjectArrays, relate, RelationConfig
 from spatial_caption_ros.core.salience import object_salience, relation_salience
 from spatial_caption_ros.core.types import DetectionResult, Relation, SceneGraph, SceneObject
+from spatial_caption_ros.core.validation import check_objects
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class SceneGraphBuilder:
         t0 = time.perf_counter()
         w, h = detections.image_width, detections.image_height
         objects = list(detections.objects)
-        _check_input(objects, w, h)
+        check_objects(objects, w, h, 'detections')
         cfg = self.config
         counts = Counter(o.class_name for o in objects)
         for obj in objects:
@@ -139,16 +139,3 @@ class SceneGraphBuilder:
         return found.to_relations(arrays.ids, rel_salience, order)
 
 
-def _check_input(objects: list[SceneObject], width: int, height: int) -> None:
-    if width <= 0 or height <= 0:
-        raise InvalidInputError(f'detections have no image size ({width}x{height})')
-    seen = set()
-    for o in objects:
-        if o.id in seen:
-            raise InvalidInputError(f'object id {o.id} appears twice in one frame; ids must be '
-                                    'unique (track ids when tracking)')
-        seen.add(o.id)
-        coords = o.box.as_tuple()
-        if not all(math.isfinite(v) for v in coords) or o.box.x_max < o.box.x_min or \
-                o.box.y_max < o.box.y_min:
-            raise InvalidInputError(f'object {o.id} ({o.class_name}) has an invalid box {coords}')

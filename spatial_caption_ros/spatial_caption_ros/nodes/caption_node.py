@@ -53,7 +53,8 @@ class CaptionNode(ManagedNode):
         self._last_caption_time = float('-inf')
 
     def create_inputs(self) -> None:
-        self.subscribe_latest(SceneGraph, 'scene_graph')
+        self.subscribe_latest(SceneGraph, 'scene_graph',
+                              precheck=conversions.check_scene_graph_msg)
 
     def apply_live(self, config: CaptionConfig) -> None:
         if self.captioner is not None:

@@ -15,7 +15,8 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from spatial_caption_interfaces.msg import DetectionArray
 
 from spatial_caption_ros.core.depth.sensor import StampBuffer
-from spatial_caption_ros.core.errors import InvalidCameraInfoError, InvalidImageError
+from spatial_caption_ros.core.errors import (
+    InvalidCameraInfoError, InvalidImageError, OutOfOrderError)
 from spatial_caption_ros.core.perception import PerceptionConfig, PerceptionPipeline
 from spatial_caption_ros.ros import conversions
 from spatial_caption_ros.ros.managed_node import ManagedNode
@@ -41,6 +42,7 @@ class PerceptionNode(ManagedNode):
         self.pipeline: PerceptionPipeline | None = None
         self._camera_info: CameraInfo | None = None
         self._activated_at = 0.0
+        self._newest_stamp_ns: int | None = None
         self._depth_frames: StampBuffer[Image] = StampBuffer(DEPTH_BUFFER_FRAMES)
         self.depth_matched = 0
         self.depth_unmatched = 0
@@ -51,21 +53,58 @@ class PerceptionNode(ManagedNode):
         self.detections_pub = self.publisher(DetectionArray, 'detections')
 
     def create_inputs(self) -> None:
+        self._newest_stamp_ns = None
         if self.config.image_format == 'compressed':
-            self.subscribe_latest(CompressedImage, 'image/compressed')
+            self.subscribe_latest(CompressedImage, 'image/compressed',
+                                  precheck=self._precheck_compressed)
         else:
-            self.subscribe_latest(Image, 'image')
+            self.subscribe_latest(Image, 'image', precheck=self._precheck_image)
         self.subscribe(CameraInfo, 'camera_info', self._on_camera_info,
                        qos_profile('sensor_data'))
         if self.config.uses_sensor_depth:
             self._depth_frames.clear()
             self.subscribe(Image, 'depth', self._on_depth, qos_profile(self.io.input_qos))
 
+    # Subscription callbacks: header checks only, nothing slow (the worker decodes).
+
+    def _precheck_image(self, msg: Image) -> None:
+        conversions.check_image_msg(msg)
+        self._check_stamp_order(msg)
+
+    def _precheck_compressed(self, msg: CompressedImage) -> None:
+        conversions.check_compressed_msg(msg)
+        self._check_stamp_order(msg)
+
+    def _check_stamp_order(self, msg) -> None:
+        """Refuse frames older than the newest accepted one, unless the camera restarted."""
+        stamp = conversions.stamp_to_ns(msg.header.stamp)
+        newest = self._newest_stamp_ns
+        if newest is not None and stamp < newest:
+            back_s = (newest - stamp) / 1e9
+            if back_s <= self.config.stamp_jump_back_reset:
+                raise OutOfOrderError(
+                    f'frame stamped {back_s * 1e3:.1f} ms before the newest accepted frame '
+                    '(late or reordered delivery): dropped')
+            self.get_logger().info(
+                f'image stamps went back {back_s:.1f} s: camera restarted or bag looped; '
+                'starting a new sequence')
+        self._newest_stamp_ns = stamp
+
     def _on_camera_info(self, msg: CameraInfo) -> None:
+        try:
+            conversions.camera_info_to_intrinsics(msg)
+        except InvalidCameraInfoError as exc:
+            self.reject('invalid_camera_info', f'{exc} (the last valid CameraInfo stays in use)')
+            return
         self._camera_info = msg
 
     def _on_depth(self, msg: Image) -> None:
         """Only buffers the message; it is decoded if and when a colour frame matches it."""
+        try:
+            conversions.check_image_msg(msg, depth=True)
+        except InvalidImageError as exc:
+            self.reject('invalid_depth', str(exc))
+            return
         self._depth_frames.put(conversions.stamp_to_ns(msg.header.stamp), msg)
 
     def _matched_depth(self, stamp_ns: int) -> tuple[object, str | None]:
@@ -78,11 +117,7 @@ class PerceptionNode(ManagedNode):
                        else f'nearest {match.offset_ns / 1e6:+.0f} ms')
             return None, (f'no depth frame within {1e3 * self.config.depth_stamp_tolerance:.0f} '
                           f'ms of the colour frame ({nearest}): no sensor depth for it')
-        try:
-            depth = conversions.depth_msg_to_metres(match.item)
-        except InvalidImageError as exc:
-            self.reject('invalid_depth', str(exc))
-            return None, f'depth frame unusable: {exc}'
+        depth = conversions.depth_msg_to_metres(match.item)   # its header was checked on arrival
         self.depth_matched += 1
         return depth, None
 
@@ -126,14 +161,10 @@ class PerceptionNode(ManagedNode):
         else:
             image = conversions.image_msg_to_color(msg)
         decode_ms = (time.perf_counter() - t0) * 1e3
-        intrinsics, note = None, None
+        intrinsics = None
         info = self._wait_for_first_camera_info()
-        if info is not None:
-            try:
-                intrinsics = conversions.camera_info_to_intrinsics(info)
-            except InvalidCameraInfoError as exc:
-                self.reject('invalid_camera_info', str(exc))
-                note = f'camera_info unusable: {exc}'
+        if info is not None:   # checked when it arrived: only usable ones are kept
+            intrinsics = conversions.camera_info_to_intrinsics(info)
         else:
             self.get_logger().warning(
                 'no camera_info received: depth stays relative and no 3D positions are given',
@@ -149,9 +180,8 @@ class PerceptionNode(ManagedNode):
         if self.config.uses_sensor_depth:
             result.stage_times_ms['depth_match'] = match_ms
         result.processing_latency += (decode_ms + match_ms) / 1e3
-        for extra in (note, depth_note):
-            if extra:
-                result.notes.append(extra)
+        if depth_note:
+            result.notes.append(depth_note)
         self.detections_pub.publish(conversions.detections_to_msg(result))
         self.record_timings(result.stage_times_ms)
 

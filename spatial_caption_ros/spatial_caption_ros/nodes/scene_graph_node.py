@@ -16,6 +16,7 @@ import time
 from spatial_caption_interfaces.msg import DetectionArray, SceneGraph
 
 from spatial_caption_ros.core.scene_graph import SceneGraphBuilder, SceneGraphConfig
+from spatial_caption_ros.core.validation import check_detections
 from spatial_caption_ros.ros import conversions
 from spatial_caption_ros.ros.json_mirror import JsonMirror, JsonMirrorConfig
 from spatial_caption_ros.ros.managed_node import ManagedNode
@@ -39,7 +40,11 @@ class SceneGraphNode(ManagedNode):
         self.json_mirror = JsonMirror(self)
 
     def create_inputs(self) -> None:
-        self.subscribe_latest(DetectionArray, 'detections')
+        self.subscribe_latest(DetectionArray, 'detections', precheck=self._precheck)
+
+    @staticmethod
+    def _precheck(msg: DetectionArray) -> None:
+        check_detections(conversions.msg_to_detections(msg))
 
     def describe(self) -> dict[str, str]:
         if self.builder is None:

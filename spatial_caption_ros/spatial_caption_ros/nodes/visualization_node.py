@@ -63,7 +63,8 @@ class VisualizationNode(ManagedNode):
         if self.config.show_depth_inset:
             self.subscribe(Image, 'depth', self._on_depth, image_qos)
         self.subscribe(Caption, 'caption', self._on_caption, qos_profile('reliable'))
-        self.subscribe_latest(SceneGraph, 'scene_graph')
+        self.subscribe_latest(SceneGraph, 'scene_graph',
+                              precheck=conversions.check_scene_graph_msg)
 
     def release_stage(self) -> None:
         self._clear()

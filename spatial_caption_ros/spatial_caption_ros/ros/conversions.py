@@ -22,11 +22,14 @@ from std_msgs.msg import ColorRGBA, Header, String
 from visualization_msgs.msg import Marker, MarkerArray
 
 from spatial_caption_ros.core.image import (
-    ColorImage, compressed_to_color, raw_to_color, raw_to_depth_metres)
+    check_compressed, check_raw_image, ColorImage, compressed_to_color, raw_to_color,
+    raw_to_depth_metres)
 from spatial_caption_ros.core.serialization import graph_to_dict
+from spatial_caption_ros.core.text import sanitize_label, sanitize_text
+from spatial_caption_ros.core.validation import check_scene_graph
 from spatial_caption_ros.core.types import (
-    BoundingBox, Caption, CameraIntrinsics, DetectionResult, FrameHeader, NAN, Relation,
-    SceneGraph, SceneObject)
+    BoundingBox, Caption, CameraIntrinsics, DetectionResult, FrameHeader, NAN, REGIONS,
+    Relation, SceneGraph, SceneObject)
 from spatial_caption_ros.core.visualization import MarkerSpec
 
 # ---------------------------------------------------------------- headers
@@ -54,6 +57,16 @@ def image_msg_to_color(msg: Image) -> ColorImage:
     """sensor_msgs/Image -> colour image (a view of msg.data when the encoding allows)."""
     return raw_to_color(msg.width, msg.height, msg.encoding, msg.step, msg.data,
                         bool(msg.is_bigendian))
+
+
+def check_image_msg(msg: Image, depth: bool = False) -> None:
+    """Refuse a malformed sensor_msgs/Image from its header alone (no pixel is read)."""
+    check_raw_image(msg.width, msg.height, msg.encoding, msg.step, len(msg.data), depth)
+
+
+def check_compressed_msg(msg: CompressedImage) -> None:
+    """Refuse an empty or unrecognisable sensor_msgs/CompressedImage from its first bytes."""
+    check_compressed(msg.format, msg.data)
 
 
 def compressed_msg_to_color(msg: CompressedImage) -> ColorImage:
@@ -146,20 +159,37 @@ def object_to_msg(obj: SceneObject) -> SceneObjectMsg:
     return m
 
 
+# Bounds on free text read from messages (another process may send anything).
+MAX_PAIRS = 64            # attributes / knowledge entries kept per object
+MAX_KEY = 32
+MAX_VALUE = 256
+MAX_NOTES = 32
+
+
+def _pairs(items) -> list[tuple[str, str]]:
+    return [(sanitize_text(kv.key, MAX_KEY), sanitize_text(kv.value, MAX_VALUE))
+            for kv in list(items)[:MAX_PAIRS]]
+
+
+def _notes(notes) -> list[str]:
+    return [sanitize_text(n, MAX_VALUE) for n in list(notes)[:MAX_NOTES]]
+
+
 def msg_to_object(m: SceneObjectMsg) -> SceneObject:
+    """Message -> core object; every string is sanitised and bounded here, once, for all."""
     position = None
     if m.has_position and all(math.isfinite(v) for v in (m.position.x, m.position.y,
                                                          m.position.z)):
         position = (m.position.x, m.position.y, m.position.z)
     return SceneObject(
-        id=m.id, class_name=m.class_name, class_id=m.class_id, confidence=m.confidence,
-        box=BoundingBox(m.x_min, m.y_min, m.x_max, m.y_max), class_count=m.class_count,
-        region=m.region, relative_size=m.relative_size, depth=m.depth,
-        depth_uncertainty=m.depth_uncertainty, depth_source=m.depth_source,
-        depth_metric=m.depth_metric, position=position, distance=m.distance,
-        metric_width=m.metric_width, metric_height=m.metric_height, salience=m.salience,
-        attributes={kv.key: kv.value for kv in m.attributes},
-        knowledge=[(kv.key, kv.value) for kv in m.knowledge])
+        id=m.id, class_name=sanitize_label(m.class_name), class_id=m.class_id,
+        confidence=m.confidence, box=BoundingBox(m.x_min, m.y_min, m.x_max, m.y_max),
+        class_count=m.class_count, region=m.region if m.region in REGIONS else '',
+        relative_size=m.relative_size, depth=m.depth, depth_uncertainty=m.depth_uncertainty,
+        depth_source=sanitize_label(m.depth_source, MAX_KEY), depth_metric=m.depth_metric,
+        position=position, distance=m.distance, metric_width=m.metric_width,
+        metric_height=m.metric_height, salience=m.salience,
+        attributes=dict(_pairs(m.attributes)), knowledge=_pairs(m.knowledge))
 
 
 def relation_to_msg(rel: Relation) -> SpatialRelation:
@@ -169,7 +199,8 @@ def relation_to_msg(rel: Relation) -> SpatialRelation:
 
 
 def msg_to_relation(m: SpatialRelation) -> Relation:
-    return Relation(subject_id=m.subject_id, predicate=m.predicate, object_id=m.object_id,
+    return Relation(subject_id=m.subject_id, predicate=m.predicate[:MAX_KEY],
+                    object_id=m.object_id,
                     distance=m.distance, confidence=m.confidence, salience=m.salience)
 
 # ---------------------------------------------------------------- detections, graphs, captions
@@ -199,8 +230,8 @@ def msg_to_detections(m: DetectionArray) -> DetectionResult:
     return DetectionResult(
         header=header_to_core(m.header), image_width=m.image_width,
         image_height=m.image_height, objects=[msg_to_object(o) for o in m.objects],
-        depth_source=m.depth_source, depth_metric=m.depth_metric,
-        has_camera_info=m.has_camera_info, stage_times_ms=times, notes=list(m.notes),
+        depth_source=sanitize_label(m.depth_source, MAX_KEY), depth_metric=m.depth_metric,
+        has_camera_info=m.has_camera_info, stage_times_ms=times, notes=_notes(m.notes),
         processing_latency=m.processing_latency)
 
 
@@ -222,9 +253,15 @@ def msg_to_scene_graph(m: SceneGraphMsg) -> SceneGraph:
     return SceneGraph(
         header=header_to_core(m.header), image_width=m.image_width,
         image_height=m.image_height, objects=[msg_to_object(o) for o in m.objects],
-        relations=[msg_to_relation(r) for r in m.relations], depth_source=m.depth_source,
-        depth_metric=m.depth_metric, has_camera_info=m.has_camera_info, notes=list(m.notes),
+        relations=[msg_to_relation(r) for r in m.relations],
+        depth_source=sanitize_label(m.depth_source, MAX_KEY),
+        depth_metric=m.depth_metric, has_camera_info=m.has_camera_info, notes=_notes(m.notes),
         processing_latency=m.processing_latency)
+
+
+def check_scene_graph_msg(m: SceneGraphMsg) -> None:
+    """Refuse a scene graph a caption or visualisation stage cannot use (InvalidInputError)."""
+    check_scene_graph(msg_to_scene_graph(m))
 
 
 def caption_to_msg(caption: Caption) -> CaptionMsg:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import re
+import threading
 import time
 import traceback
 from typing import Any
@@ -83,6 +84,8 @@ class ManagedNode(LifecycleNode):
         self.active = False
         self.last_error = ''
         self.counters = StageCounters()
+        self._log_times: dict[str, tuple[float, int]] = {}
+        self._log_lock = threading.Lock()
         self.timings = TimingStats()
         self.input_rate = RateMeter()
         self.worker: LatestWorker = LatestWorker(f'{node_name}_worker', self._handle,
@@ -135,11 +138,24 @@ class ManagedNode(LifecycleNode):
         self._stage_publishers.append(pub)
         return pub
 
-    def subscribe_latest(self, msg_type, topic: str, qos: QoSProfile | None = None):
-        """Subscribe `topic`; its newest message goes to the worker (older unread ones drop)."""
+    def subscribe_latest(self, msg_type, topic: str, qos: QoSProfile | None = None,
+                         precheck: Callable[[Any], None] | None = None):
+        """Subscribe `topic`; its newest message goes to the worker (older unread ones drop).
+
+        `precheck(msg)` runs in the callback and raises InvalidInputError for a message that
+        can be refused from its header alone (O(1) or O(objects), no decoding): such a message
+        is counted and logged as rejected and never takes the place of a good frame waiting
+        for the worker.
+        """
         def callback(msg) -> None:
             self.counters.received += 1
             self.input_rate.tick()
+            if precheck is not None:
+                try:
+                    precheck(msg)
+                except InvalidInputError as exc:
+                    self.reject(_snake(type(exc).__name__), str(exc))
+                    return
             if self.worker.submit(msg):
                 self.counters.dropped_stale += 1
         return self.subscribe(msg_type, topic, callback, qos or qos_profile(self.io.input_qos))
@@ -151,10 +167,26 @@ class ManagedNode(LifecycleNode):
         return sub
 
     def reject(self, reason: str, message: str) -> None:
-        """Count a rejected input and log why (throttled per reason)."""
+        """Count a rejected input and log why (at most once per LOG_THROTTLE_S per reason)."""
         self.counters.reject(reason)
-        self.get_logger().warning(f'rejected input ({reason}): {message}',
-                                  throttle_duration_sec=LOG_THROTTLE_S)
+        self._throttled_log('warning', f'rejected:{reason}', f'rejected input ({reason}): '
+                                                             f'{message}')
+
+    def _throttled_log(self, level: str, key: str, text: str) -> None:
+        """Log `text` unless a line of the same key went out in the last LOG_THROTTLE_S.
+
+        The next line that does go out says how many were suppressed in between.
+        """
+        now = time.monotonic()
+        with self._log_lock:
+            last, suppressed = self._log_times.get(key, (-1e9, 0))
+            if now - last < LOG_THROTTLE_S:
+                self._log_times[key] = (last, suppressed + 1)
+                return
+            self._log_times[key] = (now, 0)
+        if suppressed:
+            text += f' ({suppressed} more like this in the last {now - last:.0f} s)'
+        getattr(self.get_logger(), level)(text)
 
     # ----------------------------------------------------------- lifecycle
 
@@ -281,13 +313,15 @@ class ManagedNode(LifecycleNode):
         if isinstance(exc, InvalidInputError):
             self.reject(_snake(type(exc).__name__), str(exc))
         elif isinstance(exc, SpatialCaptionError):
-            self.counters.error(_snake(type(exc).__name__))
-            self.get_logger().error(f'frame skipped: {exc}', throttle_duration_sec=LOG_THROTTLE_S)
+            kind = _snake(type(exc).__name__)
+            self.counters.error(kind)
+            self._throttled_log('error', f'error:{kind}', f'frame skipped: {exc}')
         else:
             self.counters.error(type(exc).__name__)
-            self.get_logger().error(
+            self._throttled_log(
+                'error', f'error:{type(exc).__name__}',
                 f'frame skipped after an unexpected {type(exc).__name__}: {exc}\n'
-                f'{traceback.format_exc()}', throttle_duration_sec=LOG_THROTTLE_S)
+                f'{"".join(traceback.format_exception(exc))}')
 
     # ----------------------------------------------------------- diagnostics
 
