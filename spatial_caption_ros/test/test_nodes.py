@@ -197,3 +197,26 @@ def test_no_camera_info_means_no_invented_metres():
         assert any('no camera_info' in n for n in result.notes)
     finally:
         node.destroy_node()
+
+
+def test_messages_replaced_before_the_callback_are_counted_not_lost():
+    node = _make('/t7', input_qos='sensor_data')     # newest-only, as for a camera
+    harness = Harness('/t7')
+    ex = MultiThreadedExecutor()
+    ex.add_node(node)
+    ex.add_node(harness.node)
+    try:
+        assert spin_until(ex, lambda: _connected(harness, node))
+        tiny = Image(height=2, width=2, encoding='rgb8', step=6, data=bytes(12))
+        snap = node.counters.snapshot
+        harness.image_pub.publish(tiny)      # the first message sets the publisher's baseline
+        assert spin_until(ex, lambda: snap()['received'] == 1)
+        for i in range(30):                  # a burst, with nobody spinning the executor
+            tiny.header.stamp.sec = 100 + i
+            harness.image_pub.publish(tiny)
+        assert spin_until(ex, lambda: snap()['received'] + snap()['superseded'] == 31)
+        assert snap()['superseded'] > 0 and snap()['superseded.image'] == snap()['superseded']
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        harness.node.destroy_node()

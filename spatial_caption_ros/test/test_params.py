@@ -67,3 +67,4 @@ def test_shipped_pipeline_yaml_mirrors_every_declared_parameter():
     sections = load_params()
     for node, values in node_defaults().items():
         assert sections[node]['ros__parameters'] == values
+

@@ -121,6 +121,9 @@ def _view(width: int, height: int, step: int, data, channels: int, dtype: np.dty
 
 
 # Leading bytes of the compressed formats OpenCV decodes (JPEG, PNG, BMP, WebP, TIFF).
+# The end marker of a JPEG (FFD9) or PNG (IEND) must lie in the last TAIL_BYTES: encoders may
+# pad a little after it.
+TAIL_BYTES = 64
 _MAGIC = (b'\xff\xd8\xff', b'\x89PNG\r\n\x1a\n', b'BM', b'II*\x00', b'MM\x00*')
 
 
@@ -133,6 +136,13 @@ def check_compressed(fmt: str, data) -> None:
         raise InvalidImageError(
             f'compressed image (format {fmt[:40]!r}, {len(data)} bytes) is not JPEG, PNG, BMP, '
             f'WebP or TIFF (first bytes {head[:4].hex()})')
+    # A JPEG or PNG cut short still half-decodes (grey rows, no error): check that it ends.
+    tail = bytes(memoryview(data)[-TAIL_BYTES:])
+    if head.startswith(b'\xff\xd8') and b'\xff\xd9' not in tail:
+        raise InvalidImageError(f'JPEG of {len(data)} bytes has no end-of-image marker: '
+                                'truncated')
+    if head.startswith(b'\x89PNG') and b'IEND' not in tail:
+        raise InvalidImageError(f'PNG of {len(data)} bytes has no IEND chunk: truncated')
 
 
 def raw_to_color(width: int, height: int, encoding: str, step: int, data,

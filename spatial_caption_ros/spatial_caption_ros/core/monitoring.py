@@ -64,6 +64,9 @@ class StageCounters:
     dropped_stale: int = 0
     rejected: Counter = field(default_factory=Counter)     # reason -> count
     errors: Counter = field(default_factory=Counter)       # kind -> count
+    # topic -> messages a publisher sent that never reached the callback: a newer one replaced
+    # them in the middleware's newest-only history first (known from sequence-number gaps)
+    superseded: Counter = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def reject(self, reason: str) -> None:
@@ -74,11 +77,46 @@ class StageCounters:
         with self.lock:
             self.errors[kind] += 1
 
+    def supersede(self, topic: str, count: int) -> None:
+        with self.lock:
+            self.superseded[topic] += count
+
     def snapshot(self) -> dict[str, int]:
         with self.lock:
             out = {'received': self.received, 'processed': self.processed,
                    'dropped_stale': self.dropped_stale,
-                   'rejected': sum(self.rejected.values()), 'errors': sum(self.errors.values())}
+                   'rejected': sum(self.rejected.values()), 'errors': sum(self.errors.values()),
+                   'superseded': sum(self.superseded.values())}
             out.update({f'rejected.{k}': v for k, v in self.rejected.items()})
             out.update({f'errors.{k}': v for k, v in self.errors.items()})
+            out.update({f'superseded.{k}': v for k, v in self.superseded.items()})
             return out
+
+
+class SequenceGaps:
+    """Counts messages lost between a publisher and a callback from sequence-number gaps.
+
+    Each publisher numbers its messages 1, 2, 3...; a jump from n to n + k means k - 1 messages
+    were replaced in a newest-only history before the callback took them. A publisher that
+    restarts (a new id, or numbers going back) starts a new count. The first message seen from
+    a publisher is the baseline: what it sent before may predate this subscription.
+    """
+
+    # Publishers remembered per topic; more is a node storm, and forgetting one only loses the
+    # gap count of its next message.
+    MAX_PUBLISHERS = 64
+
+    def __init__(self) -> None:
+        self._last: dict[bytes, int] = {}
+
+    def gap(self, publisher: bytes, sequence: int | None) -> int:
+        """Messages missed from `publisher` before the one numbered `sequence`."""
+        if not sequence or sequence <= 0:
+            return 0
+        last = self._last.get(publisher)
+        if len(self._last) >= self.MAX_PUBLISHERS and last is None:
+            self._last.clear()
+        self._last[publisher] = sequence
+        if last is None or sequence <= last:
+            return 0
+        return sequence - last - 1

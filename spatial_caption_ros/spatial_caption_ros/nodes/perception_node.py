@@ -76,19 +76,22 @@ class PerceptionNode(ManagedNode):
         self._check_stamp_order(msg)
 
     def _check_stamp_order(self, msg) -> None:
-        """Refuse frames older than the newest accepted one, unless the camera restarted."""
+        """Refuse frames older than the newest processed one, unless the camera restarted.
+
+        Only processed frames move the mark, so a corrupt frame with a wild stamp cannot lock
+        good frames out; a jump back of more than stamp_jump_back_reset starts a new sequence.
+        """
         stamp = conversions.stamp_to_ns(msg.header.stamp)
         newest = self._newest_stamp_ns
         if newest is not None and stamp < newest:
             back_s = (newest - stamp) / 1e9
             if back_s <= self.config.stamp_jump_back_reset:
                 raise OutOfOrderError(
-                    f'frame stamped {back_s * 1e3:.1f} ms before the newest accepted frame '
+                    f'frame stamped {back_s * 1e3:.1f} ms before the newest processed frame '
                     '(late or reordered delivery): dropped')
-            self.get_logger().info(
-                f'image stamps went back {back_s:.1f} s: camera restarted or bag looped; '
-                'starting a new sequence')
-        self._newest_stamp_ns = stamp
+            self._throttled_log('info', 'restart',
+                                f'image stamps went back {back_s:.1f} s: camera restarted or bag '
+                                'looped; starting a new sequence')
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         try:
@@ -170,6 +173,7 @@ class PerceptionNode(ManagedNode):
                 'no camera_info received: depth stays relative and no 3D positions are given',
                 throttle_duration_sec=30.0)
         header = conversions.header_to_core(msg.header)
+        self._newest_stamp_ns = header.stamp_ns
         sensor_depth, depth_note, match_ms = None, None, 0.0
         if self.config.uses_sensor_depth:
             t1 = time.perf_counter()

@@ -32,7 +32,8 @@ from rclpy.qos import QoSProfile
 
 from spatial_caption_ros.core.errors import InvalidInputError, SpatialCaptionError
 from spatial_caption_ros.core.latest import LatestWorker
-from spatial_caption_ros.core.monitoring import RateMeter, StageCounters, TimingStats
+from spatial_caption_ros.core.monitoring import (
+    RateMeter, SequenceGaps, StageCounters, TimingStats)
 from spatial_caption_ros.core.params import CONFIGURE, param
 from spatial_caption_ros.ros.params import declare_config, read_config, validate_changes
 from spatial_caption_ros.ros.qos import QOS_NAMES, qos_profile
@@ -147,9 +148,12 @@ class ManagedNode(LifecycleNode):
         is counted and logged as rejected and never takes the place of a good frame waiting
         for the worker.
         """
-        def callback(msg) -> None:
+        gaps = SequenceGaps()
+
+        def callback(msg, info) -> None:   # two parameters: rclpy passes the MessageInfo
             self.counters.received += 1
             self.input_rate.tick()
+            self._count_superseded(topic, gaps, info)
             if precheck is not None:
                 try:
                     precheck(msg)
@@ -158,13 +162,32 @@ class ManagedNode(LifecycleNode):
                     return
             if self.worker.submit(msg):
                 self.counters.dropped_stale += 1
-        return self.subscribe(msg_type, topic, callback, qos or qos_profile(self.io.input_qos))
+        return self._add_subscription(msg_type, topic, callback,
+                                      qos or qos_profile(self.io.input_qos))
 
     def subscribe(self, msg_type, topic: str, callback: Callable, qos: QoSProfile):
-        """A subscription that lives while the node is active."""
+        """A subscription that lives while the node is active.
+
+        Messages that a newer one replaced before `callback` ran are counted as superseded
+        (diagnostics `superseded.<topic>`), so no input disappears without a trace.
+        """
+        gaps = SequenceGaps()
+
+        def counted(msg, info) -> None:     # two parameters: rclpy passes the MessageInfo
+            self._count_superseded(topic, gaps, info)
+            callback(msg)
+        return self._add_subscription(msg_type, topic, counted, qos)
+
+    def _add_subscription(self, msg_type, topic: str, callback: Callable, qos: QoSProfile):
         sub = self.create_subscription(msg_type, topic, callback, qos)
         self._stage_subscriptions.append(sub)
         return sub
+
+    def _count_superseded(self, topic: str, gaps: SequenceGaps, info) -> None:
+        gid = info.get('publisher_gid') or {}
+        missed = gaps.gap(bytes(gid.get('data') or b''), info.get('publication_sequence_number'))
+        if missed:
+            self.counters.supersede(topic, missed)
 
     def reject(self, reason: str, message: str) -> None:
         """Count a rejected input and log why (at most once per LOG_THROTTLE_S per reason)."""
