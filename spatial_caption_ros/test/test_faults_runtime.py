@@ -83,14 +83,21 @@ class Camera:
         self.info_pub = self.node.create_publisher(CameraInfo, 'camera_info', reliable)
         self.depth_pub = self.node.create_publisher(Image, 'depth', reliable)
         self.out = {'detections': [], 'scene_graph': [], 'caption': []}
+        self.arrived: dict[str, list[float]] = {topic: [] for topic in self.out}
         for topic, msg_type in (('detections', DetectionArray), ('scene_graph', SceneGraph),
                                 ('caption', Caption)):
-            self.node.create_subscription(msg_type, topic, self.out[topic].append, reliable)
+            self.node.create_subscription(msg_type, topic, self._recorder(topic), reliable)
         self.diagnostics: list[tuple[float, DiagnosticStatus]] = []
         self.node.create_subscription(
             DiagnosticArray, '/diagnostics',
             lambda m: self.diagnostics.extend((time.monotonic(), s) for s in m.status
                                               if f'{namespace}/' in s.name), 100)
+
+    def _recorder(self, topic):
+        def record(msg):
+            self.out[topic].append(msg)
+            self.arrived[topic].append(time.monotonic())
+        return record
 
     def publish(self, stamp_ns: int) -> None:
         header = FrameHeader(stamp_ns, 'camera_optical_frame')
@@ -375,10 +382,21 @@ def test_camera_stop_and_restart_every_node_resumes(tmp_path, capfd):
                 assert quiet and quiet[-1] == 0.0, (name, phase, quiet)
                 back = _rates(camera, name, bursts[phase][0], bursts[phase][1] + 0.5)
                 assert back and max(back) > 0.0, (name, phase, back)
+        figures = []
         for phase in ('a', 'b'):
             published = bursts[phase][2]
-            assert max(_rates(camera, 'perception', bursts[phase][0],
-                              bursts[phase][1] + 0.5)) >= 0.5 * published
+            diagnosed = max(_rates(camera, 'perception', bursts[phase][0],
+                                   bursts[phase][1] + 0.5))
+            assert diagnosed >= 0.5 * published
+            first = min(t for t, m in zip(camera.arrived['caption'], camera.out['caption'],
+                                          strict=True)
+                        if starts[phase] <= conversions.stamp_to_ns(m.header.stamp)
+                        < starts[phase] + span)
+            figures.append(f'{phase}: first caption {first - bursts[phase][0]:.2f} s after the '
+                           f'first frame, camera {published:.1f} Hz, diagnosed up to '
+                           f'{diagnosed:.1f} Hz')
+        with capfd.disabled():
+            print('\n[restart] ' + '; '.join(figures))
     finally:
         ex.shutdown()
         for node in nodes:
