@@ -1,0 +1,188 @@
+"""Soak test: a camera at a fixed rate through the real node graph for a long time, measured.
+
+Starts the graph as separate processes (so each node's resident memory can be sampled), feeds it
+frames from a folder in a loop at --rate (free running: the stages must keep up or drop stale
+frames), and reports what a robot team wants to know after hours in the field:
+
+- resident memory of every node after warm-up and at the end (growth in %),
+- the age of each published scene graph (receipt time - source image stamp) against the frame
+  processing time (perception + scene graph),
+- how many frames were published, processed, dropped as stale, rejected or failed, per node,
+- queue bound: with latest-only inputs the backlog can never exceed one frame per stage.
+
+`spatial-caption-soak --duration 600 --rate 30` is the 10-minute run of the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+import statistics
+import sys
+import time
+
+import yaml
+
+from spatial_caption_ros.cli.config import load_params
+from spatial_caption_ros.cli.run import default_input, prepare_environment
+
+SAMPLE_PERIOD_S = 5.0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog='spatial-caption-soak', description=__doc__.split('\n\n')[0])
+    p.add_argument('--duration', type=float, default=600.0, help='seconds of load (default 600)')
+    p.add_argument('--warmup', type=float, default=60.0,
+                   help='seconds before the memory baseline is taken (default 60)')
+    p.add_argument('--rate', type=float, default=30.0, help='camera frames per second (30)')
+    p.add_argument('--input', default=default_input(), help='folder of images, played in a loop')
+    p.add_argument('--config', default=None, help='parameter file (default config/pipeline.yaml)')
+    p.add_argument('--set', action='append', default=[], metavar='NODE.PARAM=VALUE')
+    p.add_argument('--output', default='output/soak', help='report folder (default output/soak)')
+    return p.parse_args(argv)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float('nan')
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, int(round(q / 100.0 * (len(ordered) - 1)))))
+    return ordered[k]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    env = prepare_environment('localhost')
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    params = load_params(args.config)
+
+    def section(node: str) -> dict:
+        return params.setdefault(node, {}).setdefault('ros__parameters', {})
+
+    section('image_source').update(source=str(Path(args.input).resolve()), rate=args.rate,
+                                   loop=True, pace_on='')
+    for item in args.set:
+        key, _, value = item.partition('=')
+        node, _, name = key.partition('.')
+        section(node)[name] = yaml.safe_load(value)
+    params_file = out / 'params.yaml'
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False), encoding='utf-8')
+
+    import psutil
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import SingleThreadedExecutor
+    from sensor_msgs.msg import Image
+    from spatial_caption_interfaces.msg import Caption, DetectionArray, SceneGraph
+
+    from spatial_caption_ros.ros.conversions import stamp_to_ns
+    from spatial_caption_ros.ros.graph import GRAPH_NODES, spawn_node, stop_processes
+    from spatial_caption_ros.ros.qos import qos_profile
+
+    rclpy.init()
+    node = rclpy.create_node('soak_monitor')
+    stats = {'images': 0, 'detections': 0, 'graphs': 0, 'captions': 0}
+    ages: list[float] = []          # seconds, scene graph receipt - image stamp
+    processing: list[float] = []    # seconds, perception + scene graph processing per graph
+    diagnostics: dict[str, dict[str, str]] = {}
+    started = time.time()
+
+    def on_graph(msg: SceneGraph) -> None:
+        stats['graphs'] += 1
+        if time.time() - started > args.warmup:
+            ages.append(time.time() - stamp_to_ns(msg.header.stamp) / 1e9)
+            processing.append(float(msg.processing_latency))
+
+    def on_diag(msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
+
+    def count(key: str):
+        def callback(_msg) -> None:
+            stats[key] += 1
+        return callback
+
+    node.create_subscription(Image, 'image', count('images'), qos_profile('sensor_data'))
+    node.create_subscription(DetectionArray, 'detections', count('detections'),
+                             qos_profile('reliable'))
+    node.create_subscription(SceneGraph, 'scene_graph', on_graph, qos_profile('reliable'))
+    node.create_subscription(Caption, 'caption', count('captions'), qos_profile('reliable'))
+    node.create_subscription(DiagnosticArray, '/diagnostics', on_diag, 50)
+
+    logs = [open(out / f'{name}.log', 'w', encoding='utf-8') for name in GRAPH_NODES]
+    procs = {name: spawn_node(name, params_file, None, env, log)
+             for name, log in zip(GRAPH_NODES, logs, strict=True)}
+    memory: dict[str, list[tuple[float, float]]] = {name: [] for name in GRAPH_NODES}
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    code = 0
+    print(f'[soak] {args.duration:.0f} s at {args.rate:.0f} Hz from {args.input}; '
+          f'ROS_DOMAIN_ID={env["ROS_DOMAIN_ID"]}; report in {out}', file=sys.stderr)
+    next_sample = time.time()
+    try:
+        while time.time() - started < args.duration:
+            executor.spin_once(timeout_sec=0.05)
+            if time.time() >= next_sample:
+                next_sample += SAMPLE_PERIOD_S
+                t = time.time() - started
+                for name, p in procs.items():
+                    if p.poll() is not None:
+                        raise RuntimeError(f'node {name} exited with code {p.returncode}')
+                    rss = psutil.Process(p.pid).memory_info().rss / 2**20
+                    memory[name].append((t, rss))
+                print(f'[soak] t={t:5.0f} s images={stats["images"]} graphs={stats["graphs"]} '
+                      f'captions={stats["captions"]} rss(MB)=' + ' '.join(
+                          f'{n}:{memory[n][-1][1]:.0f}' for n in GRAPH_NODES), file=sys.stderr)
+    except KeyboardInterrupt:
+        print('[soak] interrupted: reporting what was measured', file=sys.stderr)
+    except RuntimeError as exc:
+        print(f'[soak] FAILED: {exc}', file=sys.stderr)
+        code = 1
+    finally:
+        stop_processes(list(procs.values()))
+        for log in logs:
+            log.close()
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+    elapsed = time.time() - started
+    report = {'duration_s': round(elapsed, 1), 'rate_hz': args.rate, 'counts': stats,
+              'memory_mb': {}, 'scene_graph_age_s': {}, 'nodes': {}}
+    for name, samples in memory.items():
+        base = [rss for t, rss in samples if t >= args.warmup]
+        if len(base) >= 2:
+            report['memory_mb'][name] = {
+                'after_warmup': round(base[0], 1), 'end': round(base[-1], 1),
+                'max': round(max(base), 1),
+                'growth_pct': round(100.0 * (base[-1] - base[0]) / base[0], 2)}
+    if ages:
+        mean_proc = statistics.fmean(processing)
+        report['scene_graph_age_s'] = {
+            'n': len(ages), 'p50': round(percentile(ages, 50), 4),
+            'p95': round(percentile(ages, 95), 4), 'max': round(max(ages), 4),
+            'mean_processing_time': round(mean_proc, 4),
+            'max_over_processing_time': round(max(ages) / mean_proc, 2) if mean_proc else None,
+            'p95_over_processing_time': round(percentile(ages, 95) / mean_proc, 2)
+            if mean_proc else None}
+    for name, values in diagnostics.items():
+        report['nodes'][name] = {k: v for k, v in values.items()
+                                 if k.split('.')[0] in ('received', 'processed', 'dropped_stale',
+                                                        'rejected', 'errors', 'input_rate_hz',
+                                                        'state', 'backend', 'depth_source')}
+    (out / 'report.json').write_text(json.dumps(report, indent=1), encoding='utf-8')
+    print(json.dumps(report, indent=1))
+    growth_ok = all(m['growth_pct'] < 5.0 for m in report['memory_mb'].values())
+    age = report['scene_graph_age_s']
+    age_ok = bool(age) and age['max_over_processing_time'] is not None and \
+        age['max_over_processing_time'] < 2.0
+    print(f'[soak] memory growth < 5 %: {"yes" if growth_ok else "NO"}; '
+          f'scene graph age < 2 processing times: {"yes" if age_ok else "NO"}', file=sys.stderr)
+    return code
+
+
+if __name__ == '__main__':
+    os.environ.setdefault('PYTHONUNBUFFERED', '1')
+    sys.exit(main())
