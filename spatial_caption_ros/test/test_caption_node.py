@@ -120,7 +120,7 @@ def test_only_on_change_skips_an_unchanged_scene():
 
 
 @needs_llm
-def test_llm_timeout_falls_back_to_a_marked_template_caption():
+def test_llm_timeout_falls_back_to_a_marked_template_caption(capfd):
     node, harness, ex = _run('/c4', timeout=0.001)
     try:
         assert node.active
@@ -128,9 +128,11 @@ def test_llm_timeout_falls_back_to_a_marked_template_caption():
         assert spin_until(ex, lambda: harness.captions, timeout=60)
         msg = harness.captions[0][1]
         assert msg.generator == 'template' and msg.verified and msg.model == ''
-        assert msg.fallback_reason.startswith('timeout')
-        assert spin_until(ex, lambda: any(_values(s).get('fallback.timeout') == '1'
-                                          for s in harness.diagnostics), timeout=10)
+        assert msg.fallback_reason.startswith('timeout: no complete caption after 0.00 s')
+        assert spin_until(ex, lambda: any(
+            _values(s).get('fallback.timeout') == '1' and s.level == DiagnosticStatus.WARN
+            and '1 timeout' in s.message for s in harness.diagnostics), timeout=10)
+        assert 'LLM failed, template caption published: timeout' in capfd.readouterr().err
     finally:
         _close(node, harness, ex)
 

@@ -87,8 +87,12 @@ def dump_params(params: dict[str, Any]) -> str:
 def load_params(path: str | Path | None = None) -> dict[str, Any]:
     """Read a parameter file ({node: {ros__parameters: {...}}})."""
     path = Path(path) if path else package_file(DEFAULT_CONFIG)
-    with open(path, encoding='utf-8') as f:
-        doc = yaml.safe_load(f) or {}
+    try:
+        with open(path, encoding='utf-8') as f:
+            # safe_load: plain YAML only; a tag such as !!python/object is refused, never run.
+            doc = yaml.safe_load(f) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ValueError(f'{path} is not a plain YAML parameter file: {exc}') from None
     if not isinstance(doc, dict):
         raise ValueError(f'{path}: expected a mapping of node names')
     return {node_key(str(key)): section for key, section in doc.items()}

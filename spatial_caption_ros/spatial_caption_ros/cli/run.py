@@ -107,7 +107,10 @@ def prepare_environment(discovery: str, dds_profile: str | None = None) -> dict[
 
 def build_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str], bool]:
     """The effective parameter file content, topic remaps, and whether the input is a topic."""
-    params = load_params(args.config)
+    try:
+        params = load_params(args.config)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f'--config: {exc}') from None
 
     def section(node: str) -> dict[str, Any]:
         return params.setdefault(node, {}).setdefault('ros__parameters', {})
@@ -140,7 +143,11 @@ def build_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, st
         node, _, name = key.partition('.')
         if not node or not name or not _:
             raise SystemExit(f'--set {item!r}: expected NODE.PARAM=VALUE')
-        section(node)[name] = yaml.safe_load(value)
+        try:
+            # safe_load: plain YAML values only; tags such as !!python/object are refused.
+            section(node)[name] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise SystemExit(f'--set {item!r}: not a plain YAML value: {exc}') from None
     return params, remaps, live
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
+import math
 from pathlib import Path
 import time
 
@@ -18,9 +19,14 @@ import numpy as np
 from spatial_caption_ros.core.backends import InferenceBackend
 from spatial_caption_ros.core.errors import ModelError
 from spatial_caption_ros.core.image import ColorImage
+from spatial_caption_ros.core.models import check_model_file
 from spatial_caption_ros.core.text import sanitize_label
 from spatial_caption_ros.core.types import BoundingBox, Detection
 
+# What a detector model file must be (quoted in every error about one).
+YOLO_CONTRACT = ('a YOLO ONNX detection model with one input [1, 3, H, W] float32 (RGB 0..1) '
+                 'and output [1, 4+C, N] (box + C class scores, C = the number of class names) '
+                 'or [1, N, 6] (end-to-end export)')
 PAD_VALUE = 114  # Ultralytics letterbox padding grey
 # Candidates kept before NMS, as Ultralytics does (max_nms): bounds NMS cost on cluttered frames.
 MAX_NMS_CANDIDATES = 30000
@@ -28,6 +34,11 @@ MAX_NMS_CANDIDATES = 30000
 CLASS_OFFSET = 8192.0
 # Network stride of YOLO11 (P5 head): input sides of dynamic-shape models are rounded up to it.
 DEFAULT_STRIDE = 32
+# Largest stride metadata accepted (P6 models use 64; more is not a YOLO model).
+MAX_STRIDE = 128
+# Class-name tables larger than this are refused (COCO: 80, Open Images: 601, LVIS: 1203).
+MAX_CLASSES = 100000
+MAX_CLASS_NAMES_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -120,24 +131,52 @@ def parse_class_names(metadata: dict[str, str]) -> list[str] | None:
         return None
     if isinstance(names, dict):
         try:
-            size = max(int(k) for k in names) + 1
-        except (TypeError, ValueError):
+            ids = [int(k) for k in names]
+        except (TypeError, ValueError, OverflowError):
             return None
-        if size > 100000:
+        if not ids or min(ids) < 0 or max(ids) >= MAX_CLASSES:
+            return None
+        size = max(ids) + 1
+        if not all(isinstance(v, str) for v in names.values()):
             return None
         out = [f'class {i}' for i in range(size)]
         for k, v in names.items():
             out[int(k)] = sanitize_label(v)
         return out
-    if isinstance(names, (list, tuple)):
+    if (isinstance(names, (list, tuple)) and 0 < len(names) <= MAX_CLASSES
+            and all(isinstance(v, str) for v in names)):
         return [sanitize_label(v) for v in names]
     return None
 
 
 def read_class_names_file(path: str | Path) -> list[str]:
-    """One class name per line."""
-    with open(path, encoding='utf-8') as f:
-        return [sanitize_label(line.strip()) for line in f if line.strip()]
+    """One class name per line (checked first: a regular text file of bounded size)."""
+    p = check_model_file(path)
+    if p.stat().st_size > MAX_CLASS_NAMES_BYTES:
+        raise ModelError(f'class names file {p} is larger than {MAX_CLASS_NAMES_BYTES} bytes')
+    try:
+        with open(p, encoding='utf-8') as f:
+            names = [sanitize_label(line.strip()) for line in f if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f'class names file {p} cannot be read as UTF-8 text: {exc}') from exc
+    if not names or len(names) > MAX_CLASSES:
+        raise ModelError(f'class names file {p} has {len(names)} names (1 to {MAX_CLASSES})')
+    return names
+
+
+def metadata_stride(backend: InferenceBackend) -> int:
+    """The network stride from the model metadata (untrusted: checked), else DEFAULT_STRIDE."""
+    raw = backend.metadata.get('stride')
+    if raw is None:
+        return DEFAULT_STRIDE
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (value.is_integer() and 1 <= value <= MAX_STRIDE):
+        raise backend.model_error(f'metadata stride {str(raw)[:20]!r} is not a whole number of '
+                                  f'pixels from 1 to {MAX_STRIDE}', YOLO_CONTRACT)
+    return int(value)
 
 
 def input_side(value: int, stride: int = DEFAULT_STRIDE) -> int:
@@ -157,7 +196,7 @@ class YoloDetector:
                  confidence_threshold: float = 0.25, iou_threshold: float = 0.45,
                  max_detections: int = 100, classes: tuple[str, ...] = (),
                  input_size: int | tuple[int, int] = 640) -> None:
-        expected_in = 'one input [1, 3, H, W]'
+        expected_in = 'one input [1, 3, H, W] and output [1, 4+C, N] or [1, N, 6]'
         if len(backend.inputs) != 1:
             raise backend.model_error(f'a YOLO model has one input, this one has '
                                       f'{len(backend.inputs)}', expected_in)
@@ -165,11 +204,8 @@ class YoloDetector:
         if len(inp.shape) != 4 or inp.shape[1] not in (3, None) or inp.shape[0] not in (1, None):
             raise backend.model_error(f'input {inp.name} is not an image batch', expected_in)
         if not backend.outputs:
-            raise backend.model_error('the model has no output', 'output [1, 4+C, N] or [1, N, 6]')
-        try:
-            stride = int(float(backend.metadata.get('stride', DEFAULT_STRIDE)))
-        except ValueError:
-            stride = DEFAULT_STRIDE
+            raise backend.model_error('the model has no output', expected_in)
+        stride = metadata_stride(backend)
         want_w, want_h = ((input_size, input_size) if isinstance(input_size, int)
                           else tuple(input_size))
         height = inp.shape[2] or input_side(want_h, stride)
@@ -181,16 +217,18 @@ class YoloDetector:
             width, height, backend.input_buffer(inp.name, self.input_shape))
         names = class_names or parse_class_names(backend.metadata)
         if not names:
-            raise ModelError(f'{backend.path or "the model"}: no class names: the model has no '
-                             '"names" metadata; give a class names file (one name per line)')
+            raise backend.model_error(
+                'no class names: its "names" metadata is missing or not a list or {id: name} '
+                f'mapping of 1 to {MAX_CLASSES} names (or give a class names file, one name '
+                'per line)', expected_in)
         self.class_names = names
         self.confidence_threshold = confidence_threshold
         self.iou_threshold = iou_threshold
         self.max_detections = max_detections
         self.set_class_filter(classes)
         out = backend.outputs[0].shape
-        expected_out = f'output [1, {4 + len(names)}, N] (4 box + {len(names)} class rows) or ' \
-                       '[1, N, 6] (end-to-end export)'
+        expected_out = (f'one input [1, 3, H, W] and output [1, {4 + len(names)}, N] (4 box + '
+                        f'{len(names)} class rows) or [1, N, 6] (end-to-end export)')
         if len(out) != 3 or (out[1] is not None and out[2] is not None
                              and out[1] != 4 + len(names) and out[2] != 6):
             raise backend.model_error('the output layout is not a YOLO detection output',

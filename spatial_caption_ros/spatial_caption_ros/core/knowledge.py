@@ -31,6 +31,7 @@ import io
 import json
 import math
 from pathlib import Path
+import reprlib
 from typing import Any
 
 import yaml
@@ -142,14 +143,37 @@ def _merge(old: ClassKnowledge | None, new: ClassKnowledge) -> ClassKnowledge:
                    affordances=old.affordances | new.affordances)
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring = 2, 4, 4, 60
+
+
+def _shown(value: Any) -> str:
+    """A short repr for error messages (YAML aliases can nest a file into a huge value)."""
+    return _REPR.repr(value)
+
+
 def _positive(value: Any, what: str, path: Path) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f'{path}: {what} must be a number, got {value!r}') from None
+        raise ConfigError(f'{path}: {what} must be a number, got {_shown(value)}') from None
     if not math.isfinite(v) or v <= 0:
-        raise ConfigError(f'{path}: {what} must be a positive number, got {value!r}')
+        raise ConfigError(f'{path}: {what} must be a positive number, got {_shown(value)}')
     return v
+
+
+def _scalars(values: Any, where: str, path: Path) -> list[Any]:
+    """A value or list of values, each a plain scalar (text, number or boolean).
+
+    Nested lists and mappings are refused rather than turned into text: YAML aliases can nest
+    one small file into a value whose text would take gigabytes ("billion laughs").
+    """
+    items = values if isinstance(values, list) else [values]
+    for item in items:
+        if not isinstance(item, (str, int, float, bool)):
+            raise ConfigError(f'{path}: {where} must be text or a list of texts, got '
+                              f'{_shown(item)}')
+    return items
 
 
 def _facts(mapping: Any, where: str, path: Path) -> list[tuple[str, str]]:
@@ -157,10 +181,12 @@ def _facts(mapping: Any, where: str, path: Path) -> list[tuple[str, str]]:
         return []
     if not isinstance(mapping, dict):
         raise ConfigError(f'{path}: {where} must map relation names to values')
-    out = []
+    out: list[tuple[str, str]] = []
     for relation, values in mapping.items():
         rel = sanitize_text(relation, 32)
-        for value in values if isinstance(values, list) else [values]:
+        for value in _scalars(values, f'{where}.{rel}', path):
+            if len(out) == MAX_FACTS_PER_CLASS:   # aliases can repeat one list many times
+                return out
             out.append((rel, sanitize_text(value, 96)))
     return out
 
@@ -195,6 +221,9 @@ def _read_file(path: Path) -> dict[str, ClassKnowledge]:
         size = None
         if 'size_m' in item:
             s = item['size_m'] or {}
+            if not isinstance(s, dict):
+                raise ConfigError(f'{path}: {name}.size_m must map height, width and length to '
+                                  f'metres, got {_shown(s)}')
             size = SizePrior(
                 height=_positive(s.get('height'), f'{name}.size_m.height', path),
                 width=_positive(s.get('width'), f'{name}.size_m.width', path),
@@ -215,9 +244,9 @@ def _read_file(path: Path) -> dict[str, ClassKnowledge]:
                           f'{"/".join(AFFORDANCES)} to class lists')
     for affordance, names in affordances.items():
         if affordance not in AFFORDANCES:
-            raise ConfigError(f'{path}: unknown affordance {affordance!r}; known: '
+            raise ConfigError(f'{path}: unknown affordance {_shown(affordance)}; known: '
                               f'{", ".join(AFFORDANCES)}')
-        for raw_name in names or []:
+        for raw_name in _scalars(names or [], f'affordances.{affordance}', path):
             name = sanitize_label(raw_name)
             add(ClassKnowledge(name=name, size=None, affordances=frozenset({affordance})))
     return out

@@ -6,9 +6,13 @@ A model parameter is either such a name (looked up in the model directory) or a 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+import errno
 import os
 from pathlib import Path
+import stat
 from typing import Any
 
 import yaml
@@ -100,10 +104,10 @@ def resolve_model(name_or_path: str, model_dir: str | Path | None = None,
     entry = manifest.get(name_or_path)
     if entry is None:
         path = Path(name_or_path).expanduser()
-        if not path.is_absolute() and not path.exists():
+        if not path.is_absolute() and not _present(path):
             path = directory / path
-        if path.is_file():
-            return path
+        if _present(path):   # there in some form: say exactly what is wrong with it, if anything
+            return check_model_file(path)
         known = ', '.join(n for n, e in manifest.items() if task is None or e.task == task)
         raise ModelNotFoundError(
             f'model file {path} does not exist. Give an existing file, or one of the known '
@@ -120,3 +124,58 @@ def resolve_model(name_or_path: str, model_dir: str | Path | None = None,
         f'To get it: {entry.obtain}; source: {entry.source}; license: {entry.license}. '
         f'Then put {entry.file} in the model directory (parameter model_dir or '
         f'${MODEL_DIR_ENV}).')
+
+
+def _present(path: Path) -> bool:
+    """Whether anything is at `path`, even a symbolic link to nothing or a link loop."""
+    return path.exists() or path.is_symlink()
+
+
+_FILE_KINDS = ((stat.S_ISDIR, 'a directory'), (stat.S_ISFIFO, 'a FIFO (named pipe)'),
+               (stat.S_ISCHR, 'a character device'), (stat.S_ISBLK, 'a block device'),
+               (stat.S_ISSOCK, 'a socket'))
+
+
+def check_model_file(path: str | os.PathLike, suffixes: tuple[str, ...] = ()) -> Path:
+    """Check a model path before any loader opens it: a readable, non-empty regular file.
+
+    Nothing is opened here: a FIFO would block the opener forever and a device such as
+    /dev/zero would never end, so both are refused from their file type, as are directories,
+    symbolic-link loops and links to nothing. Raises ModelNotFoundError or ModelError.
+    """
+    p = Path(path)
+    try:
+        st = p.stat()                        # follows symbolic links
+    except FileNotFoundError:
+        if p.is_symlink():
+            raise ModelNotFoundError(f'model file {p} is a symbolic link to {os.readlink(p)}, '
+                                     'which does not exist') from None
+        raise ModelNotFoundError(f'model file {p} does not exist') from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ModelError(f'model path {p} is a symbolic link loop') from None
+        raise ModelError(f'model path {p} cannot be accessed: {exc.strerror}') from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _FILE_KINDS if test(st.st_mode)),
+                    'not a regular file')
+        raise ModelError(f'model path {p} is {kind}, not a model file')
+    if not os.access(p, os.R_OK):
+        raise ModelError(f'model file {p} is not readable')
+    if st.st_size == 0:
+        raise ModelError(f'model file {p} is empty')
+    if suffixes and p.suffix.lower() not in suffixes:
+        raise ModelError(f'model file {p} should end with one of {", ".join(suffixes)}')
+    return p
+
+
+@contextmanager
+def expecting(parameter: str, contract: str) -> Iterator[None]:
+    """Add what the model of `parameter` must be to a ModelError raised inside.
+
+    The file checks and the loaders do not know what a file is for; a missing, truncated or
+    unreadable detector should still say what a detector model has to look like.
+    """
+    try:
+        yield
+    except ModelError as exc:
+        raise type(exc)(f'{exc} ({parameter}: expected {contract})') from exc

@@ -21,15 +21,17 @@ from spatial_caption_ros.core.backends import BACKENDS, create_backend
 from spatial_caption_ros.core.backends.base import MAX_AUTO_THREADS, usable_cpus
 from spatial_caption_ros.core.depth import (
     BoxStatConfig, create_depth_source, DEPTH_SOURCES, DepthInput, DepthOutput, DepthSource)
-from spatial_caption_ros.core.depth.depth_anything import MODEL_OUTPUTS, PATCH, SCALE_SOURCES
+from spatial_caption_ros.core.depth.depth_anything import (
+    DEPTH_CONTRACT, MODEL_OUTPUTS, PATCH, SCALE_SOURCES)
 from spatial_caption_ros.core.depth.geometric import GeometricDepth, truncation
 from spatial_caption_ros.core.depth.sensor import align_to_image
-from spatial_caption_ros.core.detection import read_class_names_file, YoloDetector
+from spatial_caption_ros.core.detection import (
+    read_class_names_file, YOLO_CONTRACT, YoloDetector)
 from spatial_caption_ros.core.errors import ConfigError
 from spatial_caption_ros.core.geometry import metric_size, norm3, position_from_depth
 from spatial_caption_ros.core.image import ColorImage
 from spatial_caption_ros.core.knowledge import KnowledgeBase
-from spatial_caption_ros.core.models import resolve_model
+from spatial_caption_ros.core.models import expecting, resolve_model
 from spatial_caption_ros.core.params import CONFIGURE, param
 from spatial_caption_ros.core.tracker import IouTracker, Track
 from spatial_caption_ros.core.types import (
@@ -203,16 +205,17 @@ class PerceptionPipeline:
     def __init__(self, config: PerceptionConfig, knowledge: KnowledgeBase | None = None) -> None:
         self.config = config
         self.knowledge = knowledge or KnowledgeBase.load(config.knowledge_files)
-        model_path = resolve_model(config.detector_model, config.model_dir or None,
-                                   task='detection')
         dense = config.depth_source == DEPTH_ANYTHING_V2
         self.parallel, det_threads, depth_threads = thread_plan(config, dense, gpu=False)
         # Two models sharing the cores: idle threads must not spin-wait on the other's cores.
         spinning = False if self.parallel else None
         engines = config.engine_cache_dir or None
-        self.backend = create_backend(model_path, config.backend, threads=det_threads,
-                                      fp16=config.fp16, cache_dir=engines,
-                                      allow_spinning=spinning)
+        with expecting('detector_model', YOLO_CONTRACT):
+            model_path = resolve_model(config.detector_model, config.model_dir or None,
+                                       task='detection')
+            self.backend = create_backend(model_path, config.backend, threads=det_threads,
+                                          fp16=config.fp16, cache_dir=engines,
+                                          allow_spinning=spinning)
         if _on_gpu(self.backend):
             # CPU thread counts do not matter on a GPU, but overlapping the two models does.
             self.parallel = thread_plan(config, dense, gpu=True)[0]
@@ -227,8 +230,10 @@ class PerceptionPipeline:
                 iou_threshold=config.iou_threshold, max_detections=config.max_detections,
                 classes=config.classes, input_size=config.detector_input_size)
             self.model_path = model_path
-            self.depth_model_path = (resolve_model(config.depth_model, config.model_dir or None,
-                                                   task='depth') if dense else None)
+            with expecting('depth_model', DEPTH_CONTRACT):
+                self.depth_model_path = (resolve_model(config.depth_model,
+                                                       config.model_dir or None, task='depth')
+                                         if dense else None)
             self.depth = create_depth_source(
                 config.depth_source, knowledge=self.knowledge,
                 model_path=self.depth_model_path, backend=config.backend,

@@ -18,7 +18,8 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from spatial_caption_interfaces.msg import Caption as CaptionMsg, SceneGraph
 from std_msgs.msg import String
 
-from spatial_caption_ros.core.captioning.captioner import CaptionConfig, Captioner
+from spatial_caption_ros.core.captioning.captioner import (
+    CaptionConfig, Captioner, REASON_ERROR, REASON_TIMEOUT)
 from spatial_caption_ros.core.captioning.change import scene_change
 from spatial_caption_ros.core.types import SceneGraph as CoreGraph
 from spatial_caption_ros.ros import conversions
@@ -27,6 +28,9 @@ from spatial_caption_ros.ros.spin import run_node
 
 # Longest sleep between checks for a newer graph or a stop while min_period runs out.
 _WAIT_STEP_S = 0.05
+# Fallback reasons that mean the LLM itself failed (not a caption it wrote that was refused):
+# logged (throttled) and a WARN diagnostic.
+LLM_FAULTS = (REASON_TIMEOUT, REASON_ERROR)
 
 
 class CaptionNode(ManagedNode):
@@ -86,6 +90,11 @@ class CaptionNode(ManagedNode):
                 self.skipped_unchanged += 1
                 return
         caption = self.captioner.caption(graph)
+        code = caption.fallback_reason.split(':')[0]
+        if code in LLM_FAULTS:
+            self._throttled_log('warning', f'caption:{code}',
+                                f'LLM failed, template caption published: '
+                                f'{caption.fallback_reason}')
         self._last_caption_time = time.monotonic()
         self._last_graph = graph
         self.caption_pub.publish(conversions.caption_to_msg(caption))
@@ -113,12 +122,24 @@ class CaptionNode(ManagedNode):
         return values
 
     def diagnostic_status(self) -> DiagnosticStatus:
-        """WARN while the LLM could not be loaded and template captions stand in for it."""
+        """WARN while the LLM could not be loaded, or once it timed out or failed on a graph.
+
+        Template captions stand in for it then (still verified). Like the base class's
+        rejected/failed counts, the LLM fault counts are totals since configure.
+        """
         status = super().diagnostic_status()
-        if (self.captioner is not None and self.captioner.llm_error
-                and status.level == DiagnosticStatus.OK):
+        if self.captioner is None or status.level != DiagnosticStatus.OK:
+            return status
+        fallback = self.captioner.stats.snapshot()
+        faults = {code: fallback.get(f'fallback.{code}', 0) for code in LLM_FAULTS}
+        if self.captioner.llm_error:
             status.level = DiagnosticStatus.WARN
             status.message = f'{status.message}; LLM unavailable, template captions'[:256]
+        elif any(faults.values()):
+            status.level = DiagnosticStatus.WARN
+            counts = ', '.join(f'{n} {code}' for code, n in faults.items() if n)
+            status.message = (f'{status.message}; LLM fell back to template captions '
+                              f'({counts})')[:256]
         return status
 
 def main(args=None) -> None:

@@ -40,6 +40,10 @@ from spatial_caption_ros.ros.qos import QOS_NAMES, qos_profile
 
 # Seconds between two log lines of the same kind about bad input or failures.
 LOG_THROTTLE_S = 5.0
+# Characters kept of a diagnostics value; errors (last_error, llm_error...) get more room, since
+# they name the file and what the file should have been (several hundred characters with paths).
+DIAG_VALUE_CHARS = 256
+DIAG_ERROR_CHARS = 1024
 
 
 @dataclass(frozen=True)
@@ -288,7 +292,10 @@ class ManagedNode(LifecycleNode):
 
     def destroy_node(self) -> None:
         self.active = False
-        self.worker.stop()
+        # A node whose construction failed (a parameter of the wrong type in the parameter file)
+        # has no worker yet, but the context still destroys it at shutdown.
+        if getattr(self, 'worker', None) is not None:
+            self.worker.stop()
         super().destroy_node()
 
     # ----------------------------------------------------------- parameters
@@ -381,7 +388,9 @@ class ManagedNode(LifecycleNode):
         return DiagnosticStatus(
             level=level, name=f'spatial_caption: {self.get_fully_qualified_name()}',
             message=message[:256], hardware_id=values.get('device', ''),
-            values=[KeyValue(key=k, value=str(v)[:256]) for k, v in values.items()])
+            values=[KeyValue(key=k, value=str(v)[:DIAG_ERROR_CHARS if k.endswith('error')
+                                                   else DIAG_VALUE_CHARS])
+                    for k, v in values.items()])
 
     def publish_diagnostics(self) -> None:
         msg = DiagnosticArray()

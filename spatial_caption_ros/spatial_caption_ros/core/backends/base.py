@@ -9,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from spatial_caption_ros.core.errors import ModelError, ModelNotFoundError
+from spatial_caption_ros.core.errors import ModelError
+# check_model_file lives with the model registry; re-exported here for the backends.
+from spatial_caption_ros.core.models import check_model_file  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -100,19 +102,3 @@ def auto_threads(models_in_parallel: int = 1) -> int:
     """
     share = usable_cpus() // max(1, models_in_parallel)
     return max(1, min(MAX_AUTO_THREADS, share))
-
-
-def check_model_file(path: str | os.PathLike, suffixes: tuple[str, ...] = ()) -> Path:
-    """Check a model path before a loader touches it: exists, regular, readable, non-empty."""
-    p = Path(path)
-    if not p.exists():
-        raise ModelNotFoundError(f'model file {p} does not exist')
-    if not p.is_file():
-        raise ModelError(f'model path {p} is not a regular file')
-    if not os.access(p, os.R_OK):
-        raise ModelError(f'model file {p} is not readable')
-    if p.stat().st_size == 0:
-        raise ModelError(f'model file {p} is empty')
-    if suffixes and p.suffix.lower() not in suffixes:
-        raise ModelError(f'model file {p} should end with one of {", ".join(suffixes)}')
-    return p

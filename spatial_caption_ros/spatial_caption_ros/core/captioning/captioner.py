@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import threading
 import time
 
@@ -23,9 +23,10 @@ from spatial_caption_ros.core.captioning.plan import (
 from spatial_caption_ros.core.captioning.structured import dumps, structured_caption, validate
 from spatial_caption_ros.core.captioning.template import clause_options, count_clause, realise
 from spatial_caption_ros.core.captioning.verify import CaptionVerifier, repair
-from spatial_caption_ros.core.errors import CaptionError, ConfigError, SpatialCaptionError
+from spatial_caption_ros.core.errors import ConfigError, SpatialCaptionError
 from spatial_caption_ros.core.models import resolve_model
 from spatial_caption_ros.core.params import CONFIGURE, param
+from spatial_caption_ros.core.text import sanitize_label, sanitize_text
 from spatial_caption_ros.core.types import (
     Caption, GENERATOR_LLM, GENERATOR_LLM_REPAIRED, GENERATOR_TEMPLATE, SceneGraph,
     STYLE_DETAILED, STYLE_JSON, STYLE_SHORT)
@@ -193,6 +194,7 @@ class Captioner:
         if style not in STYLES:
             raise ConfigError(f'unknown caption style {style!r}')
         text_style = STYLE_SHORT if style == STYLE_JSON else style
+        graph = sanitized(graph)
         every_object = graph.objects
         graph = self.view(graph)
         plan = plan_caption(graph, text_style, limits_for(
@@ -237,25 +239,25 @@ class Captioner:
                   verifier: CaptionVerifier, t0: float) -> tuple[str | None, str, str]:
         """(text or None, generator, fallback reason) from the LLM."""
         cfg = self.config
-        facts = '; '.join(_fact_text(plan, f) for f in plan.facts)
         grammar = None
         if cfg.constraint == 'facts':
             grammar = facts_grammar(plan)
         elif cfg.constraint == 'vocabulary':
             grammar = vocabulary_grammar(graph, style)
-        completion = f'Facts about a camera image: {facts}.\n{_INSTRUCTIONS[style]}\nCaption:'
-        prompt = self.llm.format_prompt(_SYSTEM, f'Facts: {facts}.\n{_INSTRUCTIONS[style]}',
-                                        completion)
-        preferred = self.llm.preferred_tokens(grammar_texts(grammar)) if grammar else None
-        remaining = cfg.timeout - (time.perf_counter() - t0)
         try:
+            prompt = self.prompt(plan, style)
+            preferred = self.llm.preferred_tokens(grammar_texts(grammar)) if grammar else None
+            remaining = cfg.timeout - (time.perf_counter() - t0)
             gen = self.llm.generate(
                 prompt, grammar, max_tokens=cfg.max_tokens, timeout=remaining,
                 decoding=cfg.decoding, beam_width=cfg.beam_width,
                 greedy_tokens=cfg.greedy_tokens, temperature=cfg.temperature, seed=cfg.seed,
                 stop=('\n',) if grammar is None else (), preferred=preferred)
-        except CaptionError as exc:
-            return None, GENERATOR_TEMPLATE, f'{REASON_ERROR}: {exc}'
+        except Exception as exc:  # noqa: BLE001 - the template caption is always there
+            # An LLM runtime can also fail in ways its bindings do not wrap (ctypes, memory...):
+            # the frame still gets its true template caption, and the reason is published.
+            kind = '' if isinstance(exc, SpatialCaptionError) else f'{type(exc).__name__}: '
+            return None, GENERATOR_TEMPLATE, sanitize_text(f'{REASON_ERROR}: {kind}{exc}', 256)
         if gen.stop_reason == 'timeout':
             return None, GENERATOR_TEMPLATE, (f'{REASON_TIMEOUT}: no complete caption after '
                                               f'{cfg.timeout:.2f} s')
@@ -275,11 +277,39 @@ class Captioner:
             return fixed, GENERATOR_LLM_REPAIRED, f'{REASON_REPAIRED}: {detail}'
         return None, GENERATOR_TEMPLATE, f'{REASON_UNSUPPORTED}: {detail}'
 
+    def prompt(self, plan: ContentPlan, style: str) -> str:
+        """The prompt the LLM gets for a plan: the planned facts in canonical wording.
+
+        Class names are the only text in it that comes from outside (model metadata, other
+        processes' messages); they arrive sanitised and bounded (core/text.py sanitize_label:
+        one line, no markup or prompt punctuation, at most 64 characters), and the plan bounds
+        how many facts there are, so the prompt has a fixed structure and a bounded length.
+        """
+        facts = '; '.join(_fact_text(plan, f) for f in plan.facts)
+        completion = f'Facts about a camera image: {facts}.\n{_INSTRUCTIONS[style]}\nCaption:'
+        return self.llm.format_prompt(_SYSTEM, f'Facts: {facts}.\n{_INSTRUCTIONS[style]}',
+                                      completion)
+
     def close(self) -> None:
         """Release the model."""
         if self.llm is not None:
             self.llm.close()
             self.llm = None
+
+
+def sanitized(graph: SceneGraph) -> SceneGraph:
+    """The graph with sanitised class names, the only graph text that reaches a prompt.
+
+    Graphs from messages, model metadata and knowledge files are sanitised where they enter
+    (ros/conversions.py, core/detection.py); this makes the caption stage safe on its own for
+    graphs built in-process. Already clean graphs are returned as they are.
+    """
+    names = [sanitize_label(o.class_name) for o in graph.objects]
+    if all(n == o.class_name for n, o in zip(names, graph.objects, strict=True)):
+        return graph
+    counts = Counter(names)
+    return replace(graph, objects=[replace(o, class_name=n, class_count=counts[n])
+                                   for n, o in zip(names, graph.objects, strict=True)])
 
 
 def _fact_text(plan: ContentPlan, fact) -> str:

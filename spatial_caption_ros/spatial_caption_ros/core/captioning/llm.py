@@ -23,17 +23,21 @@ Decoding modes: greedy (default, deterministic), beam, hybrid (greedy for the fi
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 import ctypes
 import logging
 import math
 from pathlib import Path
+import re
 import threading
 import time
 
 import numpy as np
 
 from spatial_caption_ros.core.errors import CaptionError, ModelError
+from spatial_caption_ros.core.models import check_model_file
+from spatial_caption_ros.core.text import sanitize_text
 
 _log = logging.getLogger(__name__)
 
@@ -44,6 +48,14 @@ _TOKEN_DATA = np.dtype([('id', np.int32), ('logit', np.float32), ('p', np.float3
 
 _llama = None
 _log_callback = None
+# GGML log levels (ggml.h): DEBUG 1, INFO 2, WARN 3, ERROR 4.
+_GGML_WARN, _GGML_ERROR = 3, 4
+# llama.cpp's latest error lines: a failed load quotes them (why the file is not a usable GGUF).
+_errors: deque[str] = deque(maxlen=8)
+# One load at a time, so the error lines quoted belong to that load.
+_load_lock = threading.Lock()
+# "llama_model_load: error loading model: " before the reason itself.
+_ERROR_PREFIX = re.compile(r'^(\w+: )+(error loading model: )?')
 
 
 def _lib():
@@ -57,10 +69,12 @@ def _lib():
 
         @llama_cpp.llama_log_callback
         def forward(level: int, text: bytes, _user) -> None:
-            if level in (2, 3):      # GGML_LOG_LEVEL_WARN, _ERROR
+            if level in (_GGML_WARN, _GGML_ERROR):
                 message = text.decode('utf-8', 'replace').rstrip()
                 if message:
                     _log.debug('llama.cpp: %s', message)
+                    if level == _GGML_ERROR:
+                        _errors.append(message)
 
         llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
         llama_cpp.llama_backend_init()
@@ -96,17 +110,20 @@ class LlamaModel:
     def __init__(self, path: str | Path, n_threads: int = 2, n_ctx: int = 1024,
                  max_beams: int = 1, chat_template: str = 'auto') -> None:
         lib = _lib()
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise ModelError(f'LLM file {self.path} does not exist')
+        self.path = check_model_file(path)   # never hand a FIFO or a device to the loader
         self._lock = threading.Lock()
         self.max_beams = max(1, int(max_beams))
         n_seq = 2 * self.max_beams + 1      # 0: the prompt; beams of this step and the next
         mparams = lib.llama_model_default_params()
         mparams.n_gpu_layers = 0
-        self._model = lib.llama_model_load_from_file(str(self.path).encode(), mparams)
+        with _load_lock:
+            _errors.clear()
+            self._model = lib.llama_model_load_from_file(str(self.path).encode(), mparams)
+            why = _ERROR_PREFIX.sub('', _errors[0]) if _errors else 'not a GGUF model'
         if not self._model:
-            raise ModelError(f'llama.cpp could not load {self.path} (not a GGUF model?)')
+            # The file's own bytes may be quoted (bad magic): keep the reason printable.
+            raise ModelError(f'LLM file {self.path} cannot be loaded by llama.cpp: '
+                             f'{sanitize_text(why, 200)} (expected a complete GGUF model)')
         self._vocab = lib.llama_model_get_vocab(self._model)
         self.n_vocab = lib.llama_vocab_n_tokens(self._vocab)
         cparams = lib.llama_context_default_params()

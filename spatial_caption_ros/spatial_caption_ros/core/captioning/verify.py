@@ -171,7 +171,7 @@ class CaptionVerifier:
             claim = Claim('empty', ' '.join(words))
             self._check(claim)
             return [ClauseResult(*span, number, [claim])]
-        if any(w in _NEGATIONS for w in words):
+        if self._negated(words):
             return [ClauseResult(*span, number, [], parsed=False, reason='negation')]
         segments = self._segment(words)
         if segments is None:
@@ -182,6 +182,19 @@ class CaptionVerifier:
                 self._check(claim)
             out.append(ClauseResult(sent[i].start, sent[j - 1].end, number, claims))
         return out
+
+    def _negated(self, words: list[str]) -> bool:
+        """A negation word outside the class names (a class may be "no entry sign")."""
+        i = 0
+        while i < len(words):
+            noun = self.lexicon.match(words, i)
+            if noun is not None and any(w in _NEGATIONS for w in words[i:i + noun[0]]):
+                i += noun[0]
+            elif words[i] in _NEGATIONS:
+                return True
+            else:
+                i += 1
+        return False
 
     def _segment(self, words: list[str]):
         """Split a sentence into the fewest clauses that all parse, with connectors between.
@@ -360,7 +373,8 @@ class CaptionVerifier:
         if w[i] == 'the':
             j = i + 1
             number = parse_number(w[j]) if j < len(w) and w[j] not in ('a', 'an') else None
-            if number is not None:
+            # "the 3d printer": a number that begins a class name is part of the name
+            if number is not None and self.lexicon.match(w, j) is None:
                 mode, count, j = 'all', number, j + 1
             else:
                 mode = 'unique'

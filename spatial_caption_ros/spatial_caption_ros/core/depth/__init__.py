@@ -46,9 +46,12 @@ def create_depth_source(name: str, *, knowledge: KnowledgeBase | None = None,
         if model_path is None:
             raise ConfigError('depth_anything_v2 needs a depth model file')
         from spatial_caption_ros.core.backends import create_backend
-        from spatial_caption_ros.core.depth.depth_anything import DepthAnythingSource
-        loaded = create_backend(model_path, backend, threads=threads, fp16=fp16,
-                                cache_dir=cache_dir, allow_spinning=allow_spinning)
+        from spatial_caption_ros.core.depth.depth_anything import (
+            DEPTH_CONTRACT, DepthAnythingSource)
+        from spatial_caption_ros.core.models import expecting
+        with expecting('depth_model', DEPTH_CONTRACT):
+            loaded = create_backend(model_path, backend, threads=threads, fp16=fp16,
+                                    cache_dir=cache_dir, allow_spinning=allow_spinning)
         try:
             return DepthAnythingSource(
                 loaded, knowledge, model_output=model_output, input_size=input_size,

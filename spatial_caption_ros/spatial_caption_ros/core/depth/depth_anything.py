@@ -38,6 +38,10 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)        # the normalisation DINOv2 was trai
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INPUT_NAMES = ('image', 'pixel_values')      # official repository / transformers exports
 OUTPUT_NAMES = ('depth', 'predicted_depth')
+# What a depth model file must be (quoted in every error about one).
+DEPTH_CONTRACT = ('a Depth Anything V2 ONNX model with input image or pixel_values [1, 3, H, W] '
+                  'float32 (H and W multiples of 14) and output depth or predicted_depth '
+                  '[1, H, W] or [1, 1, H, W]')
 MODEL_OUTPUTS = ('relative', 'metric')
 SCALE_SOURCES = ('geometric', 'sensor', 'none')
 
@@ -87,21 +91,21 @@ class DepthAnythingModel:
     def __init__(self, backend: InferenceBackend, input_size: int = 518) -> None:
         self.backend = backend
         self.input_size = input_size
-        self.input_name = self._pick(backend.inputs, INPUT_NAMES, 'input')
-        self.output_name = self._pick(backend.outputs, OUTPUT_NAMES, 'output')
+        self.input_name = self._pick(backend, backend.inputs, INPUT_NAMES, 'input')
+        self.output_name = self._pick(backend, backend.outputs, OUTPUT_NAMES, 'output')
         inp = next(t for t in backend.inputs if t.name == self.input_name)
-        if len(inp.shape) != 4 or inp.shape[1] not in (3, None):
-            raise ModelError(f'depth model input {inp.name} should be [1, 3, H, W], got '
-                             f'{inp.shape}')
+        if len(inp.shape) != 4 or inp.shape[0] not in (1, None) or inp.shape[1] not in (3, None):
+            raise backend.model_error(f'input {inp.name} is not one RGB image [1, 3, H, W]',
+                                      DEPTH_CONTRACT)
         self.fixed_shape = (inp.shape[3], inp.shape[2]) if inp.shape[2] and inp.shape[3] else None
         if self.fixed_shape and any(s % PATCH for s in self.fixed_shape):
-            raise ModelError(f'depth model input {inp.shape} has sides that are not multiples '
-                             f'of {PATCH}')
+            raise backend.model_error(f'input {inp.name} has sides that are not multiples of '
+                                      f'{PATCH}', DEPTH_CONTRACT)
         out = next(t for t in backend.outputs if t.name == self.output_name)
         self._output_index = [t.name for t in backend.outputs].index(self.output_name)
-        if len(out.shape) not in (3, 4):
-            raise ModelError(f'depth model output {out.name} should be [1, H, W] or '
-                             f'[1, 1, H, W], got {out.shape}')
+        if len(out.shape) not in (3, 4) or out.shape[0] not in (1, None) or (
+                len(out.shape) == 4 and out.shape[1] not in (1, None)):
+            raise backend.model_error(f'output {out.name} is not one depth map', DEPTH_CONTRACT)
         self._blob: np.ndarray | None = None
         self.last_input_shape: tuple[int, ...] | None = None
         scale = np.array([1.0 / (255.0 * s) for s in IMAGENET_STD], dtype=np.float32)
@@ -110,14 +114,14 @@ class DepthAnythingModel:
                              dtype=np.float32)
 
     @staticmethod
-    def _pick(tensors, names: tuple[str, ...], what: str) -> str:
+    def _pick(backend: InferenceBackend, tensors, names: tuple[str, ...], what: str) -> str:
         for t in tensors:
             if t.name in names:
                 return t.name
         if len(tensors) == 1:
             return tensors[0].name
-        raise ModelError(f'depth model has {len(tensors)} {what}s ({[t.name for t in tensors]}) '
-                         f'and none is called {" or ".join(names)}')
+        raise backend.model_error(f'{len(tensors)} {what}s and none is called '
+                                  f'{" or ".join(names)}', DEPTH_CONTRACT)
 
     def placement(self, width: int, height: int) -> Placement:
         """Network input size and where the resized image goes in it."""
