@@ -6,7 +6,7 @@ ENV := scripts/env.sh
 ARGS ?=
 
 .PHONY: setup run test test-quick lint config clean bench engines dav2-timing-model eval bench-graph \
-	eval-captions
+	eval-captions soak
 
 setup:  ## create/refresh the venv (idempotent; fast when up to date)
 	@scripts/setup.sh
@@ -46,6 +46,9 @@ eval: setup  ## scene graph vs ../shared/eval labels -> output/eval/results.{jso
 
 bench-graph: setup  ## scene-graph build time for 10..200 objects, k-NN vs all pairs (prints ms)
 	@$(ENV) $(PY) -m spatial_caption_ros.cli.bench_graph $(ARGS)
+
+soak: setup  ## long run at a camera rate: RSS growth, scene-graph age vs processing time (ARGS="--duration 600 --rate 30")
+	@$(ENV) $(PY) -m spatial_caption_ros.cli.soak $(ARGS)
 
 clean:
 	rm -rf $(VENV) build output

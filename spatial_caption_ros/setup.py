@@ -45,6 +45,7 @@ setup(
             'spatial-caption-evaluate = spatial_caption_ros.cli.evaluate:main',
             'spatial-caption-bench-graph = spatial_caption_ros.cli.bench_graph:main',
             'spatial-caption-dds-check = spatial_caption_ros.cli.dds_check:main',
+            'spatial-caption-soak = spatial_caption_ros.cli.soak:main',
         ],
     },
 )
