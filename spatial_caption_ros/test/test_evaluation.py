@@ -225,7 +225,8 @@ def synthetic_eval(tmp_path_factory):
 
 
 def _harness(root, oracle, **graph):
-    return Harness(PerceptionConfig(model_dir=str(MODELS)), SceneGraphConfig(**graph),
+    return Harness(PerceptionConfig(model_dir=str(MODELS), depth_source='none'),
+                   SceneGraphConfig(**graph),
                    EvalOptions(root, oracle_depth=oracle))
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import BUS, MODELS, needs_shared
 from dav2_contract import make_contract_model
-from spatial_caption_ros.core.errors import ConfigError
+from spatial_caption_ros.core.errors import ConfigError, ModelError
 from spatial_caption_ros.core.image import read_image_file
 from spatial_caption_ros.core.params import build_config
 from spatial_caption_ros.core.perception import (
@@ -166,6 +166,31 @@ def test_configuration_errors_say_what_to_do():
         build_config(PerceptionConfig, {'depth_source': 'depth_anything_v2',
                                         'depth_model_output': 'metric',
                                         'depth_scale_source': 'sensor'})
+
+
+def test_auto_depth_runs_depth_anything_when_its_model_is_found(bus, bus_camera, contract_model,
+                                                               tmp_path):
+    # the default: no depth model in the folder -> geometric, and the reason is reported
+    pipe = _pipeline(model_dir=str(MODELS), depth_model=str(tmp_path / 'absent.onnx'))
+    try:
+        assert pipe.config.depth_source == 'auto' and pipe.depth.name == 'geometric'
+        assert 'was not found' in pipe.describe()['depth_source_choice']
+        result = pipe.process(bus, FrameHeader(1, 'cam'), bus_camera)
+        assert result.depth_metric and result.objects
+    finally:
+        pipe.close()
+    # the model is there -> Depth Anything V2
+    pipe = _pipeline(depth_model=str(contract_model))
+    try:
+        assert pipe.depth.name == 'depth_anything_v2' and pipe.depth.dense
+        assert pipe.describe()['depth_source_choice'].startswith('auto: depth_anything_v2')
+    finally:
+        pipe.close()
+    # found but unusable: a configure failure naming the file, never a silent fallback
+    broken = tmp_path / 'broken.onnx'
+    broken.write_bytes(b'not an onnx model')
+    with pytest.raises(ModelError, match='broken.onnx'):
+        _pipeline(depth_model=str(broken))
 
 
 def test_thread_plan_for_small_and_large_machines():

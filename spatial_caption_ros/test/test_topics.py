@@ -191,7 +191,10 @@ def test_remapped_camera_topics_and_the_source_header_on_every_output(tmp_path):
         assert spin_until(ex, lambda: bool(diagnostics_complete()), timeout=10)
         seen = diagnostics_complete()
         perception = seen[f'spatial_caption: {ns}/perception']
-        assert perception['backend'] == 'onnxruntime' and perception['depth_source'] == 'none'
+        # depth_source auto, no Depth Anything V2 weights here: geometric, and it says why
+        assert perception['backend'] == 'onnxruntime'
+        assert perception['depth_source'] == 'geometric'
+        assert 'was not found' in perception['depth_source_choice']
         assert any(k.startswith('time_ms.inference') for k in perception)
         for name in PIPELINE_NODES:
             values = seen[f'spatial_caption: {ns}/{name}']

@@ -27,7 +27,7 @@ from spatial_caption_ros.core.depth.geometric import GeometricDepth, truncation
 from spatial_caption_ros.core.depth.sensor import align_to_image
 from spatial_caption_ros.core.detection import (
     read_class_names_file, YOLO_CONTRACT, YoloDetector)
-from spatial_caption_ros.core.errors import ConfigError
+from spatial_caption_ros.core.errors import ConfigError, ModelNotFoundError
 from spatial_caption_ros.core.geometry import metric_size, norm3, position_from_depth
 from spatial_caption_ros.core.image import ColorImage
 from spatial_caption_ros.core.knowledge import KnowledgeBase
@@ -35,8 +35,8 @@ from spatial_caption_ros.core.models import expecting, resolve_model
 from spatial_caption_ros.core.params import CONFIGURE, param
 from spatial_caption_ros.core.tracker import IouTracker, Track
 from spatial_caption_ros.core.types import (
-    CameraIntrinsics, DEPTH_ANYTHING_V2, DEPTH_SENSOR, Detection, DetectionResult, FrameHeader,
-    ObjectDepth, SceneObject)
+    CameraIntrinsics, DEPTH_ANYTHING_V2, DEPTH_AUTO, DEPTH_GEOMETRIC, DEPTH_SENSOR, Detection,
+    DetectionResult, FrameHeader, ObjectDepth, SceneObject)
 
 PARALLEL_MODES = ('auto', 'on', 'off')
 # `parallel_depth: auto` overlaps depth with detection from this many CPU cores on (or on a GPU).
@@ -85,9 +85,10 @@ class PerceptionConfig:
     classes: tuple[str, ...] = param(
         (), 'Keep only these class names (empty: all classes).', kind='str_list', max_length=64)
     depth_source: str = param(
-        'none', 'Depth source: none, geometric (box size + class size priors + camera_info, no '
-        'weights), depth_anything_v2 (dense model) or sensor (aligned depth image on `depth`).',
-        choices=DEPTH_SOURCES, when=CONFIGURE)
+        DEPTH_AUTO, 'Depth source: auto (depth_anything_v2 when depth_model is found, else '
+        'geometric), none, geometric (box size + class size priors + camera_info, no weights), '
+        'depth_anything_v2 (dense model) or sensor (aligned depth image on `depth`).',
+        choices=(DEPTH_AUTO,) + DEPTH_SOURCES, when=CONFIGURE)
     depth_model: str = param(
         'depth_anything_v2_small', 'Depth Anything V2 model: a name from models/manifest.yaml '
         'or a path to an .onnx file (depth_source depth_anything_v2).', when=CONFIGURE)
@@ -154,7 +155,7 @@ class PerceptionConfig:
 
     def validate(self) -> None:
         """Cross-parameter checks."""
-        if self.depth_source not in DEPTH_SOURCES:
+        if self.depth_source not in (DEPTH_AUTO,) + DEPTH_SOURCES:
             raise ConfigError(f'depth_source {self.depth_source!r} is not available')
         if self.depth_input_size % PATCH:
             lower = self.depth_input_size // PATCH * PATCH
@@ -199,13 +200,31 @@ def thread_plan(config: PerceptionConfig, dense_depth: bool, gpu: bool,
     return parallel, det, depth
 
 
+def choose_depth_source(config: PerceptionConfig) -> tuple[str, str]:
+    """(the depth source to run, why it was chosen: '' unless depth_source is auto).
+
+    auto runs Depth Anything V2 when `depth_model` resolves in the model folders, and the
+    weights-free geometric source otherwise. A depth model that is found but cannot be loaded
+    is a configure failure, never a silent fallback.
+    """
+    if config.depth_source != DEPTH_AUTO:
+        return config.depth_source, ''
+    try:
+        resolve_model(config.depth_model, config.model_dir or None, task='depth')
+    except ModelNotFoundError:
+        return DEPTH_GEOMETRIC, (f'auto: geometric, because depth_model {config.depth_model!r} '
+                                 'was not found (`spatial-caption-models list`: how to get it)')
+    return DEPTH_ANYTHING_V2, f'auto: depth_anything_v2 ({config.depth_model!r} found)'
+
+
 class PerceptionPipeline:
     """Loads the detector and the depth source once; processes one image at a time."""
 
     def __init__(self, config: PerceptionConfig, knowledge: KnowledgeBase | None = None) -> None:
         self.config = config
         self.knowledge = knowledge or KnowledgeBase.load(config.knowledge_files)
-        dense = config.depth_source == DEPTH_ANYTHING_V2
+        self.depth_source, self.depth_choice = choose_depth_source(config)
+        dense = self.depth_source == DEPTH_ANYTHING_V2
         self.parallel, det_threads, depth_threads = thread_plan(config, dense, gpu=False)
         # Two models sharing the cores: idle threads must not spin-wait on the other's cores.
         spinning = False if self.parallel else None
@@ -235,7 +254,7 @@ class PerceptionPipeline:
                                                        config.model_dir or None, task='depth')
                                          if dense else None)
             self.depth = create_depth_source(
-                config.depth_source, knowledge=self.knowledge,
+                self.depth_source, knowledge=self.knowledge,
                 model_path=self.depth_model_path, backend=config.backend,
                 threads=depth_threads, fp16=config.fp16, cache_dir=engines,
                 allow_spinning=spinning,
@@ -279,6 +298,8 @@ class PerceptionPipeline:
                'detector_model': str(self.model_path),
                'detector_input': 'x'.join(map(str, self.detector.input_shape)),
                'depth_source': self.depth.name}
+        if self.depth_choice:
+            out['depth_source_choice'] = self.depth_choice
         for key in ('selection', 'fallback', 'threads', 'spinning'):
             if key in info.details:
                 out[f'backend_{key}'] = info.details[key]

@@ -48,6 +48,7 @@ REGIONS = (
 )
 
 # Depth sources.
+DEPTH_AUTO = 'auto'
 DEPTH_NONE = 'none'
 DEPTH_GEOMETRIC = 'geometric'
 DEPTH_ANYTHING_V2 = 'depth_anything_v2'
