@@ -26,9 +26,10 @@ eval-captions: setup  ## caption figures on ../shared/eval: claim accuracy, CHAI
 lint: setup
 	@$(VENV)/bin/ruff check spatial_caption_ros
 
-config: setup  ## regenerate config/pipeline.yaml and the docs/ros_interface.md tables from the code
+config: setup  ## regenerate config/pipeline.yaml and the reference tables (docs/ros_interface.md, README.md)
 	@$(ENV) $(PY) -m spatial_caption_ros.cli.config --output spatial_caption_ros/config/pipeline.yaml
 	@$(ENV) $(PY) -m spatial_caption_ros.cli.interface_docs --output docs/ros_interface.md
+	@$(ENV) $(PY) -m spatial_caption_ros.cli.interface_docs --output README.md
 
 bench: setup  ## perception benchmark: per-stage times, raw model runs, ratios, node path (ARGS=...)
 	@$(ENV) $(PY) -m spatial_caption_ros.cli.bench_perception $(ARGS)

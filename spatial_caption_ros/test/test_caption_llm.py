@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from spatial_caption_ros.core.captioning.captioner import CaptionConfig, Captioner
+from spatial_caption_ros.core.captioning.captioner import (
+    CaptionConfig, Captioner, llm_auto_threads)
 from spatial_caption_ros.core.captioning.llm import LlamaModel
 from spatial_caption_ros.core.captioning.verify import CaptionVerifier
 from spatial_caption_ros.core.errors import ModelError, ModelNotFoundError
@@ -48,6 +49,11 @@ def test_llm_caption_is_verified_deterministic_and_says_who_wrote_it(captioner):
     assert captioner.caption(graph).text == first.text          # greedy: deterministic
     snap = captioner.stats.snapshot()
     assert snap['llm_verified'] == snap['llm_attempts'] == 2
+    assert captioner.describe()['llm_threads'] == str(llm_auto_threads())   # n_threads 0: auto
+
+
+def test_auto_llm_threads_leave_half_the_cores_to_perception():
+    assert [llm_auto_threads(n) for n in (1, 2, 3, 4, 8, 16)] == [1, 1, 1, 2, 4, 8]
 
 
 @needs_llm

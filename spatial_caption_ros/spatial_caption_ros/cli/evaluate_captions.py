@@ -47,7 +47,7 @@ RUNS: dict[str, tuple[dict[str, Any], str]] = {
     'llm/json': ({}, 'json'),
     'llm-hybrid/short': ({'decoding': 'hybrid'}, 'short'),
     'llm-beam/short': ({'decoding': 'beam'}, 'short'),
-    'llm-1thread/short': ({'n_threads': 1}, 'short'),
+    'llm-2threads/short': ({'n_threads': 2}, 'short'),
     'llm-vocabulary/short': ({'constraint': 'vocabulary'}, 'short'),
     'llm-free/short': ({'constraint': 'none'}, 'short'),
 }

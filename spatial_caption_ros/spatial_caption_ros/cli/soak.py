@@ -29,6 +29,7 @@ from spatial_caption_ros.cli.config import load_params
 from spatial_caption_ros.cli.run import default_input, prepare_environment
 
 SAMPLE_PERIOD_S = 5.0
+MEMORY_WINDOW_S = 60.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -86,14 +87,17 @@ def main(argv: list[str] | None = None) -> int:
     stats = {'detections': 0, 'graphs': 0, 'captions': 0}
     ages: list[float] = []          # seconds, scene graph receipt - image stamp
     processing: list[float] = []    # seconds, perception + scene graph processing per graph
+    received_at: list[float] = []   # seconds since the start
     diagnostics: dict[str, dict[str, str]] = {}
     started = time.time()
 
     def on_graph(msg: SceneGraph) -> None:
         stats['graphs'] += 1
         if time.time() - started > args.warmup:
-            ages.append(time.time() - stamp_to_ns(msg.header.stamp) / 1e9)
+            now = time.time()
+            ages.append(now - stamp_to_ns(msg.header.stamp) / 1e9)
             processing.append(float(msg.processing_latency))
+            received_at.append(now - started)
 
     def on_diag(msg: DiagnosticArray) -> None:
         for status in msg.status:
@@ -154,12 +158,18 @@ def main(argv: list[str] | None = None) -> int:
     report = {'duration_s': round(elapsed, 1), 'rate_hz': args.rate, 'counts': stats,
               'memory_mb': {}, 'scene_graph_age_s': {}, 'nodes': {}}
     for name, samples in memory.items():
-        base = [rss for t, rss in samples if t >= args.warmup]
-        if len(base) >= 2:
+        after = [(t, rss) for t, rss in samples if t >= args.warmup]
+        if len(after) >= 2:
+            # RSS swings by a few % from frame to frame (image buffers come and go): compare the
+            # median of the first minute after warm-up with the median of the last minute
+            first = [rss for t, rss in after if t < after[0][0] + MEMORY_WINDOW_S]
+            last = [rss for t, rss in after if t > after[-1][0] - MEMORY_WINDOW_S]
+            start, end = statistics.median(first), statistics.median(last)
             report['memory_mb'][name] = {
-                'after_warmup': round(base[0], 1), 'end': round(base[-1], 1),
-                'max': round(max(base), 1),
-                'growth_pct': round(100.0 * (base[-1] - base[0]) / base[0], 2)}
+                'first_minute_median': round(start, 1), 'last_minute_median': round(end, 1),
+                'min': round(min(r for _, r in after), 1),
+                'max': round(max(r for _, r in after), 1),
+                'growth_pct': round(100.0 * (end - start) / start, 2)}
     if ages:
         # each graph's age against its own processing time (perception + scene graph, from the
         # message): the backlog a latest-only design allows is under one camera period
@@ -187,6 +197,10 @@ def main(argv: list[str] | None = None) -> int:
                                                         'rejected', 'errors', 'superseded',
                                                         'input_rate_hz', 'published',
                                                         'state', 'backend', 'depth_source')}
+    with open(out / 'scene_graphs.csv', 'w', encoding='utf-8') as f:
+        f.write('t_s,age_s,processing_s\n')
+        f.writelines(f'{t:.3f},{a:.4f},{p:.4f}\n'
+                     for t, a, p in zip(received_at, ages, processing, strict=True))
     (out / 'report.json').write_text(json.dumps(report, indent=1), encoding='utf-8')
     print(json.dumps(report, indent=1))
     growth_ok = all(m['growth_pct'] < 5.0 for m in report['memory_mb'].values())
