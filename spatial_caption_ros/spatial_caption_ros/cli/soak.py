@@ -99,9 +99,16 @@ def main(argv: list[str] | None = None) -> int:
             processing.append(float(msg.processing_latency))
             received_at.append(now - started)
 
+    input_age: dict[str, list[tuple[float, float]]] = {}   # node -> (mean, max) per message
+
     def on_diag(msg: DiagnosticArray) -> None:
         for status in msg.status:
-            diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
+            values = {kv.key: kv.value for kv in status.values}
+            diagnostics[status.name] = values
+            age = values.get('time_ms.input_age', '').split()
+            if len(age) == 6 and time.time() - started > args.warmup:   # last X mean Y max Z
+                input_age.setdefault(status.name.rsplit('/', 1)[-1], []).append(
+                    (float(age[3]), float(age[5])))
 
     def count(key: str):
         def callback(_msg) -> None:
@@ -197,6 +204,23 @@ def main(argv: list[str] | None = None) -> int:
                                                         'rejected', 'errors', 'superseded',
                                                         'input_rate_hz', 'published',
                                                         'state', 'backend', 'depth_source')}
+    # how old each node's inputs were when their processing started (its diagnostics, windows
+    # of the last 100 inputs): where the age of a scene graph beyond its processing comes from
+    report['input_age_at_processing_start_ms'] = {
+        name: {'mean': round(statistics.fmean(m for m, _ in v), 1),
+               'max': round(max(x for _, x in v), 1)}
+        for name, v in sorted(input_age.items())}
+    for values in report['nodes'].values():
+        # latest-only inputs: every message received was processed, dropped as stale (replaced
+        # in the one-message slot), rejected or failed; what is left is in flight (at most the
+        # one in the slot and the one being processed, per input)
+        try:
+            done = sum(int(values.get(k, 0)) for k in
+                       ('processed', 'dropped_stale', 'rejected', 'errors'))
+            if int(values.get('received', 0)):
+                values['in_flight_at_end'] = int(values['received']) - done
+        except ValueError:
+            pass
     with open(out / 'scene_graphs.csv', 'w', encoding='utf-8') as f:
         f.write('t_s,age_s,processing_s\n')
         f.writelines(f'{t:.3f},{a:.4f},{p:.4f}\n'
