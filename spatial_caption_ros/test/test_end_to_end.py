@@ -13,6 +13,7 @@ import yaml
 
 from conftest import BUS, MODELS, needs_shared, REPO, spin_until
 from spatial_caption_ros.cli.config import load_params
+from spatial_caption_ros.cli.run import BATCH_IMAGE_READERS
 from spatial_caption_ros.ros.collector import ResultCollector
 from spatial_caption_ros.ros.graph import (
     create_nodes, GRAPH_NODES, start_source_when_connected)
@@ -41,9 +42,11 @@ def one_image(tmp_path):
 def _params_file(tmp_path, folder):
     params = load_params()
     src = params['image_source']['ros__parameters']
+    # as the runner sets a batch run up (cli/run.py build_params)
     src.update(source=str(folder), pace_on='caption', rate=5.0, autostart=False,
-               min_subscribers=2)
-    params['perception']['ros__parameters'].update(model_dir=str(MODELS), input_qos='reliable')
+               min_subscribers=BATCH_IMAGE_READERS, output_qos='latched')
+    params['perception']['ros__parameters'].update(model_dir=str(MODELS), input_qos='latched')
+    params['visualization']['ros__parameters'].update(image_qos='latched')
     path = tmp_path / 'params.yaml'
     path.write_text(yaml.safe_dump(params))
     return path
@@ -52,7 +55,7 @@ def _params_file(tmp_path, folder):
 def test_whole_graph_in_one_process(rclpy_context, tmp_path, one_image):
     params_file = _params_file(tmp_path, one_image)
     # the collector joins first, so it sees every message from the first frame on
-    collector = ResultCollector(expect_names=True)
+    collector = ResultCollector(expect_names=True, graph_nodes=GRAPH_NODES)
     nodes = create_nodes(GRAPH_NODES, params_file, remaps=None)
     executor = MultiThreadedExecutor()
     for n in nodes + [collector]:

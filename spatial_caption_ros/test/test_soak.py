@@ -48,4 +48,7 @@ def test_short_soak_reports_memory_age_and_accounts_for_every_frame(tmp_path):
         # in flight at the end: the slot and the frame being processed, per input
         assert 0 <= values['in_flight_at_end'] <= 4, (name, values)
     assert int(nodes['perception']['processed']) > 5
+    counts = report['counts']
+    assert counts['captions'] > 0 and counts['captions_verified'] == counts['captions']
+    assert sum(counts['captions_by_generator'].values()) == counts['captions']
     assert '[soak] memory growth after warm-up' in proc.stderr

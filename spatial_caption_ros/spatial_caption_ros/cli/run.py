@@ -41,6 +41,10 @@ DEFAULT_OUTPUT = 'output'
 SHUTDOWN_GRACE_S = 2.0
 
 
+# Image readers in a batch run: perception, visualization and the runner's collector.
+BATCH_IMAGE_READERS = 3
+
+
 def default_input() -> str | None:
     """../shared/data/images beside the repository, when present."""
     root = repository_root()
@@ -128,14 +132,19 @@ def build_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, st
         src['loop'] = False
         # Started by the runner once every stage is connected, so no frame is lost to discovery.
         src['autostart'] = False
-        # ...and publishes each frame only once perception and the collector are matched.
-        src['min_subscribers'] = 2
+        # ...and publishes each frame only once its own publisher has matched every image
+        # reader: perception, visualization and the collector.
+        src['min_subscribers'] = BATCH_IMAGE_READERS
         if args.rate:
             src['rate'] = float(args.rate)
-        # Every published frame must reach the perception (and visualization) node in a batch
-        # run.
-        section('perception')['input_qos'] = 'reliable'
-        section('visualization')['image_qos'] = 'reliable'
+        # Every published frame must reach the perception and visualization nodes in a batch
+        # run. Discovery is not symmetric: the source may have matched a reader before that
+        # reader has matched the source, and a volatile reader misses what came before. Latched
+        # (reliable, transient local, newest one) closes that gap: the frame waits in the
+        # source's history; the caption paces the source, so only one frame is ever in flight.
+        src['output_qos'] = 'latched'
+        section('perception')['input_qos'] = 'latched'
+        section('visualization')['image_qos'] = 'latched'
     if args.model_dir:
         section('perception')['model_dir'] = str(Path(args.model_dir).expanduser().resolve())
     for item in args.set:
@@ -207,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stop.set())
     collector = ResultCollector(on_frame=on_frame, topics={'image': remaps.get('image', 'image')},
                                 image_qos='sensor_data' if live else 'reliable',
-                                expect_names=not live)
+                                expect_names=not live, graph_nodes=names)
     executor = MultiThreadedExecutor()
     executor.add_node(collector)
     nodes, procs, logs = [], [], []

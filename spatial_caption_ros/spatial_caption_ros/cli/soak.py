@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rclpy.init()
     node = rclpy.create_node('soak_monitor')
-    stats = {'detections': 0, 'graphs': 0, 'captions': 0}
+    stats = {'detections': 0, 'graphs': 0, 'captions': 0, 'captions_verified': 0}
+    generators: dict[str, int] = {}
     ages: list[float] = []          # seconds, scene graph receipt - image stamp
     processing: list[float] = []    # seconds, perception + scene graph processing per graph
     received_at: list[float] = []   # seconds since the start
@@ -120,7 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     node.create_subscription(DetectionArray, 'detections', count('detections'),
                              qos_profile('reliable'))
     node.create_subscription(SceneGraph, 'scene_graph', on_graph, qos_profile('reliable'))
-    node.create_subscription(Caption, 'caption', count('captions'), qos_profile('reliable'))
+    def on_caption(msg: Caption) -> None:
+        stats['captions'] += 1
+        stats['captions_verified'] += bool(msg.verified)
+        generators[msg.generator] = generators.get(msg.generator, 0) + 1
+
+    node.create_subscription(Caption, 'caption', on_caption, qos_profile('reliable'))
     node.create_subscription(DiagnosticArray, '/diagnostics', on_diag, 50)
 
     logs = [open(out / f'{name}.log', 'w', encoding='utf-8') for name in GRAPH_NODES]
@@ -162,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         rclpy.try_shutdown()
 
     elapsed = time.time() - started
+    stats['captions_by_generator'] = generators
     report = {'duration_s': round(elapsed, 1), 'rate_hz': args.rate, 'counts': stats,
               'memory_mb': {}, 'scene_graph_age_s': {}, 'nodes': {}}
     for name, samples in memory.items():

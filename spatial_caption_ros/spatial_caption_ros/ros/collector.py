@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from rclpy.node import Node
 from sensor_msgs.msg import Image
@@ -46,10 +46,19 @@ class ResultCollector(Node):
     def __init__(self, on_frame: Callable[[FrameResult], None] | None = None,
                  keep_images: bool = True, source_node: str = 'image_source',
                  topics: dict[str, str] | None = None, image_qos: str = 'reliable',
-                 expect_names: bool = False, **kwargs) -> None:
-        """expect_names: wait for each frame's name from the image source (batch runs)."""
+                 expect_names: bool = False, graph_nodes: Collection[str] | None = None,
+                 **kwargs) -> None:
+        """expect_names: wait for each frame's name from the image source (batch runs).
+
+        graph_nodes: the nodes of the graph being recorded; pipeline_connected() then waits for
+        every one of their subscriptions and publishers (default: perception, scene graph and
+        caption).
+        """
         super().__init__('result_collector', **kwargs)
         self.expect_names = expect_names
+        self.keep_images = keep_images
+        self.graph_nodes = set(graph_nodes if graph_nodes is not None
+                               else ('perception', 'scene_graph', 'caption'))
         topics = {'image': 'image', 'scene_graph': 'scene_graph', 'caption': 'caption',
                   **(topics or {})}
         self.on_frame = on_frame
@@ -179,17 +188,39 @@ class ResultCollector(Node):
         """Report every caption still waiting for its graph (at the end of a run)."""
         self._flush_pending(0.0)
 
-    def pipeline_connected(self, image_subscribers: int = 2) -> bool:
-        """True when every stage's topics are matched (so no early frame is lost to discovery).
+    def expected_endpoints(self) -> dict[tuple[str, str], int]:
+        """(topic, 'subscribers' or 'publishers') -> how many the graph_nodes and this node have.
 
-        image_subscribers: how many subscribers the image topic must have (perception and this
-        collector).
+        Every endpoint is counted: a count met by others (the collector and the visualization
+        node also read images and graphs) must not hide a stage that is not there yet.
         """
-        return (self.count_subscribers(self._topics['image']) >= image_subscribers
-                and self.count_subscribers('detections') >= 1
-                and self.count_publishers('scene_graph') >= 1
-                and self.count_subscribers('scene_graph') >= 2
-                and self.count_publishers('caption') >= 1)
+        nodes, mine = self.graph_nodes, 1
+        return {
+            (self._topics['image'], 'subscribers'):
+                int(self.keep_images) + ('perception' in nodes) + ('visualization' in nodes),
+            ('detections', 'publishers'): int('perception' in nodes),
+            ('detections', 'subscribers'): int('scene_graph' in nodes),
+            (self._topics['scene_graph'], 'publishers'): int('scene_graph' in nodes),
+            (self._topics['scene_graph'], 'subscribers'):
+                mine + ('caption' in nodes) + ('visualization' in nodes),
+            (self._topics['caption'], 'publishers'): int('caption' in nodes),
+            # the image source is not counted: batch runs configure it once this is true
+            (self._topics['caption'], 'subscribers'): mine + ('visualization' in nodes),
+        }
+
+    def missing_endpoints(self) -> list[str]:
+        """The expected endpoints not discovered yet, e.g. 'image subscribers 2/3'."""
+        count = {'subscribers': self.count_subscribers, 'publishers': self.count_publishers}
+        missing = []
+        for (topic, kind), n in self.expected_endpoints().items():
+            have = count[kind](topic)
+            if have < n:
+                missing.append(f'{topic} {kind} {have}/{n}')
+        return missing
+
+    def pipeline_connected(self) -> bool:
+        """True when every stage's topics are matched (so no early frame is lost to discovery)."""
+        return not self.missing_endpoints()
 
     @property
     def complete(self) -> bool:

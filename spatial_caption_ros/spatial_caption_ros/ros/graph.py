@@ -141,7 +141,10 @@ def start_source_when_connected(executor, collector, timeout: float,
     from spatial_caption_ros.ros.lifecycle_client import LifecycleClient
 
     deadline = time.monotonic() + timeout
-    wait_until_connected(executor, collector, timeout)
+    if not wait_until_connected(executor, collector, timeout):
+        collector.get_logger().warning(
+            f'starting the source although the graph is not fully connected after {timeout:.0f} '
+            f's: {", ".join(collector.missing_endpoints())}')
     client = LifecycleClient(collector, source, spin=lambda: executor.spin_once(timeout_sec=0.05))
     if not client.wait_for_services(max(1.0, deadline - time.monotonic())):
         raise RuntimeError(f'the image source node {source} did not come up')
