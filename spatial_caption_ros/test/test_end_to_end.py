@@ -63,6 +63,9 @@ def test_whole_graph_in_one_process(rclpy_context, tmp_path, one_image):
     try:
         assert all(n.active for n in nodes[1:]), [n.last_error for n in nodes]
         start_source_when_connected(executor, collector, timeout=30)
+        # every endpoint the collector waits for exists (none missing, none miscounted)
+        assert collector.missing_endpoints() == []
+        assert collector.expected_endpoints()[('image', 'subscribers')] == 3
         assert nodes[0].active
         assert spin_until(executor, lambda: collector.total_frames == 1 and collector.results,
                           timeout=60)
