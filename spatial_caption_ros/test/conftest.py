@@ -58,9 +58,10 @@ def rclpy_context():
 
 def spin_until(executor, predicate, timeout: float = 20.0, step: float = 0.05) -> bool:
     """Spin `executor` until predicate() is true or `timeout` seconds pass."""
+    from spatial_caption_ros.ros.spin import spin_once   # after the DDS settings above
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return True
-        executor.spin_once(timeout_sec=step)
+        spin_once(executor, step)
     return predicate()

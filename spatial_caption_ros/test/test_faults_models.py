@@ -37,6 +37,7 @@ from spatial_caption_ros.nodes.perception_node import PerceptionNode
 from spatial_caption_ros.ros import conversions
 from spatial_caption_ros.ros.lifecycle_client import LifecycleClient
 from spatial_caption_ros.ros.qos import qos_profile
+from spatial_caption_ros.ros.spin import spin_once
 from test_caption_verifier import street
 
 pytestmark = pytest.mark.usefixtures('rclpy_context')
@@ -117,7 +118,7 @@ class Rig:
         self.ex = MultiThreadedExecutor()
         self.ex.add_node(self.node)
         self.ex.add_node(self.client)
-        spin = lambda: self.ex.spin_once(timeout_sec=0.05)  # noqa: E731
+        spin = lambda: spin_once(self.ex, 0.05)  # noqa: E731
         self.lifecycle = LifecycleClient(self.client, f'{namespace}/{self.name}', spin=spin)
         self.params = AsyncParameterClient(self.client, f'{namespace}/{self.name}')
         self.statuses: list[DiagnosticStatus] = []

@@ -25,6 +25,7 @@ from spatial_caption_ros.ros.graph import node_class
 from spatial_caption_ros.ros.interface import node_topics
 from spatial_caption_ros.ros.lifecycle_client import LifecycleClient
 from spatial_caption_ros.ros.qos import qos_profile
+from spatial_caption_ros.ros.spin import spin_once
 
 pytestmark = [needs_shared, pytest.mark.usefixtures('rclpy_context')]
 
@@ -45,7 +46,7 @@ class Rig:
         self.ex = MultiThreadedExecutor()
         self.ex.add_node(self.node)
         self.ex.add_node(self.client_node)
-        spin = lambda: self.ex.spin_once(timeout_sec=0.05)  # noqa: E731
+        spin = lambda: spin_once(self.ex, 0.05)  # noqa: E731
         self.lifecycle = LifecycleClient(self.client_node, f'{namespace}/{name}', spin=spin)
         self.params = AsyncParameterClient(self.client_node, f'{namespace}/{name}')
         assert self.lifecycle.wait_for_services(10.0)

@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     from spatial_caption_ros.core.serialization import caption_to_dict, graph_to_dict
     from spatial_caption_ros.core.visualization import annotate
     from spatial_caption_ros.ros.collector import FrameResult, ResultCollector
+    from spatial_caption_ros.ros.spin import spin_once
     from spatial_caption_ros.ros.graph import (
         create_nodes, GRAPH_NODES, spawn_node, start_source_when_connected, stop_processes,
         wait_until_connected)
@@ -241,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             start_source_when_connected(executor, collector, args.timeout)
         start = time.monotonic()
         while rclpy.ok() and not stop.is_set():
-            executor.spin_once(timeout_sec=0.1)
+            spin_once(executor, 0.1)
             if collector.complete and not live:
                 break
             if args.max_frames and len(collector.results) >= args.max_frames:
@@ -262,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         # Let outputs already on their way arrive (graphs of captions received, late captions).
         grace_end = time.monotonic() + SHUTDOWN_GRACE_S
         while rclpy.ok() and collector.pending and time.monotonic() < grace_end:
-            executor.spin_once(timeout_sec=0.05)
+            spin_once(executor, 0.05)
     except (KeyboardInterrupt, ExternalShutdownException):
         log('[run] interrupted')
     finally:

@@ -122,9 +122,11 @@ def stop_processes(procs: list[subprocess.Popen], timeout: float = 10.0) -> list
 def wait_until_connected(executor, collector, timeout: float) -> bool:
     """Spin until every stage's topics are matched (collector.pipeline_connected())."""
     import time
+
+    from spatial_caption_ros.ros.spin import spin_once
     deadline = time.monotonic() + timeout
     while not collector.pipeline_connected() and time.monotonic() < deadline:
-        executor.spin_once(timeout_sec=0.05)
+        spin_once(executor, 0.05)
     return collector.pipeline_connected()
 
 
@@ -139,13 +141,14 @@ def start_source_when_connected(executor, collector, timeout: float,
     import time
 
     from spatial_caption_ros.ros.lifecycle_client import LifecycleClient
+    from spatial_caption_ros.ros.spin import spin_once
 
     deadline = time.monotonic() + timeout
     if not wait_until_connected(executor, collector, timeout):
         collector.get_logger().warning(
             f'starting the source although the graph is not fully connected after {timeout:.0f} '
             f's: {", ".join(collector.missing_endpoints())}')
-    client = LifecycleClient(collector, source, spin=lambda: executor.spin_once(timeout_sec=0.05))
+    client = LifecycleClient(collector, source, spin=lambda: spin_once(executor, 0.05))
     if not client.wait_for_services(max(1.0, deadline - time.monotonic())):
         raise RuntimeError(f'the image source node {source} did not come up')
     for transition in ('configure', 'activate'):

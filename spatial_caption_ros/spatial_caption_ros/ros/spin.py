@@ -1,9 +1,35 @@
-"""Entry-point helper: run one node class in its own process until Ctrl-C or shutdown."""
+"""Spinning that survives rclpy's destroyed-entity race; run_node for each node's process.
+
+rclpy's executors collect the node's waitables (the QoS event handlers of subscriptions and
+publishers among them) for each wait set. A lifecycle cleanup destroys the stage's subscriptions
+and publishers; when that runs in one thread of a MultiThreadedExecutor while another thread
+builds the next wait set, that thread raises InvalidHandle ("cannot use Destroyable because
+destruction was requested": ros2/rclpy#760, #1206, #1355). Uncaught, it ends `executor.spin()`
+and with it the node process. The entity is gone and the next wait set no longer has it, so the
+step is simply repeated.
+"""
 
 from __future__ import annotations
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy._rclpy_pybind11 import InvalidHandle
+from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor
+
+
+def spin_once(executor: Executor, timeout_sec: float | None = None) -> None:
+    """executor.spin_once(timeout_sec), repeating the wait when an entity was destroyed in it."""
+    try:
+        executor.spin_once(timeout_sec=timeout_sec)
+    except InvalidHandle:
+        # The wait set held an entity destroyed meanwhile (see the module docstring); rclpy
+        # drops the broken wait generator and builds the next wait set without it.
+        pass
+
+
+def spin(executor: Executor) -> None:
+    """executor.spin() that survives the destroyed-entity race (see spin_once)."""
+    while rclpy.ok():
+        spin_once(executor, timeout_sec=0.5)
 
 
 def run_node(node_cls, args=None) -> None:
@@ -14,7 +40,7 @@ def run_node(node_cls, args=None) -> None:
         node = node_cls()
         executor = MultiThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        spin(executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
