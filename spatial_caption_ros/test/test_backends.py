@@ -10,11 +10,10 @@ import io
 import json
 
 import numpy as np
-import onnx
-from onnx import helper, TensorProto
 import pytest
 
 from conftest import BUS, needs_shared, YOLO
+from fault_models import make_onnx
 from spatial_caption_ros.core import backends as backends_mod
 from spatial_caption_ros.core.backends import auto_threads, create_backend
 from spatial_caption_ros.core.backends import base as base_mod
@@ -35,25 +34,6 @@ needs_gpu = pytest.mark.skipif(not HAVE_TRT, reason=f'no TensorRT/GPU here ({WHY
 
 H100 = ec.RuntimeIdentity('10.13.0', 'NVIDIA H100 80GB HBM3', '9.0')
 ORIN = ec.RuntimeIdentity('10.3.0', 'Orin', '8.7')
-
-
-def _onnx_model(path, inputs, outputs, metadata=None):
-    """A tiny ONNX graph: every output is a constant-shaped slice of the first input (Identity
-    chains are enough to give the file the declared input/output contract)."""
-    nodes, outs = [], []
-    for i, (name, shape) in enumerate(outputs):
-        const = helper.make_tensor(f'c{i}', TensorProto.FLOAT, shape,
-                                   np.zeros(int(np.prod(shape)), np.float32).tolist())
-        nodes.append(helper.make_node('Constant', [], [name], value=const))
-        outs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, shape))
-    ins = [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs]
-    graph = helper.make_graph(nodes, 'g', ins, outs)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
-    model.ir_version = 8
-    for k, v in (metadata or {}).items():
-        model.metadata_props.add(key=k, value=v)
-    onnx.save(model, str(path))
-    return path
 
 
 # ------------------------------------------------------------------ selection and fallbacks
@@ -167,7 +147,7 @@ def test_truncated_model_names_the_file(tmp_path):
 
 
 def test_wrong_input_shape_names_file_and_expected_shapes(tmp_path):
-    path = _onnx_model(tmp_path / 'gray.onnx', [('x', [1, 1, 64, 64])],
+    path = make_onnx(tmp_path / 'gray.onnx', [('x', [1, 1, 64, 64])],
                        [('y', [1, 84, 10])], {'names': str({i: f'c{i}' for i in range(80)})})
     with pytest.raises(ModelError) as err:
         YoloDetector(create_backend(path))
@@ -176,7 +156,7 @@ def test_wrong_input_shape_names_file_and_expected_shapes(tmp_path):
 
 
 def test_depth_model_given_as_detector_is_refused_with_the_expected_layout(tmp_path):
-    path = _onnx_model(tmp_path / 'depth.onnx', [('pixel_values', [1, 3, 518, 518])],
+    path = make_onnx(tmp_path / 'depth.onnx', [('pixel_values', [1, 3, 518, 518])],
                        [('predicted_depth', [1, 518, 518])],
                        {'names': str({i: f'c{i}' for i in range(80)})})
     with pytest.raises(ModelError) as err:
@@ -187,14 +167,14 @@ def test_depth_model_given_as_detector_is_refused_with_the_expected_layout(tmp_p
 
 
 def test_two_inputs_are_refused(tmp_path):
-    path = _onnx_model(tmp_path / 'two.onnx', [('a', [1, 3, 64, 64]), ('b', [1, 3, 64, 64])],
+    path = make_onnx(tmp_path / 'two.onnx', [('a', [1, 3, 64, 64]), ('b', [1, 3, 64, 64])],
                        [('y', [1, 84, 10])])
     with pytest.raises(ModelError, match='two.onnx.*one input'):
         YoloDetector(create_backend(path))
 
 
 def test_dynamic_input_model_uses_input_size_rounded_to_the_stride(tmp_path):
-    path = _onnx_model(tmp_path / 'dyn.onnx', [('images', [1, 3, 'h', 'w'])],
+    path = make_onnx(tmp_path / 'dyn.onnx', [('images', [1, 3, 'h', 'w'])],
                        [('output0', [1, 6, 5])], {'names': "{0: 'a', 1: 'b'}", 'stride': '32'})
     backend = create_backend(path)
     assert backend.inputs[0].shape == (1, 3, None, None)
@@ -304,7 +284,7 @@ class GpuStandIn(InferenceBackend):
 def test_auto_selects_a_fitting_cached_engine_on_a_gpu(tmp_path, monkeypatch):
     monkeypatch.setattr(trt_mod, 'runtime_identity', lambda device_id=0: H100)
     monkeypatch.setattr(trt_mod, 'TensorRTBackend', GpuStandIn)
-    onnx_file = _onnx_model(tmp_path / 'm.onnx', [('images', [1, 3, 64, 64])],
+    onnx_file = make_onnx(tmp_path / 'm.onnx', [('images', [1, 3, 64, 64])],
                             [('output0', [1, 6, 5])])
     cache = tmp_path / 'engines'
     cache.mkdir()

@@ -214,8 +214,7 @@ def _wrong_detectors(tmp_path):
                                  [('output0', [1, 84, 8400])], {'names': names, 'stride': '0'}),
                        "metadata stride '0'"),
     }
-    for case, (path, words) in _not_files(tmp_path).items():
-        cases[case] = (path, words)
+    cases.update(_not_files(tmp_path))
     return cases
 
 
@@ -269,8 +268,7 @@ def _wrong_depth_models(tmp_path):
                                       [('a', [1, 518, 518]), ('b', [1, 518, 518])]),
                             'none is called depth or predicted_depth'),
     }
-    for case, (path, words) in _not_files(tmp_path).items():
-        cases[case] = (path, words)
+    cases.update(_not_files(tmp_path))
     return cases
 
 
@@ -314,8 +312,7 @@ def _wrong_llm_files(tmp_path):
     garbage = tmp_path / 'random_bytes.gguf'
     garbage.write_bytes(os.urandom(1 << 16))
     cases['not_gguf'] = (garbage, "expected 'GGUF'")
-    for case, (path, words) in _not_files(tmp_path).items():
-        cases[case] = (path, words)
+    cases.update(_not_files(tmp_path))
     return cases
 
 

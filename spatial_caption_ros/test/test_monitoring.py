@@ -1,6 +1,8 @@
 """Counters that make every input accountable."""
 
-from spatial_caption_ros.core.monitoring import SequenceGaps, StageCounters
+import math
+
+from spatial_caption_ros.core.monitoring import percentile, SequenceGaps, StageCounters
 
 
 def test_sequence_gaps_count_messages_replaced_before_the_callback():
@@ -25,3 +27,10 @@ def test_snapshot_totals_add_up_per_reason():
     assert snap['rejected'] == 3 and snap['rejected.invalid_image'] == 2
     assert snap['superseded'] == 4 and snap['superseded.camera_info'] == 4
     assert snap['errors'] == 1
+
+
+def test_percentile_is_the_nearest_rank():
+    assert math.isnan(percentile([], 50))
+    assert percentile([3.0, 1.0, 2.0], 50) == 2.0
+    assert percentile([float(i) for i in range(101)], 90) == 90.0
+    assert percentile([5.0, 7.0], 0) == 5.0 and percentile([5.0, 7.0], 100) == 7.0

@@ -34,6 +34,7 @@ from spatial_caption_ros.core.captioning.evaluation import (
 from spatial_caption_ros.core.captioning.language import NounLexicon
 from spatial_caption_ros.core.image import read_image_file
 from spatial_caption_ros.core.models import repository_root
+from spatial_caption_ros.core.monitoring import percentile
 from spatial_caption_ros.core.params import build_config, CONFIGURE, param_fields
 from spatial_caption_ros.core.perception import PerceptionConfig, PerceptionPipeline
 from spatial_caption_ros.core.scene_graph import SceneGraphBuilder, SceneGraphConfig
@@ -131,13 +132,6 @@ def coco_metrics(refs: dict[int, list[str]], texts: dict[int, str]) -> dict[str,
     return {'images': len(ids), 'bleu4': bleu[3], 'meteor': meteor, 'cider': cider}
 
 
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float('nan')
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
 def evaluate_run(name: str, captioner: Captioner, style: str, frames: list[dict],
                  refs: dict[int, list[str]], with_coco: bool, log) -> dict[str, Any]:
     records, texts = [], {}
@@ -185,8 +179,8 @@ def evaluate_run(name: str, captioner: Captioner, style: str, frames: list[dict]
         'chair_i': hallucinated / mentions if mentions else float('nan'),
         'chair_s': captions_with_hallucination / chair_captions if chair_captions else
         float('nan'), 'mentions': mentions,
-        'latency_p50_s': _percentile(latencies, 0.5),
-        'latency_p90_s': _percentile(latencies, 0.9),
+        'latency_p50_s': percentile(latencies, 50),
+        'latency_p90_s': percentile(latencies, 90),
         'latency_mean_s': statistics.fmean(latencies) if latencies else float('nan'),
         'records': records,
     }

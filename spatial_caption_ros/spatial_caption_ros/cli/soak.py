@@ -27,6 +27,7 @@ import yaml
 
 from spatial_caption_ros.cli.config import load_params
 from spatial_caption_ros.cli.run import default_input, prepare_environment
+from spatial_caption_ros.core.monitoring import percentile
 
 SAMPLE_PERIOD_S = 5.0
 MEMORY_WINDOW_S = 60.0
@@ -43,14 +44,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument('--set', action='append', default=[], metavar='NODE.PARAM=VALUE')
     p.add_argument('--output', default='output/soak', help='report folder (default output/soak)')
     return p.parse_args(argv)
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float('nan')
-    ordered = sorted(values)
-    k = min(len(ordered) - 1, max(0, int(round(q / 100.0 * (len(ordered) - 1)))))
-    return ordered[k]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         # each graph's age against its own processing time (perception + scene graph, from the
         # message): the backlog a latest-only design allows is under one camera period
         ratios = [a / p for a, p in zip(ages, processing, strict=True) if p > 0]
+        excess = [a - p for a, p in zip(ages, processing, strict=True)]
         report['scene_graph_age_s'] = {
             'n': len(ages), 'p50': round(percentile(ages, 50), 4),
             'p95': round(percentile(ages, 95), 4), 'max': round(max(ages), 4),
@@ -200,10 +194,8 @@ def main(argv: list[str] | None = None) -> int:
             'graphs_over_2x': sum(r >= 2.0 for r in ratios),
             # what the age holds besides processing: the wait for the worker (at most one camera
             # period with a latest-only slot), transport and scheduling
-            'age_minus_processing_ms_p50': round(1e3 * percentile(
-                [a - p for a, p in zip(ages, processing, strict=True)], 50), 1),
-            'age_minus_processing_ms_p95': round(1e3 * percentile(
-                [a - p for a, p in zip(ages, processing, strict=True)], 95), 1),
+            'age_minus_processing_ms_p50': round(1e3 * percentile(excess, 50), 1),
+            'age_minus_processing_ms_p95': round(1e3 * percentile(excess, 95), 1),
             'camera_period_ms': round(1e3 / args.rate, 1)}
     for name, values in diagnostics.items():
         report['nodes'][name] = {k: v for k, v in values.items()

@@ -120,3 +120,11 @@ class SequenceGaps:
         if last is None or sequence <= last:
             return 0
         return sequence - last - 1
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank q-th percentile (q in 0..100) of `values`; NaN when there are none."""
+    if not values:
+        return float('nan')
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(round(q / 100.0 * (len(ordered) - 1)))))]

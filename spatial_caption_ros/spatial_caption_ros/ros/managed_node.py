@@ -35,6 +35,7 @@ from spatial_caption_ros.core.latest import LatestWorker
 from spatial_caption_ros.core.monitoring import (
     RateMeter, SequenceGaps, StageCounters, TimingStats)
 from spatial_caption_ros.core.params import CONFIGURE, param
+from spatial_caption_ros.ros import conversions
 from spatial_caption_ros.ros.params import declare_config, read_config, validate_changes
 from spatial_caption_ros.ros.qos import QOS_NAMES, qos_profile
 
@@ -336,7 +337,7 @@ class ManagedNode(LifecycleNode):
         if stamp is not None and (stamp.sec or stamp.nanosec):
             # how old the input is when its processing starts: transport, the wait for the
             # worker (under one input period with the latest-only slot) and scheduling
-            age_ns = self.get_clock().now().nanoseconds - (stamp.sec * 10**9 + stamp.nanosec)
+            age_ns = self.get_clock().now().nanoseconds - conversions.stamp_to_ns(stamp)
             self.timings.add({'input_age': age_ns / 1e6})
         self.process(msg)
         self.counters.processed += 1
