@@ -25,11 +25,11 @@ import time
 
 import numpy as np
 
-from spatial_caption_ros.core.image import read_image_file
-from spatial_caption_ros.core.models import cache_dir, repository_root
+from spatial_caption_ros.core.inputs.image import read_image_file
+from spatial_caption_ros.core.perception.models import cache_dir, repository_root
 from spatial_caption_ros.core.params import build_config
-from spatial_caption_ros.core.perception import PerceptionConfig, PerceptionPipeline
-from spatial_caption_ros.core.sources import load_camera_info_file
+from spatial_caption_ros.core.perception.pipeline import PerceptionConfig, PerceptionPipeline
+from spatial_caption_ros.core.inputs.sources import load_camera_info_file
 from spatial_caption_ros.core.types import FrameHeader
 
 

@@ -25,7 +25,7 @@ DAV2="$CACHE/models/depth_anything_v2_vits_timing_518.onnx"
 
 say() { printf '\033[1m[gpu-bench]\033[0m %s\n' "$*"; }
 
-if ! "$PY" -c 'import tensorrt, onnxruntime; from spatial_caption_ros.core.backends.tensorrt_backend import runtime_identity; print(runtime_identity())' ; then
+if ! "$PY" -c 'import tensorrt, onnxruntime; from spatial_caption_ros.core.perception.backends.tensorrt_backend import runtime_identity; print(runtime_identity())' ; then
   say "TensorRT, cuda-python or a CUDA GPU is not usable from $PY."
   say "Install: $PY -m pip install -r $REPO/requirements/gpu.txt (on a Jetson: JetPack's TensorRT)."
   exit 2

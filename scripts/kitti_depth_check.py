@@ -19,11 +19,11 @@ from pathlib import Path
 import statistics
 import sys
 
-from spatial_caption_ros.core.image import read_image_file
-from spatial_caption_ros.core.models import repository_root
+from spatial_caption_ros.core.inputs.image import read_image_file
+from spatial_caption_ros.core.perception.models import repository_root
 from spatial_caption_ros.core.params import build_config
-from spatial_caption_ros.core.perception import PerceptionConfig, PerceptionPipeline
-from spatial_caption_ros.core.sources import load_camera_info_file
+from spatial_caption_ros.core.perception.pipeline import PerceptionConfig, PerceptionPipeline
+from spatial_caption_ros.core.inputs.sources import load_camera_info_file
 from spatial_caption_ros.core.types import BoundingBox, FrameHeader
 
 # KITTI type -> detector classes that count as a match (../shared/eval/README.md; a van may be

@@ -86,6 +86,6 @@ step "installing spatial_caption_ros (editable)"
 pip_q install --no-deps --no-build-isolation -e "$REPO/spatial_caption_ros"
 
 (cd / && AMENT_PREFIX_PATH="$VENV" "$PY" -c "import spatial_caption_interfaces.msg, \
-spatial_caption_ros.core.perception, llama_cpp, rclpy; print('[setup] imports ok')")
+spatial_caption_ros.core.perception.pipeline, llama_cpp, rclpy; print('[setup] imports ok')")
 echo "$WANT" > "$STAMP"
 step "done in $((SECONDS - START)) s: $VENV"

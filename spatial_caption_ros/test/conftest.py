@@ -1,36 +1,10 @@
-"""Shared test set-up: DDS on loopback with a per-run domain, paths to ../shared, rclpy helpers."""
+"""pytest hooks and fixtures; shared constants and rigs are in the support package."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-import random
-import time
-
 import pytest
 
-# Required on these machines (../shared/docs/ENVIRONMENT.md): no DDS traffic off loopback, and a
-# domain of our own per run. Set before rclpy is imported anywhere.
-os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 200)))
-# Large best-effort images between processes need the shipped Fast DDS profile (see
-# docs/ros_interface.md); the runner and the launch files set it the same way.
-os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE', str(
-    Path(__file__).resolve().parents[1] / 'config' / 'fastdds_large_images.xml'))
-os.environ.setdefault('PYTHONUNBUFFERED', '1')
-
-REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / 'shared'
-MODELS = SHARED / 'models'
-IMAGES = SHARED / 'data' / 'images'
-EVAL = SHARED / 'eval'
-YOLO = MODELS / 'yolo11n.onnx'
-YOLO_INT8_320 = MODELS / 'yolo11n_int8_320_upstream.onnx'
-BUS = IMAGES / 'bus.jpg'
-
-needs_shared = pytest.mark.skipif(
-    not YOLO.is_file() or not BUS.is_file(),
-    reason='../shared/models/yolo11n.onnx and ../shared/data/images/bus.jpg are needed')
+import support  # noqa: F401  - sets the DDS environment before rclpy is imported anywhere
 
 
 def pytest_configure(config) -> None:
@@ -54,14 +28,3 @@ def rclpy_context():
     rclpy.init()
     yield
     rclpy.try_shutdown()
-
-
-def spin_until(executor, predicate, timeout: float = 20.0, step: float = 0.05) -> bool:
-    """Spin `executor` until predicate() is true or `timeout` seconds pass."""
-    from spatial_caption_ros.ros.spin import spin_once   # after the DDS settings above
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        spin_once(executor, step)
-    return predicate()

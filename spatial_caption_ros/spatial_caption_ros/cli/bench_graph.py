@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 
-from spatial_caption_ros.core.geometry import metric_size, norm3, position_from_depth
-from spatial_caption_ros.core.knowledge import KnowledgeBase
-from spatial_caption_ros.core.scene_graph import SceneGraphBuilder, SceneGraphConfig
+from spatial_caption_ros.core.scene_graph.geometry import metric_size, norm3, position_from_depth
+from spatial_caption_ros.core.scene_graph.knowledge import KnowledgeBase
+from spatial_caption_ros.core.scene_graph.builder import SceneGraphBuilder, SceneGraphConfig
 from spatial_caption_ros.core.types import (
     BoundingBox, CameraIntrinsics, DEPTH_GEOMETRIC, DetectionResult, FrameHeader, SceneObject)
 

@@ -42,7 +42,7 @@ DETECTION_STAGES = ('preprocess', 'inference', 'postprocess')
 
 
 def default_image() -> Path | None:
-    from spatial_caption_ros.core.models import repository_root
+    from spatial_caption_ros.core.perception.models import repository_root
     root = repository_root()
     candidate = root.parent / 'shared' / 'data' / 'images' / 'bus.jpg' if root else None
     return candidate if candidate is not None and candidate.is_file() else None
@@ -125,8 +125,8 @@ def depth_raw_runner(name: str, config, threads: int) -> RawRunner | None:
     """
     if not name:
         return None
-    from spatial_caption_ros.core.backends import create_backend
-    from spatial_caption_ros.core.models import resolve_model
+    from spatial_caption_ros.core.perception.backends import create_backend
+    from spatial_caption_ros.core.perception.models import resolve_model
     path = resolve_model(name, config.model_dir or None, task='depth')
     backend = create_backend(path, config.backend, threads=threads, fp16=config.fp16,
                              cache_dir=config.engine_cache_dir or None, io_binding=False,
@@ -145,9 +145,9 @@ def depth_raw_runner(name: str, config, threads: int) -> RawRunner | None:
 def bench_pipeline(values: dict[str, Any], image_path: Path, frames: int,
                    warmup: int) -> dict[str, Any]:
     """Per-stage medians of the core pipeline and the raw runs, interleaved per iteration."""
-    from spatial_caption_ros.core.image import compressed_to_color
+    from spatial_caption_ros.core.inputs.image import compressed_to_color
     from spatial_caption_ros.core.params import build_config, param_fields
-    from spatial_caption_ros.core.perception import PerceptionConfig, PerceptionPipeline
+    from spatial_caption_ros.core.perception.pipeline import PerceptionConfig, PerceptionPipeline
     from spatial_caption_ros.core.types import CameraIntrinsics, FrameHeader
 
     known = {f.name for f, _ in param_fields(PerceptionConfig)}
@@ -226,7 +226,7 @@ def bench_node(values: dict[str, Any], image_path: Path, frames: int,
     from sensor_msgs.msg import CameraInfo, Image
     from spatial_caption_interfaces.msg import DetectionArray
 
-    from spatial_caption_ros.core.image import read_image_file
+    from spatial_caption_ros.core.inputs.image import read_image_file
     from spatial_caption_ros.core.types import CameraIntrinsics, FrameHeader
     from spatial_caption_ros.nodes.perception_node import PerceptionNode
     from spatial_caption_ros.ros import conversions

@@ -23,14 +23,14 @@ import time
 
 import numpy as np
 
-from spatial_caption_ros.core.backends import default_engine_dir
-from spatial_caption_ros.core.backends.engine_cache import PRECISIONS
+from spatial_caption_ros.core.perception.backends import default_engine_dir
+from spatial_caption_ros.core.perception.backends.engine_cache import PRECISIONS
 from spatial_caption_ros.core.errors import SpatialCaptionError
 
 
 def _named_shapes(items: list[str] | None) -> dict[str, tuple[int, ...]]:
     """['images=1x3x640x640'] -> {'images': (1, 3, 640, 640)}; a bare shape names input ''."""
-    from spatial_caption_ros.core.backends.trt_builder import parse_shape
+    from spatial_caption_ros.core.perception.backends.trt_builder import parse_shape
     out = {}
     for item in items or []:
         name, _, shape = item.rpartition('=')
@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def benchmark_engine(engine, runs: int, device_id: int = 0) -> dict[str, float]:
     """Median/p90 latency in ms of `runs` runs of an engine on random input (after warm-up)."""
-    from spatial_caption_ros.core.backends.tensorrt_backend import TensorRTBackend
+    from spatial_caption_ros.core.perception.backends.tensorrt_backend import TensorRTBackend
     backend = TensorRTBackend(engine, device_id=device_id)
     try:
         rng = np.random.default_rng(0)
@@ -100,8 +100,8 @@ def benchmark_engine(engine, runs: int, device_id: int = 0) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from spatial_caption_ros.core.backends.trt_builder import build_engine
-    from spatial_caption_ros.core.models import load_manifest, resolve_model
+    from spatial_caption_ros.core.perception.backends.trt_builder import build_engine
+    from spatial_caption_ros.core.perception.models import load_manifest, resolve_model
     try:
         path = resolve_model(args.model, args.model_dir)
         precision = 'int8' if args.calibration else args.precision

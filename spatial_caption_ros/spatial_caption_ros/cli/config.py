@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from spatial_caption_ros.core.params import CONFIGURE, param_fields
-from spatial_caption_ros.core.resources import package_file
+from spatial_caption_ros.core.runtime.resources import package_file
 
 DEFAULT_CONFIG = 'config/pipeline.yaml'
 ANY_NAMESPACE = '/**/'

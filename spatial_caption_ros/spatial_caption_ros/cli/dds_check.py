@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from spatial_caption_ros.core.resources import package_file
+from spatial_caption_ros.core.runtime.resources import package_file
 
 PROFILE = 'config/fastdds_large_images.xml'
 CONFIGS = ('default', 'large_data', 'profile')

@@ -24,10 +24,10 @@ from spatial_caption_ros.cli.config import load_params
 from spatial_caption_ros.core.errors import SpatialCaptionError
 from spatial_caption_ros.core.evaluation.dataset import SOURCES
 from spatial_caption_ros.core.evaluation.harness import EvalOptions, Harness, render_markdown
-from spatial_caption_ros.core.models import repository_root
+from spatial_caption_ros.core.perception.models import repository_root
 from spatial_caption_ros.core.params import build_config, param_fields
-from spatial_caption_ros.core.perception import PerceptionConfig
-from spatial_caption_ros.core.scene_graph import SceneGraphConfig
+from spatial_caption_ros.core.perception.pipeline import PerceptionConfig
+from spatial_caption_ros.core.scene_graph.builder import SceneGraphConfig
 
 DEFAULT_OUTPUT = 'output/eval'
 

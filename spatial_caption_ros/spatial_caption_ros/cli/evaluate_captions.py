@@ -32,12 +32,12 @@ from spatial_caption_ros.core.captioning.evaluation import (
     chair, coco_ground_truth, GroundTruth, judge_caption, kitti_ground_truth, kitti_intrinsics,
     load_index, load_vsr)
 from spatial_caption_ros.core.captioning.language import NounLexicon
-from spatial_caption_ros.core.image import read_image_file
-from spatial_caption_ros.core.models import repository_root
-from spatial_caption_ros.core.monitoring import percentile
+from spatial_caption_ros.core.inputs.image import read_image_file
+from spatial_caption_ros.core.perception.models import repository_root
+from spatial_caption_ros.core.runtime.monitoring import percentile
 from spatial_caption_ros.core.params import build_config, CONFIGURE, param_fields
-from spatial_caption_ros.core.perception import PerceptionConfig, PerceptionPipeline
-from spatial_caption_ros.core.scene_graph import SceneGraphBuilder, SceneGraphConfig
+from spatial_caption_ros.core.perception.pipeline import PerceptionConfig, PerceptionPipeline
+from spatial_caption_ros.core.scene_graph.builder import SceneGraphBuilder, SceneGraphConfig
 from spatial_caption_ros.core.types import FrameHeader, STYLE_JSON
 
 # name -> (caption parameters over the pipeline file's, style)

@@ -26,7 +26,7 @@ import tempfile
 import urllib.request
 
 from spatial_caption_ros.core.errors import ModelError, SpatialCaptionError
-from spatial_caption_ros.core.models import (
+from spatial_caption_ros.core.perception.models import (
     cache_dir, default_model_dir, load_manifest, ModelEntry)
 
 CHUNK = 1 << 20

@@ -32,8 +32,8 @@ from typing import Any
 import yaml
 
 from spatial_caption_ros.cli.config import dump_params, load_params
-from spatial_caption_ros.core.models import default_model_dir, repository_root
-from spatial_caption_ros.core.resources import package_file
+from spatial_caption_ros.core.perception.models import default_model_dir, repository_root
+from spatial_caption_ros.core.runtime.resources import package_file
 from spatial_caption_ros.ros.graph import camera_remaps, DDS_PROFILE_FILE
 
 DEFAULT_OUTPUT = 'output'
@@ -176,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
-    from spatial_caption_ros.core.serialization import caption_to_dict, graph_to_dict
-    from spatial_caption_ros.core.visualization import annotate
+    from spatial_caption_ros.core.inputs.serialization import caption_to_dict, graph_to_dict
+    from spatial_caption_ros.core.visualization.render import annotate
     from spatial_caption_ros.ros.collector import FrameResult, ResultCollector
     from spatial_caption_ros.ros.spin import spin_once
     from spatial_caption_ros.ros.graph import (

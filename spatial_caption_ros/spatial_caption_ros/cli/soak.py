@@ -27,7 +27,7 @@ import yaml
 
 from spatial_caption_ros.cli.config import load_params
 from spatial_caption_ros.cli.run import default_input, prepare_environment
-from spatial_caption_ros.core.monitoring import percentile
+from spatial_caption_ros.core.runtime.monitoring import percentile
 
 SAMPLE_PERIOD_S = 5.0
 MEMORY_WINDOW_S = 60.0

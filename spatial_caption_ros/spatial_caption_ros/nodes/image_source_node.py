@@ -20,7 +20,11 @@ from spatial_caption_interfaces.msg import Caption, DetectionArray, SceneGraph
 from std_msgs.msg import String, UInt32
 
 from spatial_caption_ros.core.errors import InvalidImageError, SpatialCaptionError
-from spatial_caption_ros.core.sources import FrameSource, ImageSourceConfig, load_camera_info_file
+from spatial_caption_ros.core.inputs.sources import (
+    FrameSource,
+    ImageSourceConfig,
+    load_camera_info_file,
+)
 from spatial_caption_ros.core.types import CameraIntrinsics, FrameHeader
 from spatial_caption_ros.ros import conversions
 from spatial_caption_ros.ros.managed_node import ManagedNode

@@ -14,10 +14,10 @@ import time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from spatial_caption_interfaces.msg import DetectionArray
 
-from spatial_caption_ros.core.depth.sensor import StampBuffer
+from spatial_caption_ros.core.perception.depth.sensor import StampBuffer
 from spatial_caption_ros.core.errors import (
     InvalidCameraInfoError, InvalidImageError, OutOfOrderError)
-from spatial_caption_ros.core.perception import PerceptionConfig, PerceptionPipeline
+from spatial_caption_ros.core.perception.pipeline import PerceptionConfig, PerceptionPipeline
 from spatial_caption_ros.ros import conversions
 from spatial_caption_ros.ros.managed_node import ManagedNode
 from spatial_caption_ros.ros.qos import qos_profile

@@ -4,9 +4,9 @@ Subscribes:  detections (spatial_caption_interfaces/DetectionArray)
 Publishes:   scene_graph (spatial_caption_interfaces/SceneGraph),
              scene_graph/json (std_msgs/String, only with publish_json)
 
-All logic is in core/scene_graph.py (attributes, k-NN relations, salience, knowledge). Object ids
-are used as perception sends them (track ids when its tracker is on); detections with repeated
-ids or invalid boxes are rejected and counted, and the node keeps running.
+All logic is in core/scene_graph/builder.py (attributes, k-NN relations, salience, knowledge).
+Object ids are used as perception sends them (track ids when its tracker is on); detections with
+repeated ids or invalid boxes are rejected and counted, and the node keeps running.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import time
 
 from spatial_caption_interfaces.msg import DetectionArray, SceneGraph
 
-from spatial_caption_ros.core.scene_graph import SceneGraphBuilder, SceneGraphConfig
-from spatial_caption_ros.core.validation import check_detections
+from spatial_caption_ros.core.scene_graph.builder import SceneGraphBuilder, SceneGraphConfig
+from spatial_caption_ros.core.scene_graph.validation import check_detections
 from spatial_caption_ros.ros import conversions
 from spatial_caption_ros.ros.json_mirror import JsonMirror, JsonMirrorConfig
 from spatial_caption_ros.ros.managed_node import ManagedNode

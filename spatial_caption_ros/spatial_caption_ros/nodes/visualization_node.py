@@ -8,7 +8,7 @@ Publishes:   markers (visualization_msgs/MarkerArray, camera optical frame of th
              annotated_image (sensor_msgs/Image, bgr8)
 
 Every output carries the header (stamp and frame_id) of the source image the scene graph was
-computed from. The drawing is in core/visualization.py; this file only wires topics.
+computed from. The drawing is in core/visualization/render.py; this file only wires topics.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from sensor_msgs.msg import CompressedImage, Image
 from spatial_caption_interfaces.msg import Caption, SceneGraph
 from visualization_msgs.msg import MarkerArray
 
-from spatial_caption_ros.core.image import ColorImage
-from spatial_caption_ros.core.visualization import (
+from spatial_caption_ros.core.inputs.image import ColorImage
+from spatial_caption_ros.core.visualization.render import (
     annotate, scene_markers, VisualizationConfig)
 from spatial_caption_ros.ros import conversions
 from spatial_caption_ros.ros.managed_node import LOG_THROTTLE_S, ManagedNode

@@ -18,7 +18,7 @@ from sensor_msgs.msg import Image
 from spatial_caption_interfaces.msg import Caption, SceneGraph
 from std_msgs.msg import String, UInt32
 
-from spatial_caption_ros.core.image import ColorImage
+from spatial_caption_ros.core.inputs.image import ColorImage
 from spatial_caption_ros.core.types import Caption as CoreCaption, SceneGraph as CoreGraph
 from spatial_caption_ros.ros import conversions
 from spatial_caption_ros.ros.qos import qos_profile

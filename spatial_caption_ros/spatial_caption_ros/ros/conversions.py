@@ -1,7 +1,7 @@
 """The one place where ROS messages and core types are converted into each other.
 
 Nodes call these functions and nothing else touches message fields. Image buffers are viewed,
-not copied, wherever the layout allows (see core/image.py).
+not copied, wherever the layout allows (see core/inputs/image.py).
 """
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ from spatial_caption_interfaces.msg import (
 from std_msgs.msg import ColorRGBA, Header, String
 from visualization_msgs.msg import Marker, MarkerArray
 
-from spatial_caption_ros.core.image import (
+from spatial_caption_ros.core.inputs.image import (
     check_compressed, check_raw_image, ColorImage, compressed_to_color, raw_to_color,
     raw_to_depth_metres)
-from spatial_caption_ros.core.serialization import graph_to_dict
-from spatial_caption_ros.core.text import sanitize_label, sanitize_text
-from spatial_caption_ros.core.validation import check_scene_graph
+from spatial_caption_ros.core.inputs.serialization import graph_to_dict
+from spatial_caption_ros.core.runtime.text import sanitize_label, sanitize_text
+from spatial_caption_ros.core.scene_graph.validation import check_scene_graph
 from spatial_caption_ros.core.types import (
     BoundingBox, Caption, CameraIntrinsics, DetectionResult, FrameHeader, NAN, REGIONS,
     Relation, SceneGraph, SceneObject)
-from spatial_caption_ros.core.visualization import MarkerSpec
+from spatial_caption_ros.core.visualization.render import MarkerSpec
 
 # ---------------------------------------------------------------- headers
 
@@ -278,7 +278,7 @@ def msg_to_caption(m: CaptionMsg) -> Caption:
 
 
 def graph_to_json_msg(graph: SceneGraph) -> String:
-    """The scene graph as compact JSON (core/serialization.py) in a std_msgs/String."""
+    """The scene graph as compact JSON (core/inputs/serialization.py) in a std_msgs/String."""
     return String(data=json.dumps(graph_to_dict(graph), separators=(',', ':')))
 
 # ---------------------------------------------------------------- markers

@@ -87,7 +87,8 @@ NODE_TOPICS: dict[str, tuple[TopicSpec, ...]] = {
         TopicSpec('scene_graph', SCENE_GRAPH, 'out', 'output_qos',
                   'Objects, attributes, relations, knowledge; header of the source image.'),
         TopicSpec('scene_graph/json', STRING, 'out', 'output_qos',
-                  'The same graph as JSON (core/serialization.py), for agents and web bridges.',
+                  'The same graph as JSON (core/inputs/serialization.py), for agents and web '
+                  'bridges.',
                   when=('publish_json', (True,))),
     ),
     'caption': (

@@ -1,8 +1,8 @@
 """Optional JSON mirror of the scene graph on a std_msgs/String topic (off by default).
 
 For consumers that cannot build the package's messages: LLM agents, rosbridge/web dashboards,
-scripts. The JSON is exactly core/serialization.py's `graph_to_dict` (unknown numbers are null),
-the same content as the runner's output/scene_graphs/*.json "scene_graph" entry.
+scripts. The JSON is exactly core/inputs/serialization.py's `graph_to_dict` (unknown numbers are
+null), the same content as the runner's output/scene_graphs/*.json "scene_graph" entry.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spatial_caption_ros.core.resources import package_file
+from spatial_caption_ros.core.runtime.resources import package_file
 from spatial_caption_ros.ros.graph import (
     CAMERA_TOPICS, COMPRESSED_SUFFIX, DDS_PROFILE_FILE, EXECUTABLES, PACKAGE, PARAMS_FILE,
     PIPELINE_NODES, RVIZ_CONFIG_FILE)

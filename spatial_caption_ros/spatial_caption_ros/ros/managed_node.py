@@ -31,8 +31,8 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.qos import QoSProfile
 
 from spatial_caption_ros.core.errors import InvalidInputError, SpatialCaptionError
-from spatial_caption_ros.core.latest import LatestWorker
-from spatial_caption_ros.core.monitoring import (
+from spatial_caption_ros.core.runtime.latest import LatestWorker
+from spatial_caption_ros.core.runtime.monitoring import (
     RateMeter, SequenceGaps, StageCounters, TimingStats)
 from spatial_caption_ros.core.params import CONFIGURE, param
 from spatial_caption_ros.ros import conversions

@@ -23,11 +23,11 @@ from spatial_caption_ros.core.captioning.plan import (
 from spatial_caption_ros.core.captioning.structured import dumps, structured_caption, validate
 from spatial_caption_ros.core.captioning.template import clause_options, count_clause, realise
 from spatial_caption_ros.core.captioning.verify import CaptionVerifier, repair
-from spatial_caption_ros.core.backends.base import usable_cpus
+from spatial_caption_ros.core.perception.backends.base import usable_cpus
 from spatial_caption_ros.core.errors import ConfigError, SpatialCaptionError
-from spatial_caption_ros.core.models import resolve_model
+from spatial_caption_ros.core.perception.models import resolve_model
 from spatial_caption_ros.core.params import CONFIGURE, param
-from spatial_caption_ros.core.text import sanitize_label, sanitize_text
+from spatial_caption_ros.core.runtime.text import sanitize_label, sanitize_text
 from spatial_caption_ros.core.types import (
     Caption, GENERATOR_LLM, GENERATOR_LLM_REPAIRED, GENERATOR_TEMPLATE, SceneGraph,
     STYLE_DETAILED, STYLE_JSON, STYLE_SHORT)
@@ -297,9 +297,10 @@ class Captioner:
         """The prompt the LLM gets for a plan: the planned facts in canonical wording.
 
         Class names are the only text in it that comes from outside (model metadata, other
-        processes' messages); they arrive sanitised and bounded (core/text.py sanitize_label:
-        one line, no markup or prompt punctuation, at most 64 characters), and the plan bounds
-        how many facts there are, so the prompt has a fixed structure and a bounded length.
+        processes' messages); they arrive sanitised and bounded (sanitize_label in
+        core/runtime/text.py: one line, no markup or prompt punctuation, at most 64 characters),
+        and the plan bounds how many facts there are, so the prompt has a fixed structure and a
+        bounded length.
         """
         facts = '; '.join(_fact_text(plan, f) for f in plan.facts)
         completion = f'Facts about a camera image: {facts}.\n{_INSTRUCTIONS[style]}\nCaption:'
@@ -317,8 +318,8 @@ def sanitized(graph: SceneGraph) -> SceneGraph:
     """The graph with sanitised class names, the only graph text that reaches a prompt.
 
     Graphs from messages, model metadata and knowledge files are sanitised where they enter
-    (ros/conversions.py, core/detection.py); this makes the caption stage safe on its own for
-    graphs built in-process. Already clean graphs are returned as they are.
+    (ros/conversions.py, core/perception/detection.py); this makes the caption stage safe on its
+    own for graphs built in-process. Already clean graphs are returned as they are.
     """
     names = [sanitize_label(o.class_name) for o in graph.objects]
     if all(n == o.class_name for n, o in zip(names, graph.objects, strict=True)):

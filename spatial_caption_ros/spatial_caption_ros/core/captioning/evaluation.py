@@ -31,7 +31,7 @@ import numpy as np
 from spatial_caption_ros.core.captioning.language import NounLexicon, region_matches
 from spatial_caption_ros.core.captioning.semantics import distance_agrees
 from spatial_caption_ros.core.captioning.verify import CaptionVerifier, Claim, tokenize
-from spatial_caption_ros.core.geometry import region_of
+from spatial_caption_ros.core.scene_graph.geometry import region_of
 from spatial_caption_ros.core.types import (
     ABOVE, BEHIND, BELOW, BoundingBox, CameraIntrinsics, CONVERSE, IN_FRONT_OF, LEFT_OF,
     OVERLAPPING, RIGHT_OF, SceneGraph, SceneObject)

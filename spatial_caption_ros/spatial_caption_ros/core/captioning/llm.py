@@ -36,8 +36,8 @@ import time
 import numpy as np
 
 from spatial_caption_ros.core.errors import CaptionError, ModelError
-from spatial_caption_ros.core.models import check_model_file
-from spatial_caption_ros.core.text import sanitize_text
+from spatial_caption_ros.core.perception.models import check_model_file
+from spatial_caption_ros.core.runtime.text import sanitize_text
 
 _log = logging.getLogger(__name__)
 

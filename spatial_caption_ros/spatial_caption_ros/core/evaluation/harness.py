@@ -27,12 +27,12 @@ from spatial_caption_ros.core.errors import SpatialCaptionError
 from spatial_caption_ros.core.evaluation.dataset import EvalItem, load_items, SOURCES
 from spatial_caption_ros.core.evaluation.metrics import (
     decide_statement, DepthScores, match_objects, RelationScores, score_depth, score_directions)
-from spatial_caption_ros.core.geometry import metric_size, norm3, position_from_depth
-from spatial_caption_ros.core.image import read_image_file
+from spatial_caption_ros.core.scene_graph.geometry import metric_size, norm3, position_from_depth
+from spatial_caption_ros.core.inputs.image import read_image_file
 from spatial_caption_ros.core.params import config_values
-from spatial_caption_ros.core.perception import PerceptionConfig, PerceptionPipeline
-from spatial_caption_ros.core.scene_graph import SceneGraphBuilder, SceneGraphConfig
-from spatial_caption_ros.core.sources import load_camera_info_file
+from spatial_caption_ros.core.perception.pipeline import PerceptionConfig, PerceptionPipeline
+from spatial_caption_ros.core.scene_graph.builder import SceneGraphBuilder, SceneGraphConfig
+from spatial_caption_ros.core.inputs.sources import load_camera_info_file
 from spatial_caption_ros.core.types import CameraIntrinsics, DetectionResult, FrameHeader
 
 MODE_PRODUCT = 'product'

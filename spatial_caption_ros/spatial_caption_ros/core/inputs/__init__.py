@@ -1,0 +1,1 @@
+"""Inputs: decoding and validating images, file/video frame sources, JSON serialisation."""

@@ -1,0 +1,1 @@
+"""Perception: the per-frame pipeline (detection, tracking, depth) and its model backends."""

@@ -1,0 +1,4 @@
+"""Runtime plumbing shared by the stages.
+
+Latest-only hand-off, counters, text sanitising, shipped files.
+"""

@@ -1,0 +1,1 @@
+"""What a person sees: annotated images and rviz marker descriptions (ROS-free)."""

@@ -1,0 +1,49 @@
+"""The image source node looping a folder: frames in order, decoded once (real rclpy)."""
+
+import json
+import shutil
+
+import pytest
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from std_msgs.msg import String
+
+from support import BUS, needs_shared, SHARED, spin_until
+from spatial_caption_ros.nodes.image_source_node import ImageSourceNode
+from spatial_caption_ros.ros.qos import qos_profile
+
+pytestmark = [needs_shared, pytest.mark.usefixtures('rclpy_context')]
+
+
+def test_a_looped_folder_plays_in_order_and_is_decoded_once(tmp_path, monkeypatch):
+    folder = tmp_path / 'frames'
+    folder.mkdir()
+    shutil.copy(BUS, folder / 'a_bus.jpg')
+    shutil.copy(SHARED / 'data' / 'images' / 'zidane.jpg', folder / 'b_zidane.jpg')
+    reads = []
+    import spatial_caption_ros.core.inputs.sources as sources
+    real_read = sources.read_image_file
+    monkeypatch.setattr(sources, 'read_image_file', lambda p: reads.append(p) or real_read(p))
+    node = ImageSourceNode(namespace='/loop', parameter_overrides=[
+        Parameter('source', value=str(folder)), Parameter('loop', value=True),
+        Parameter('rate', value=50.0)])
+    listener = rclpy.create_node('loop_listener', namespace='/loop')
+    names = []
+    listener.create_subscription(String, 'image_source/frame_names',
+                                 lambda m: names.append(json.loads(m.data)['name']),
+                                 qos_profile('reliable'))
+    ex = SingleThreadedExecutor()
+    ex.add_node(node)
+    ex.add_node(listener)
+    try:
+        assert node.active, node.last_error
+        assert spin_until(ex, lambda: len(names) >= 7, timeout=20)
+        first = names.index('a_bus')
+        assert names[first:first + 6] == ['a_bus', 'b_zidane'] * 3
+        assert len(reads) == 2          # later loops publish the frames decoded on the first
+        assert [n for n, _ in node._decoded] == ['a_bus', 'b_zidane']
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        listener.destroy_node()

@@ -1,0 +1,198 @@
+"""Real rclpy: every lifecycle transition of the stage nodes through the standard services.
+
+configure, activate, deactivate, cleanup and shutdown are requested over <node>/change_state
+(as `ros2 lifecycle set` or a lifecycle manager would), parameters over the parameter services.
+"""
+
+import gc
+import weakref
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+import psutil
+import pytest
+import rclpy
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
+from sensor_msgs.msg import Image
+from spatial_caption_interfaces.msg import DetectionArray
+
+from support import BUS, MODELS, needs_shared, spin_until
+from spatial_caption_ros.core.inputs.image import read_image_file
+from spatial_caption_ros.core.types import FrameHeader
+from spatial_caption_ros.ros import conversions
+from spatial_caption_ros.ros.graph import node_class
+from spatial_caption_ros.ros.interface import node_topics
+from spatial_caption_ros.ros.lifecycle_client import LifecycleClient
+from spatial_caption_ros.ros.qos import qos_profile
+from spatial_caption_ros.ros.spin import spin_once
+
+pytestmark = [needs_shared, pytest.mark.usefixtures('rclpy_context')]
+
+STAGE_NODES = ('perception', 'scene_graph', 'caption', 'visualization')
+MODEL_SUFFIXES = ('.onnx', '.engine', '.gguf')
+
+
+class Rig:
+    """One stage node (autostart off), a client node, an executor, and helpers to drive them."""
+
+    def __init__(self, name: str, namespace: str, **params):
+        overrides = [Parameter('autostart', value=False)]
+        if name == 'perception':
+            overrides.append(Parameter('model_dir', value=str(MODELS)))
+        overrides += [Parameter(k, value=v) for k, v in params.items()]
+        self.node = node_class(name)(namespace=namespace, parameter_overrides=overrides)
+        self.client_node = rclpy.create_node('lifecycle_test_client', namespace=namespace)
+        self.ex = MultiThreadedExecutor()
+        self.ex.add_node(self.node)
+        self.ex.add_node(self.client_node)
+        spin = lambda: spin_once(self.ex, 0.05)  # noqa: E731
+        self.lifecycle = LifecycleClient(self.client_node, f'{namespace}/{name}', spin=spin)
+        self.params = AsyncParameterClient(self.client_node, f'{namespace}/{name}')
+        assert self.lifecycle.wait_for_services(10.0)
+        self.inputs = [t.name for t in node_topics(name, self._values()) if t.direction == 'in']
+        self.outputs = [t.name for t in node_topics(name, self._values())
+                        if t.direction == 'out' and not t.name.startswith('/')]
+
+    def _values(self):
+        return {n: p.value for n, p in self.node._parameters.items()}
+
+    def transition(self, name: str) -> bool:
+        return self.lifecycle.change_state(name)
+
+    def state(self) -> str:
+        return self.lifecycle.get_state()
+
+    def set_parameter(self, name, value):
+        future = self.params.set_parameters([Parameter(name, value=value)])
+        assert spin_until(self.ex, future.done, timeout=10)
+        return future.result().results[0]
+
+    def count(self, topics, publishers: bool) -> list[int]:
+        ns = self.node.get_namespace()
+        fn = self.client_node.count_publishers if publishers else \
+            self.client_node.count_subscribers
+        return [fn(f'{ns}/{t}') for t in topics]
+
+    def close(self):
+        self.ex.shutdown()
+        self.node.destroy_node()
+        self.client_node.destroy_node()
+
+
+@pytest.mark.parametrize('name', STAGE_NODES)
+def test_every_transition_through_the_lifecycle_services(name):
+    rig = Rig(name, f'/lc_{name}')
+    node = rig.node
+    try:
+        assert rig.state() == 'unconfigured' and node.config is None
+        assert rig.transition('configure') and rig.state() == 'inactive'
+        assert node.config is not None and not node.active
+        assert spin_until(rig.ex, lambda: min(rig.count(rig.outputs, True)) == 1)
+        assert max(rig.count(rig.inputs, False)) == 0         # inputs only while active
+
+        assert rig.transition('activate') and rig.state() == 'active' and node.active
+        assert spin_until(rig.ex, lambda: min(rig.count(rig.inputs, False)) == 1)
+        assert node.worker._thread is not None and node.worker._thread.is_alive()
+
+        assert rig.transition('deactivate') and rig.state() == 'inactive' and not node.active
+        assert spin_until(rig.ex, lambda: max(rig.count(rig.inputs, False)) == 0)
+        assert node.worker._thread is None                     # worker stopped and joined
+
+        assert rig.transition('cleanup') and rig.state() == 'unconfigured'
+        assert node.config is None and node.extras == {}
+        assert spin_until(rig.ex, lambda: max(rig.count(rig.outputs, True)) == 0)
+
+        # configured again without restarting, then shut down from active
+        assert rig.transition('configure') and rig.transition('activate')
+        assert spin_until(rig.ex, lambda: min(rig.count(rig.inputs, False)) == 1)
+        assert rig.transition('shutdown') and rig.state() == 'finalized'
+        assert not node.active and node.config is None
+        assert spin_until(rig.ex, lambda: max(rig.count(rig.inputs + rig.outputs, False)
+                                              + rig.count(rig.outputs, True)) == 0)
+        assert not rig.transition('configure')                 # finalized is final
+    finally:
+        rig.close()
+
+
+@pytest.mark.parametrize('start', ['unconfigured', 'inactive'])
+def test_shutdown_from_the_other_primary_states(start):
+    rig = Rig('scene_graph', f'/lc_shutdown_{start}')
+    try:
+        if start == 'inactive':
+            assert rig.transition('configure')
+        assert rig.state() == start
+        assert rig.transition('shutdown') and rig.state() == 'finalized'
+    finally:
+        rig.close()
+
+
+def _model_files(proc: psutil.Process) -> set[str]:
+    paths = {f.path for f in proc.open_files()} | {m.path for m in proc.memory_maps()}
+    return {p for p in paths if p.endswith(MODEL_SUFFIXES)}
+
+
+def test_cleanup_releases_the_models_and_repeated_cycles_do_not_grow_memory(capsys):
+    rig = Rig('perception', '/lc_release')
+    proc = psutil.Process()
+    try:
+        assert rig.transition('configure')
+        pipeline = rig.node.pipeline
+        refs = [weakref.ref(pipeline), weakref.ref(pipeline.backend),
+                weakref.ref(pipeline.detector)]
+        del pipeline
+        assert rig.transition('cleanup')
+        gc.collect()
+        assert rig.node.pipeline is None
+        assert [r() for r in refs] == [None, None, None], 'something still holds the model'
+        assert not _model_files(proc)
+        rss = []
+        for _ in range(4):
+            assert rig.transition('configure') and rig.transition('cleanup')
+            gc.collect()
+            rss.append(proc.memory_info().rss / 2**20)
+        with capsys.disabled():
+            print(f'\n[lifecycle] RSS after each configure+cleanup cycle (MiB): '
+                  f'{", ".join(f"{v:.0f}" for v in rss)}')
+        # One YOLO11n session is ~35 MiB; a leak of one per cycle would add >100 MiB here.
+        assert rss[-1] - rss[0] < 35
+    finally:
+        rig.close()
+
+
+def test_failed_configure_gives_the_reason_and_recovers_without_restart(tmp_path):
+    missing = tmp_path / 'missing_detector.onnx'
+    rig = Rig('perception', '/lc_fail', detector_model=str(missing))
+    diagnostics, detections = [], []
+    rig.client_node.create_subscription(DiagnosticArray, '/diagnostics', diagnostics.append, 10)
+    rig.client_node.create_subscription(DetectionArray, 'detections', detections.append,
+                                        qos_profile('reliable'))
+    image_pub = rig.client_node.create_publisher(Image, 'image', qos_profile('reliable'))
+    try:
+        assert not rig.transition('configure')
+        assert rig.state() == 'unconfigured'
+        assert 'missing_detector.onnx' in rig.node.last_error
+
+        def error_reported():
+            return any(s.level == DiagnosticStatus.ERROR and 'missing_detector.onnx' in s.message
+                       for d in diagnostics for s in d.status if s.name.endswith('/lc_fail/'
+                                                                                 'perception'))
+        assert spin_until(rig.ex, error_reported, timeout=10)
+
+        bad = rig.set_parameter('confidence_threshold', 2.0)
+        assert not bad.successful and 'confidence_threshold' in bad.reason
+        fixed = rig.set_parameter('detector_model', 'yolo11n')
+        assert fixed.successful, fixed.reason
+        assert rig.transition('configure') and rig.transition('activate')
+        assert rig.node.last_error == ''
+        refused = rig.set_parameter('detector_model', str(missing))
+        assert not refused.successful and 'configure-time' in refused.reason
+
+        assert spin_until(rig.ex, lambda: image_pub.get_subscription_count() >= 1 and
+                          rig.client_node.count_publishers('detections') >= 1)
+        image = read_image_file(BUS)
+        image_pub.publish(conversions.color_to_image_msg(image, FrameHeader(42, 'cam')))
+        assert spin_until(rig.ex, lambda: detections, timeout=30)
+        assert any(o.class_name == 'bus' for o in detections[0].objects)
+    finally:
+        rig.close()
