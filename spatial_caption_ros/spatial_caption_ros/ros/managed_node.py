@@ -115,7 +115,13 @@ class ManagedNode(LifecycleNode):
         """Create the input subscriptions (called on activate)."""
 
     def process(self, msg: Any) -> None:
-        """Process the newest input message (runs on the worker thread)."""
+        """Process the newest input message (runs on the worker thread).
+
+        A node with an input must override this; the base refuses loudly, so a subclass that
+        forgets it counts every message as an error instead of as processed.
+        """
+        raise NotImplementedError(f'{type(self).__name__} has an input but does not implement '
+                                  'process()')
 
     def apply_live(self, config: Any) -> None:
         """Apply a configuration whose changed fields may change while active."""

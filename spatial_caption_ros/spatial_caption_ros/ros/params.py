@@ -25,7 +25,7 @@ from rclpy.parameter import Parameter
 
 from spatial_caption_ros.core.errors import ConfigError
 from spatial_caption_ros.core.params import (
-    build_config, check_value, CONFIGURE, config_values, param_fields, ParamInfo, READ_ONLY)
+    build_config, check_value, CONFIGURE, param_fields, ParamInfo, READ_ONLY)
 
 CONFIGURE_TIME_NOTE = ('configure-time: accepted only while the node is unconfigured, applied at '
                        'the next configure')
@@ -128,7 +128,3 @@ def validate_changes(node: Node, config_cls: type, params: list[Parameter],
             return SetParametersResult(successful=False, reason=str(exc))
     return SetParametersResult(successful=True)
 
-
-def yaml_mirror(config) -> dict[str, Any]:
-    """The ros__parameters mapping of a configuration (used to check config/*.yaml)."""
-    return config_values(config)

@@ -31,7 +31,6 @@ from spatial_caption_ros.core.captioning.language import (
     capitalise, NounLexicon, parse_number, PREDICATE_PHRASES, REGION_PHRASE_CELLS, TOKEN,
     UNIT_WORDS, VERB_PREDICATES)
 from spatial_caption_ros.core.captioning.semantics import distance_agrees, GraphIndex, nearest
-from spatial_caption_ros.core.captioning.template import EMPTY_CAPTION
 from spatial_caption_ros.core.types import NEAR, NEXT_TO, SceneGraph, SceneObject
 
 _NEGATIONS = frozenset({'no', 'not', "n't", 'never', 'none', 'nothing', 'nobody', 'neither',
@@ -581,6 +580,3 @@ def repair(verification: Verification) -> str | None:
             verification.text[clause.start:clause.end].strip(' ,;'))
     return ' '.join(capitalise('; '.join(parts)) + '.' for parts in sentences.values())
 
-
-def is_empty_caption(text: str) -> bool:
-    return text.strip() == EMPTY_CAPTION
