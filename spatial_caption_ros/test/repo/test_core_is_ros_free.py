@@ -17,8 +17,9 @@ from support import REPO
 CORE = REPO / 'spatial_caption_ros' / 'spatial_caption_ros' / 'core'
 # ament_index_python is allowed: core/runtime/resources.py uses it, guarded, only to find the
 # package's share/ files in a colcon install (a file lookup, no ROS runtime or message).
-ROS_ROOTS = {'rclpy', 'rosidl_runtime_py', 'launch', 'launch_ros', 'builtin_interfaces', 'rcl_interfaces', 'lifecycle_msgs', 'spatial_caption_interfaces',
-             'tf2_ros', 'cv_bridge', 'message_filters'}
+ROS_ROOTS = {'rclpy', 'rosidl_runtime_py', 'launch', 'launch_ros', 'builtin_interfaces',
+             'rcl_interfaces', 'lifecycle_msgs', 'spatial_caption_interfaces', 'tf2_ros',
+             'cv_bridge', 'message_filters'}
 
 
 def _is_ros(module: str) -> bool:
