@@ -190,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         f'discovery={env["ROS_AUTOMATIC_DISCOVERY_RANGE"]} mode={args.mode}')
     log(f'[run] input={args.input} output={out.resolve()} params={params_file}')
     captions_file = open(out / 'captions.jsonl', 'w', encoding='utf-8')
+    no_image: list[str] = []
 
     def on_frame(result: FrameResult) -> None:
         stem = f'{len(collector.results) - 1:04d}_{result.name}'
@@ -204,6 +205,12 @@ def main(argv: list[str] | None = None) -> int:
             if result.image is not None:
                 cv2.imwrite(str(out / 'annotated' / f'{stem}.jpg'),
                             annotate(result.image, result.graph, result.caption.text))
+            else:
+                # a live best-effort camera image can miss the collector (under load, or before
+                # its reader matched): say so rather than leave a silent gap in annotated/
+                no_image.append(result.name)
+                log(f'[run] {result.name}: its camera image never reached the collector; '
+                    'annotated image not written (scene graph and caption are)')
         tag = 'verified' if result.caption.verified else 'UNVERIFIED'
         print(f'{result.name}: {result.caption.text}  [{result.caption.generator}, {tag}]',
               flush=True)
@@ -284,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     n = len(collector.results)
     log(f'[run] {n} captions; annotated images in {out / "annotated"}, scene graphs in '
         f'{out / "scene_graphs"}, captions in {out / "captions.jsonl"}')
+    if no_image:
+        log(f'[run] {len(no_image)} frames without an annotated image (camera image not '
+            f'received): {", ".join(no_image)}')
     if not live and collector.total_frames is not None and n < collector.total_frames:
         code = 1
     return code

@@ -78,7 +78,11 @@ def test_ctrl_c_stops_every_node_cleanly(tmp_path, mode):
     assert len(printed) == len(records)
     assert all('bus' in r['text'].lower() for r in records)
     assert len(list((out / 'scene_graphs').glob('*.json'))) == len(records)
-    assert len(list((out / 'annotated').glob('*.jpg'))) == len(records)
+    # every frame has its annotated image, or the run said why not (a live best-effort image
+    # that never reached the collector); never a silent gap
+    not_drawn = stderr.count('annotated image not written')
+    assert len(list((out / 'annotated').glob('*.jpg'))) + not_drawn == len(records)
+    assert not_drawn < len(records)
     if mode == 'processes':
         for name in PIPELINE_NODES:
             log = (out / f'{name}.log').read_text()
