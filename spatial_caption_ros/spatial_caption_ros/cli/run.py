@@ -190,7 +190,6 @@ def main(argv: list[str] | None = None) -> int:
         f'discovery={env["ROS_AUTOMATIC_DISCOVERY_RANGE"]} mode={args.mode}')
     log(f'[run] input={args.input} output={out.resolve()} params={params_file}')
     captions_file = open(out / 'captions.jsonl', 'w', encoding='utf-8')
-    no_image: list[str] = []
 
     def on_frame(result: FrameResult) -> None:
         stem = f'{len(collector.results) - 1:04d}_{result.name}'
@@ -206,11 +205,10 @@ def main(argv: list[str] | None = None) -> int:
                 cv2.imwrite(str(out / 'annotated' / f'{stem}.jpg'),
                             annotate(result.image, result.graph, result.caption.text))
             else:
-                # a live best-effort camera image can miss the collector (under load, or before
-                # its reader matched): say so rather than leave a silent gap in annotated/
-                no_image.append(result.name)
-                log(f'[run] {result.name}: its camera image never reached the collector; '
-                    'annotated image not written (scene graph and caption are)')
+                # a live best-effort camera image can miss the collector (under load, before its
+                # reader matched, or undecodable): say so rather than leave a silent gap
+                log(f'[run] {result.name}: no camera image with its stamp reached the '
+                    'collector; annotated image not written (scene graph and caption are)')
         tag = 'verified' if result.caption.verified else 'UNVERIFIED'
         print(f'{result.name}: {result.caption.text}  [{result.caption.generator}, {tag}]',
               flush=True)
@@ -289,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         rclpy.try_shutdown()
         captions_file.close()
     n = len(collector.results)
+    no_image = [r.name for r in collector.results if r.graph is not None and r.image is None]
     log(f'[run] {n} captions; annotated images in {out / "annotated"}, scene graphs in '
         f'{out / "scene_graphs"}, captions in {out / "captions.jsonl"}')
     if no_image:
