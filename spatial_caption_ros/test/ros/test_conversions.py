@@ -72,6 +72,11 @@ def test_camera_info_round_trip_and_p_fallback():
     assert cv.camera_info_to_intrinsics(msg) == intr
     msg.k = [0.0] * 9
     assert cv.camera_info_to_intrinsics(msg).fx == pytest.approx(700.0)
+    # an assumed field of view survives the trip (CameraInfo has no flag: a distortion model)
+    assumed = CameraIntrinsics(700.0, 700.0, 320.0, 240.0, 640, 480, assumed=True)
+    msg = cv.intrinsics_to_camera_info(assumed, FrameHeader(1, 'cam'))
+    assert msg.distortion_model == cv.ASSUMED_CAMERA_MODEL and list(msg.d) == []
+    assert cv.camera_info_to_intrinsics(msg) == assumed
 
 
 @pytest.mark.parametrize('k', [[0.0] * 9, [float('nan')] + [1.0] * 8,

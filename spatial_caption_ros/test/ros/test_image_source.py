@@ -47,3 +47,29 @@ def test_a_looped_folder_plays_in_order_and_is_decoded_once(tmp_path, monkeypatc
         ex.shutdown()
         node.destroy_node()
         listener.destroy_node()
+
+
+def test_photos_without_calibration_or_exif_get_an_assumed_camera(tmp_path):
+    from sensor_msgs.msg import CameraInfo
+    from spatial_caption_ros.ros.conversions import ASSUMED_CAMERA_MODEL
+    folder = tmp_path / 'photos'
+    folder.mkdir()
+    shutil.copy(BUS, folder / 'bus.jpg')                   # no EXIF in the shared photos
+    node = ImageSourceNode(namespace='/assumed', parameter_overrides=[
+        Parameter('source', value=str(folder)), Parameter('rate', value=20.0)])
+    listener = rclpy.create_node('info_listener', namespace='/assumed')
+    infos = []
+    listener.create_subscription(CameraInfo, 'camera_info', infos.append,
+                                 qos_profile('reliable'))
+    ex = SingleThreadedExecutor()
+    ex.add_node(node)
+    ex.add_node(listener)
+    try:
+        assert node.active, node.last_error
+        assert spin_until(ex, lambda: infos, timeout=20)
+        assert infos[0].distortion_model == ASSUMED_CAMERA_MODEL     # marked as assumed
+        assert infos[0].k[0] > 0 and node.describe()['intrinsics.assumed'] == '1'
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        listener.destroy_node()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 import threading
 import time
 
+from spatial_caption_ros.core.captioning.context import default_knowledge
 from spatial_caption_ros.core.captioning.grammar import (
     facts_grammar, grammar_texts, vocabulary_grammar)
 from spatial_caption_ros.core.captioning.llm import DECODINGS, LlamaModel
@@ -213,10 +214,11 @@ class Captioner:
         graph = sanitized(graph)
         every_object = graph.objects
         graph = self.view(graph)
+        knowledge = default_knowledge()
         plan = plan_caption(graph, text_style, limits_for(
             text_style, self.config.max_relations, self.config.detailed_max_relations),
-            every_object)
-        verifier = CaptionVerifier(graph)
+            every_object, knowledge)
+        verifier = CaptionVerifier(graph, knowledge)
         text, generator, reason = realise(plan), GENERATOR_TEMPLATE, ''
         llm_tried = llm_passed = False
         if self.config.generator == 'llm':
@@ -243,7 +245,8 @@ class Captioner:
         caption = Caption(
             header=graph.header, text=text, style=style, verified=verified,
             generator=generator, model=self.model_path if generator != GENERATOR_TEMPLATE
-            else '', fallback_reason=reason, latency=time.perf_counter() - t0)
+            else '', fallback_reason=reason, latency=time.perf_counter() - t0,
+            intrinsics_assumed=bool(graph.intrinsics_assumed and graph.depth_metric))
         self.stats.record(caption, llm_tried, llm_passed)
         return caption
 

@@ -168,13 +168,18 @@ def _judge(claim: Claim, verifier: CaptionVerifier, graph: SceneGraph,
     def verdict(decided: bool, true: bool = False, source: str = 'labels') -> ClaimJudgement:
         return ClaimJudgement(claim.kind, spatial, decided, decided and true, claim.text, source)
 
-    if claim.kind == 'empty':       # "No objects detected." reports the detector, not the scene
+    if claim.kind in ('empty', 'scene'):
+        # "No objects detected." reports the detector, not the scene; "looks like a kitchen" is
+        # an inference the labels do not state
         return verdict(False)
     if claim.kind == 'count':
         cls = claim.subject.class_name
         if cls not in gt.counts_decidable or claim.subject.cell is not None:
             return verdict(False)
-        return verdict(True, sum(o.class_name == cls for o in gt.objects) == claim.subject.count)
+        labelled = sum(o.class_name == cls for o in gt.objects)
+        if claim.subject.mode == 'at_least':
+            return verdict(True, labelled >= claim.subject.count)
+        return verdict(True, labelled == claim.subject.count)
     subjects, _ = verifier.index.referents(claim.subject)
     matched = [_match(o, gt) for o in subjects]
     if claim.kind == 'relation' and not gt.objects and subjects and claim.predicate:
