@@ -128,8 +128,9 @@ def depth_raw_runner(name: str, config, threads: int) -> RawRunner | None:
     from spatial_caption_ros.core.perception.backends import create_backend
     from spatial_caption_ros.core.perception.models import resolve_model
     path = resolve_model(name, config.model_dir or None, task='depth')
-    backend = create_backend(path, config.backend, threads=threads, fp16=config.fp16,
-                             cache_dir=config.engine_cache_dir or None, io_binding=False,
+    run = config.inference
+    backend = create_backend(path, run.backend, threads=threads, fp16=run.fp16,
+                             cache_dir=run.engine_cache_dir or None, io_binding=False,
                              allow_spinning=False)
     inp = backend.inputs[0]
     shape = [d if d else (1 if i == 0 else 3 if i == 1 else 518)
@@ -165,7 +166,7 @@ def bench_pipeline(values: dict[str, Any], image_path: Path, frames: int,
     try:
         runners = [detector_raw_runner(pipeline, first)]
         depth_runner = depth_raw_runner(
-            depth_model, config, getattr(config, 'depth_threads', 0) or config.threads)
+            depth_model, config, config.depth.threads or config.detector.threads)
         if depth_runner is not None:
             runners.append(depth_runner)
         stages: dict[str, list[float]] = {}

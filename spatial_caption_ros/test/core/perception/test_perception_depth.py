@@ -173,7 +173,7 @@ def test_auto_depth_runs_depth_anything_when_its_model_is_found(bus, bus_camera,
     # the default: no depth model in the folder -> geometric, and the reason is reported
     pipe = _pipeline(model_dir=str(MODELS), depth_model=str(tmp_path / 'absent.onnx'))
     try:
-        assert pipe.config.depth_source == 'auto' and pipe.depth.name == 'geometric'
+        assert pipe.config.depth.source == 'auto' and pipe.depth.name == 'geometric'
         assert 'was not found' in pipe.describe()['depth_source_choice']
         result = pipe.process(bus, FrameHeader(1, 'cam'), bus_camera)
         assert result.depth_metric and result.objects

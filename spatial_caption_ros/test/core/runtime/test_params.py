@@ -57,7 +57,7 @@ def test_check_value_never_accepts_bool_as_number():
 
 def test_perception_defaults_are_valid():
     cfg = build_config(PerceptionConfig)
-    assert cfg.detector_model == 'yolo11n'
+    assert cfg.detector.model == 'yolo11n' and cfg.depth.scale.source == 'geometric'
 
 
 def test_shipped_pipeline_yaml_mirrors_every_declared_parameter():
