@@ -134,11 +134,11 @@ def param_names(config_cls: type) -> tuple[str, ...]:
 
 
 def unknown_message(names: Iterable[str], known: Iterable[str], what: str) -> str:
-    """'unknown parameters for X: a (did you mean: b, c?)': names not known, closest known ones."""
+    """'unknown parameters for X: a (did you mean: b, c?)': each unknown name, its 3 closest."""
     known = list(known)
     parts = []
     for name in sorted(names):
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.0)
         parts.append(f'{name} (did you mean: {", ".join(close)}?)' if close else name)
     return f'unknown parameters for {what}: {", ".join(parts)}'
 

@@ -3,8 +3,8 @@
 import pytest
 
 from support import REPO
-from spatial_caption_ros.cli import interface_docs
-from spatial_caption_ros.cli.config import node_parameters
+from spatial_caption_ros.tools import interface_docs
+from spatial_caption_ros.params_file import node_parameters
 from spatial_caption_ros.ros.interface import NODE_TOPICS
 from spatial_caption_ros.ros.launch_builder import LAUNCH_FILES
 

@@ -7,7 +7,7 @@ from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 
 from support import MODELS, needs_shared, spin_until
-from spatial_caption_ros.cli.config import dump_params, load_params, node_parameters
+from spatial_caption_ros.params_file import dump_params, load_params, node_parameters
 from spatial_caption_ros.core.params import CONFIGURE, READ_ONLY
 from spatial_caption_ros.ros.graph import GRAPH_NODES, node_class
 from spatial_caption_ros.ros.params import CONFIGURE_TIME_NOTE

@@ -229,11 +229,11 @@ def test_kitti_spot_check_gives_plausible_metric_distances():
 
 @pytest.mark.slow
 def test_depth_anything_v2_small_architecture_runs_in_the_pipeline(bus, bus_camera):
-    """The real DA-V2 Small graph (random weights) from scripts/make_dav2_timing_model.py."""
+    """The real DA-V2 Small graph (random weights) from tools/make_dav2_timing_model.py."""
     from spatial_caption_ros.core.perception.models import cache_dir
     path = cache_dir() / 'models' / 'depth_anything_v2_vits_timing_518.onnx'
     if not path.is_file():
-        pytest.skip(f'{path} is written by scripts/make_dav2_timing_model.py (needs torch)')
+        pytest.skip(f'{path} is written by tools/make_dav2_timing_model.py (needs torch)')
     pipe = _pipeline(depth_source='depth_anything_v2', depth_model=str(path))
     try:
         result = pipe.process(bus, FrameHeader(1, 'c'), bus_camera)

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 import pytest
 import yaml
 
-from spatial_caption_ros.cli.config import load_params, node_defaults, render_yaml
+from spatial_caption_ros.params_file import load_params, node_defaults, render_yaml
 from spatial_caption_ros.core.errors import ConfigError
 from spatial_caption_ros.core.params import build_config, check_value, CONFIGURE, param
 from spatial_caption_ros.core.perception.pipeline import PerceptionConfig

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from spatial_caption_ros.cli.bench_graph import synthetic_frame
+from spatial_caption_ros.tools.synthetic import synthetic_frame
 from spatial_caption_ros.core.errors import InvalidInputError
 from spatial_caption_ros.core.params import build_config
 from spatial_caption_ros.core.scene_graph.geometry import region_of, relative_size

@@ -35,17 +35,14 @@ import time
 from typing import Any
 
 import numpy as np
-import yaml
 
 STAGE_ORDER = ('decode', 'preprocess', 'inference', 'postprocess', 'depth')
 DETECTION_STAGES = ('preprocess', 'inference', 'postprocess')
 
 
 def default_image() -> Path | None:
-    from spatial_caption_ros.core.perception.models import repository_root
-    root = repository_root()
-    candidate = root.parent / 'shared' / 'data' / 'images' / 'bus.jpg' if root else None
-    return candidate if candidate is not None and candidate.is_file() else None
+    from spatial_caption_ros.core.perception.models import shared_path
+    return shared_path('data', 'images', 'bus.jpg')
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -79,11 +76,10 @@ def perception_values(args: argparse.Namespace) -> dict[str, Any]:
                      ('depth_source', args.depth_source), ('depth_model', args.depth_model)):
         if arg is not None:
             values[key] = arg
+    from spatial_caption_ros.params_file import parse_set
     for item in args.set:
-        key, sep, value = item.partition('=')
-        if not sep:
-            raise SystemExit(f'--set {item!r}: expected PARAM=VALUE')
-        values[key] = yaml.safe_load(value)
+        _, name, value = parse_set(item, nodes=('perception',), default_node='perception')
+        values[name] = value
     return values
 
 
