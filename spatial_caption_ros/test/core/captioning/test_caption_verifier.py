@@ -22,7 +22,7 @@ from spatial_caption_ros.core.captioning.semantics import Claim, GraphIndex, Nou
 from spatial_caption_ros.core.captioning.verify import CaptionVerifier, repair
 from spatial_caption_ros.core.scene_graph.builder import SceneGraphBuilder, SceneGraphConfig
 from spatial_caption_ros.core.types import (
-    BEHIND, BoundingBox, DetectionResult, FrameHeader, LEFT_OF, OVERLAPPING, RIGHT_OF,
+    BEHIND, BoundingBox, DetectionResult, FrameHeader, IN_FRONT_OF, LEFT_OF, OVERLAPPING, RIGHT_OF,
     SceneGraph, SceneObject)
 from support.scenes import scene_object as _obj, street
 
