@@ -23,7 +23,7 @@ pip_q() { "$PY" -m pip "$@" "${PIP_QUIET[@]}" 2>&1 | { grep -v -e "is ignored: i
 
 # Everything the venv's content depends on; a change in any of these re-runs the set-up.
 fingerprint() {
-  (cd "$REPO" && cat requirements/*.txt scripts/setup.sh scripts/build_interfaces.sh \
+  (cd "$REPO" && cat requirements/*.txt scripts/setup.sh scripts/build_interfaces.sh scripts/smollm2.sh \
     spatial_caption_interfaces/package.xml spatial_caption_interfaces/CMakeLists.txt \
     spatial_caption_interfaces/msg/*.msg spatial_caption_ros/setup.py \
     spatial_caption_ros/setup.cfg) | sha256sum | cut -d' ' -f1
@@ -78,6 +78,8 @@ target = Path(sys.argv[1]) / g.MODEL_NAME
 path = g.assemble(target)
 print(f'[setup] model ready: {path}')
 PYEOF
+
+"$REPO/scripts/smollm2.sh" "$PY" "$CACHE"     # the compared caption LLM (docs/captioning.md)
 
 step "building spatial_caption_interfaces into the venv (cmake)"
 "$REPO/scripts/build_interfaces.sh" "$VENV" "$REPO/build/spatial_caption_interfaces"

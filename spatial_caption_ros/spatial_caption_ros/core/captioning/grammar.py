@@ -17,7 +17,7 @@ import re
 
 from spatial_caption_ros.core.captioning.language import (
     article, capitalise, NUMBER_WORDS, plural, WRITTEN_PREDICATES)
-from spatial_caption_ros.core.captioning.plan import ContentPlan, COUNT
+from spatial_caption_ros.core.captioning.plan import ContentPlan, COUNT, SCENE
 from spatial_caption_ros.core.captioning.template import (
     clause_options, count_options, EMPTY_CAPTION, other_facts)
 from spatial_caption_ros.core.types import CONTAINS, SceneGraph, STYLE_DETAILED
@@ -64,6 +64,21 @@ def facts_grammar(plan: ContentPlan) -> str:
         rules.append('sep ::= "; " | ", and "')
         bodies = [' '.join(f'sep f{i}' for i in order) for order in orders]
         root = 'root ::= " " counts' + (' rest' if others else '') + ' "."'
+        scene = [i for i, f in enumerate(others) if f.kind == SCENE]
+        if scene:
+            # Aggregation: the counts and the scene in one phrase, "a bus and three people in
+            # what looks like a street", then the other facts.
+            place = others[scene[0]].class_name
+            rules.append('countsin ::= ' + _alternatives(
+                [capitalise(o) + f' in what looks like {article(place)} {place}'
+                 for o in count_options(counts)]))
+            rest = [i for i in range(len(others)) if i != scene[0]]
+            short_orders = (list(permutations(rest)) if len(rest) <= MAX_PERMUTED_FACTS
+                            else [tuple(rest)])
+            if rest:
+                rules.append('restin ::= ' + ' | '.join(
+                    '(' + ' '.join(f'sep f{i}' for i in order) + ')' for order in short_orders))
+            root += ' | " " countsin' + (' restin' if rest else '') + ' "."'
     if others:
         rules.append('rest ::= ' + ' | '.join(f'({b})' for b in bodies))
     return '\n'.join([root] + rules) + '\n'

@@ -314,15 +314,18 @@ def plan_caption(graph: SceneGraph, style: str, limits: PlanLimits,
         places += 1
     if graph.depth_metric and not any(f.distance_words for f in plan.facts):
         # A metric graph's caption says how far at least one object is: the most salient one
-        # whose distance the graph knows well enough to state.
-        for obj in by_salience:
-            words = object_distance_words(obj, assumed)
-            if words and obj.id in refs and obj.class_name in mentioned:
-                plan.facts.append(Fact(next_id(), DISTANCE, subject=obj.id,
-                                       distance=obj.distance, salience=object_salience(obj),
-                                       subject_ref=refs[obj.id], distance_words=words))
-                places += 1
-                break
+        # whose distance the graph knows well enough to state, named uniquely when it can be
+        # ("the bus"), else indefinitely ("a car is 11 to 19 m away": true of that car).
+        worded = [(obj, object_distance_words(obj, assumed)) for obj in by_salience
+                  if obj.class_name in mentioned]
+        worded = sorted([(o, w) for o, w in worded if w], key=lambda ow: ow[0].id not in refs)
+        if worded:
+            obj, words = worded[0]
+            ref = refs.get(obj.id) or f'{article(obj.class_name)} {obj.class_name}'
+            plan.facts.append(Fact(next_id(), DISTANCE, subject=obj.id, distance=obj.distance,
+                                   salience=object_salience(obj), subject_ref=ref,
+                                   distance_words=words))
+            places += 1
     for obj in by_salience:
         if places >= limits.max_places:
             break

@@ -169,12 +169,13 @@ class GraphIndex:
             hits = sum(self.in_region(o.id, claim.cell) for o in subjects)
             return quantified(s, hits, len(subjects)), 'wrong_region'
         if claim.kind == 'distance':
-            if s.mode != 'unique':
+            if s.mode not in ('unique', 'exists'):
                 return False, 'ambiguous_reference'
-            actual = self.camera_distance(subjects[0].id)
-            if not math.isfinite(actual):
+            actual = [self.camera_distance(o.id) for o in subjects]
+            if not any(math.isfinite(a) for a in actual):
                 return False, 'no_metric_distance'
-            return distance_agrees(claim.distance, actual), 'wrong_distance'
+            # "the bus is 12 m away": that bus; "a car is 12 m away": at least one car
+            return any(distance_agrees(claim.distance, a) for a in actual), 'wrong_distance'
         if claim.kind == 'nearest':
             closest = nearest(self.graph.objects)
             if closest is None or s.mode not in ('unique', 'exists'):

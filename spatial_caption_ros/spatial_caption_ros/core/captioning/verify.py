@@ -222,11 +222,22 @@ class CaptionVerifier:
             start, presence = 3, False
         for nps, end in self._np_lists(w, start):
             rest = tuple(w[end:])
-            if rest and not (presence and rest[0] in _BE and rest[1:] in _PRESENCE):
+            scene = self._scene_suffix(rest, text)
+            if rest and scene is None and not (
+                    presence and rest[0] in _BE and rest[1:] in _PRESENCE):
                 continue
             if any(np.mode not in ('exists', 'exactly', 'at_least') for np in nps):
                 continue
-            return [Claim('count', text, subject=np) for np in nps]
+            return [Claim('count', text, subject=np) for np in nps] + (scene or [])
+        return None
+
+    @staticmethod
+    def _scene_suffix(rest: tuple[str, ...], text: str) -> list[Claim] | None:
+        """'... in what looks like a kitchen' after a count list: the scene claim."""
+        if rest[:4] == ('in', 'what', 'looks', 'like') and rest[4:5] in (('a',), ('an',)):
+            place = ' '.join(rest[5:])
+            if place in PLACES:
+                return [Claim('scene', text, place=place)]
         return None
 
     @staticmethod

@@ -54,11 +54,13 @@ def verdict(text, graph=None):
     'The bus is about 9.1 m away.',                              # edge: 9.1 +- 0.91 holds 10
     'The bus is 10 to 12 m away.',                               # edge: ranges are inclusive
     'The bus is roughly 20 m away.',                             # edge: 20 +- 50 % holds 10
+    'A person is 12 to 13 m away.',                              # at least one person is
     'There are at least three people and a bus.',
     'There are at least two people and at least one bus.',
     'Several people are in view.',
     'It looks like a street.',                                   # bus and people: street
     'The scene looks like a street.',
+    'A bus and three people in what looks like a street.',      # counts and scene aggregated
     'The person on the left is nearest to the camera (5.8 m away).',
     'The nearest object is the person on the left.',
     'The nearest person is 5.8 m away.',
@@ -101,11 +103,13 @@ def test_true_statements_verify(text):
     ('The bus is about 11.2 m away.', 'wrong_distance'),
     ('The bus is 10.1 to 12 m away.', 'wrong_distance'),
     ('The bus is roughly 21 m away.', 'wrong_distance'),         # edge: 21 +- 50 % misses 10
+    ('A person is 20 to 25 m away.', 'wrong_distance'),          # no person is
     ('There are at least four people.', 'wrong_count'),
     ('There are at least two buses.', 'wrong_count'),
     ('Several buses are in view.', 'wrong_count'),
     ('It looks like a kitchen.', 'unsupported_place'),
     ('It looks like a castle.', 'unparsed'),
+    ('A bus and three people in what looks like a kitchen.', 'unsupported_place'),
 ])
 def test_adversarial_statements_fail_with_a_reason(text, reason):
     ok, why = verdict(text)
@@ -223,6 +227,9 @@ def test_every_wording_the_generators_may_use_verifies(seed):
             if fact.kind != 'count':
                 for option in clause_options(fact):
                     assert CaptionVerifier(graph).verify(option + '.').ok, option
+        aggregated = [t for t in grammar_texts(facts_grammar(plan)) if 'looks like' in t]
+        for option in aggregated:                  # counts + scene in one phrase
+            assert CaptionVerifier(graph).verify(option + '.').ok, option
 
 
 def test_facts_grammar_offers_only_planned_wordings():
@@ -288,7 +295,17 @@ def test_external_judgement_and_chair():
     judged = judge_caption('There is a bus and three people; the person on the left is to the '
                            'left of the bus (5.8 m apart).', graph, gt)
     assert [(j.kind, j.decided, j.true) for j in judged] == [
-        ('count', True, True), ('count', True, True), ('relation', True, True)]
+        ('count', True, True), ('count', True, True), ('relation', True, True),
+        ('distance', True, True)]                # the distance is judged on its own
+    assert judged[3].error == pytest.approx(abs(5.8 - 5.83) / 5.83, abs=1e-3)
+    # a distance at the edge of its stated precision against the labels
+    judged = judge_caption('The bus is about 9.1 m away. The bus is about 9 m away. '
+                           'The bus is 11 to 14 m away.', graph, gt)
+    assert [(j.kind, j.decided, j.true) for j in judged] == [('distance', True, True)] + [
+        ('distance', True, False)] * 2
+    assert judged[2].error == pytest.approx(0.25)     # the middle of 11 to 14 m vs 10 m
+    judged = judge_caption('A person is 12 to 13 m away.', graph, gt)
+    assert (judged[0].decided, judged[0].error) == (False, None)   # which person: unknown
     # the labels disagree with the graph: the person is really right of the bus
     gt_objects[1].box = BoundingBox(700, 200, 750, 400)
     judged = judge_caption('The person on the left is to the left of the bus.', graph, gt)
@@ -436,6 +453,8 @@ def test_scene_context_is_an_inference_kept_apart_in_json():
     plan = plan_caption(graph, 'short', limits_for('short', 1, 4), knowledge=knowledge)
     text = realise(plan)
     assert text.endswith('it looks like a street.') and CaptionVerifier(graph).verify(text).ok
+    grammar = facts_grammar(plan)        # the LLM may aggregate counts and scene in one phrase
+    assert 'A bus and three people in what looks like a street' in grammar_texts(grammar)
     doc = structured_caption(plan, graph, text, True, 'template')
     assert validate(doc) == [] and doc['inferred'][0]['place'] == 'street'
     assert all(f['type'] != 'scene' for f in doc['facts'])
