@@ -66,12 +66,15 @@ def facts_grammar(plan: ContentPlan) -> str:
         root = 'root ::= " " counts' + (' rest' if others else '') + ' "."'
         scene = [i for i, f in enumerate(others) if f.kind == SCENE]
         if scene:
-            # Aggregation: the counts and the scene in one phrase, "a bus and three people in
-            # what looks like a street", then the other facts.
+            # Aggregation: the counts and the scene in one phrase, "what looks like a street with
+            # a bus and three people" or "a bus and three people in what looks like a street",
+            # then the other facts.
             place = others[scene[0]].class_name
+            looks = f'what looks like {article(place)} {place}'
+            fragments = count_options(counts, ('fragment',))
             rules.append('countsin ::= ' + _alternatives(
-                [capitalise(o) + f' in what looks like {article(place)} {place}'
-                 for o in count_options(counts)]))
+                [capitalise(f'{looks} with {o}') for o in fragments]
+                + [capitalise(f'{o} in {looks}') for o in fragments]))
             rest = [i for i in range(len(others)) if i != scene[0]]
             short_orders = (list(permutations(rest)) if len(rest) <= MAX_PERMUTED_FACTS
                             else [tuple(rest)])

@@ -38,10 +38,10 @@ def count_clause(facts: list[Fact], opener: str = 'there') -> str:
     return items
 
 
-def count_options(facts: list[Fact]) -> list[str]:
+def count_options(facts: list[Fact], openers: tuple[str, ...] = COUNT_OPENERS) -> list[str]:
     """Every wording of the counts: openers x orders of the classes (planned order first)."""
     orders = (list(permutations(facts)) if len(facts) <= MAX_PERMUTED else [tuple(facts)])
-    return [count_clause(list(order), opener) for opener in COUNT_OPENERS for order in orders]
+    return [count_clause(list(order), opener) for opener in openers for order in orders]
 
 
 def _distance_suffixes(words: str, word: str) -> list[str]:

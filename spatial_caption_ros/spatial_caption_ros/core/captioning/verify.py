@@ -215,20 +215,29 @@ class CaptionVerifier:
 
     def _counts(self, w: list[str], text: str) -> list[Claim] | None:
         start, presence = 0, True       # presence: "<list> are visible / in view"
-        if w[:1] == ['there'] and len(w) > 1 and w[1] in _BE:
+        lead: list[Claim] = []          # "what looks like a kitchen with <list>"
+        if w[:4] == ['what', 'looks', 'like', 'a'] or w[:4] == ['what', 'looks', 'like', 'an']:
+            if 'with' not in w:
+                return None
+            k = w.index('with')
+            lead = self._scene_suffix(('in', *w[:k]), text) or []
+            if not lead:
+                return None
+            start, presence = k + 1, False
+        elif w[:1] == ['there'] and len(w) > 1 and w[1] in _BE:
             start, presence = 2, False
         elif len(w) > 2 and w[0] in ('the', 'this') and w[1] in _SCENE_NOUNS and w[2] in (
                 'shows', 'contains', 'has'):
             start, presence = 3, False
         for nps, end in self._np_lists(w, start):
             rest = tuple(w[end:])
-            scene = self._scene_suffix(rest, text)
+            scene = None if lead else self._scene_suffix(rest, text)
             if rest and scene is None and not (
                     presence and rest[0] in _BE and rest[1:] in _PRESENCE):
                 continue
             if any(np.mode not in ('exists', 'exactly', 'at_least') for np in nps):
                 continue
-            return [Claim('count', text, subject=np) for np in nps] + (scene or [])
+            return lead + [Claim('count', text, subject=np) for np in nps] + (scene or [])
         return None
 
     @staticmethod

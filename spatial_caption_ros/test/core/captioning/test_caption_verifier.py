@@ -61,6 +61,7 @@ def verdict(text, graph=None):
     'It looks like a street.',                                   # bus and people: street
     'The scene looks like a street.',
     'A bus and three people in what looks like a street.',      # counts and scene aggregated
+    'What looks like a street with a bus and at least two people.',
     'The person on the left is nearest to the camera (5.8 m away).',
     'The nearest object is the person on the left.',
     'The nearest person is 5.8 m away.',
@@ -110,6 +111,8 @@ def test_true_statements_verify(text):
     ('It looks like a kitchen.', 'unsupported_place'),
     ('It looks like a castle.', 'unparsed'),
     ('A bus and three people in what looks like a kitchen.', 'unsupported_place'),
+    ('What looks like a kitchen with a bus and three people.', 'unsupported_place'),
+    ('What looks like a street with a bus and two people.', 'wrong_count'),
 ])
 def test_adversarial_statements_fail_with_a_reason(text, reason):
     ok, why = verdict(text)
@@ -454,7 +457,9 @@ def test_scene_context_is_an_inference_kept_apart_in_json():
     text = realise(plan)
     assert text.endswith('it looks like a street.') and CaptionVerifier(graph).verify(text).ok
     grammar = facts_grammar(plan)        # the LLM may aggregate counts and scene in one phrase
-    assert 'A bus and three people in what looks like a street' in grammar_texts(grammar)
+    texts = grammar_texts(grammar)
+    assert 'What looks like a street with a bus and three people' in texts
+    assert 'A bus and three people in what looks like a street' in texts
     doc = structured_caption(plan, graph, text, True, 'template')
     assert validate(doc) == [] and doc['inferred'][0]['place'] == 'street'
     assert all(f['type'] != 'scene' for f in doc['facts'])
