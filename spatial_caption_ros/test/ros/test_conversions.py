@@ -26,7 +26,7 @@ def _graph():
                       image_height=480, objects=[a, b],
                       relations=[Relation(2, LEFT_OF, 1, distance=float('nan'), confidence=0.7)],
                       depth_source='geometric', depth_metric=False, has_camera_info=True,
-                      notes=['n'], processing_latency=0.05)
+                      notes=['n'], processing_latency=0.05, intrinsics_assumed=True)
 
 
 def _same_graph(x, y):
@@ -39,6 +39,7 @@ def test_scene_graph_message_round_trip_keeps_everything():
     _same_graph(g, back)
     assert back.objects[1].position is None and math.isnan(back.objects[1].distance)
     assert back.header.stamp_ns == 1_700_000_000_123_456_789
+    assert back.intrinsics_assumed is True
 
 
 def test_unknown_position_is_nan_not_zero_in_the_message():
@@ -53,8 +54,10 @@ def test_json_round_trip_uses_null_for_unknown():
 
 
 def test_caption_round_trip():
-    c = Caption(FrameHeader(7, 'cam'), 'A bus.', verified=True, latency=0.1)
-    assert cv.msg_to_caption(cv.caption_to_msg(c)).text == 'A bus.'
+    c = Caption(FrameHeader(7, 'cam'), 'A bus.', verified=True, latency=0.1,
+                intrinsics_assumed=True)
+    back = cv.msg_to_caption(cv.caption_to_msg(c))
+    assert back.text == 'A bus.' and back.intrinsics_assumed is True
 
 
 def test_image_round_trip_bgr_and_rgb():
