@@ -49,7 +49,11 @@ def facts_grammar(plan: ContentPlan) -> str:
         return f'root ::= {literal(" " + EMPTY_CAPTION)}\n'
     counts = plan.of_kind(COUNT)
     others = other_facts(plan)
-    rules = [f'counts ::= {_alternatives([capitalise(o) for o in count_options(counts)])}']
+    # Openers the model may choose: the objects themselves ("A bus and three people") or "There
+    # is ..."; not "The image shows ...", which says nothing and which the small model, left to
+    # itself, chose for most captions (the verifier still reads it).
+    openers = count_options(counts, ('fragment', 'there'))
+    rules = [f'counts ::= {_alternatives([capitalise(o) for o in openers])}']
     for n, fact in enumerate(others):
         options = clause_options(fact)
         if plan.style == STYLE_DETAILED:
