@@ -194,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         report['nodes'][name] = {k: v for k, v in values.items()
                                  if k.split('.')[0] in ('received', 'processed', 'dropped_stale',
                                                         'rejected', 'errors', 'superseded',
+                                                        'in_flight',
                                                         'input_rate_hz', 'published',
                                                         'state', 'backend', 'depth_source')}
     # how old each node's inputs were when their processing started (its diagnostics, windows
@@ -203,16 +204,10 @@ def main(argv: list[str] | None = None) -> int:
                'max': round(max(x for _, x in v), 1)}
         for name, v in sorted(input_age.items())}
     for values in report['nodes'].values():
-        # latest-only inputs: every message received was processed, dropped as stale (replaced
-        # in the one-message slot), rejected or failed; what is left is in flight (at most the
-        # one in the slot and the one being processed, per input)
-        try:
-            done = sum(int(values.get(k, 0)) for k in
-                       ('processed', 'dropped_stale', 'rejected', 'errors'))
-            if int(values.get('received', 0)):
-                values['in_flight_at_end'] = int(values['received']) - done
-        except ValueError:
-            pass
+        # every input received was processed, dropped as stale, rejected or failed; the rest
+        # is in flight (StageCounters.in_flight: the slot and the frame being processed)
+        if 'in_flight' in values:
+            values['in_flight_at_end'] = int(values.pop('in_flight'))
     with open(out / 'scene_graphs.csv', 'w', encoding='utf-8') as f:
         f.write('t_s,age_s,processing_s\n')
         f.writelines(f'{t:.3f},{a:.4f},{p:.4f}\n'
