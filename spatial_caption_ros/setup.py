@@ -37,6 +37,7 @@ setup(
             'scene_graph_node = spatial_caption_ros.nodes.scene_graph_node:main',
             'caption_node = spatial_caption_ros.nodes.caption_node:main',
             'visualization_node = spatial_caption_ros.nodes.visualization_node:main',
+            'memory_node = spatial_caption_ros.nodes.memory_node:main',
             'spatial-caption-run = spatial_caption_ros.cli.run:main',
             'spatial-caption-config = spatial_caption_ros.cli.config:main',
             'spatial-caption-bench = spatial_caption_ros.cli.bench_perception:main',

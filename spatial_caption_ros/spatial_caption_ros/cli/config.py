@@ -27,8 +27,8 @@ ANY_NAMESPACE = '/**/'
 
 def node_configs() -> dict[str, list[type]]:
     """Node name -> configuration dataclasses it declares (stage, extras, then IOConfig)."""
-    from spatial_caption_ros.ros.graph import GRAPH_NODES, node_class
-    return {name: list(node_class(name).config_classes()) for name in GRAPH_NODES}
+    from spatial_caption_ros.ros.graph import ALL_NODES, node_class
+    return {name: list(node_class(name).config_classes()) for name in ALL_NODES}
 
 
 def node_defaults() -> dict[str, dict[str, Any]]:

@@ -85,6 +85,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument('--dds-profile', default=None, metavar='XML|none',
                    help='Fast DDS profile for every node (default: the shipped '
                         'config/fastdds_large_images.xml; none: Fast DDS defaults)')
+    p.add_argument('--memory', action='store_true',
+                   help='also run the memory node (objects remembered across frames, changes, '
+                        'queries; its database goes to <output>/memory.sqlite unless set)')
     p.add_argument('--quiet', action='store_true', help='print only the captions')
     return p.parse_args(argv)
 
@@ -145,6 +148,8 @@ def build_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, st
         src['output_qos'] = 'latched'
         section('perception')['input_qos'] = 'latched'
         section('visualization')['image_qos'] = 'latched'
+    if args.memory and section('memory').get('database', ':memory:') == ':memory:':
+        section('memory')['database'] = str(Path(args.output).resolve() / 'memory.sqlite')
     if args.model_dir:
         section('perception')['model_dir'] = str(Path(args.model_dir).expanduser().resolve())
     for item in args.set:
@@ -185,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         wait_until_connected)
 
     names = [n for n in GRAPH_NODES if not (live and n == 'image_source')]
+    names += ['memory'] if args.memory else []
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
     log(f'[run] ROS_DOMAIN_ID={env["ROS_DOMAIN_ID"]} '
         f'discovery={env["ROS_AUTOMATIC_DISCOVERY_RANGE"]} mode={args.mode}')

@@ -21,10 +21,11 @@ class MemoryConfig:
     """What the memory keeps, how it associates, when it reports changes, where it stores."""
 
     world_frame: str = param(
-        'odom', 'Fixed frame the memory keeps positions in (e.g. odom or map), looked up in '
-        '/tf and /tf_static at each scene graph stamp. Empty: the camera frame of the graphs '
-        '(positions are then only valid while the camera does not move; a WARN diagnostic says '
-        'so).', when=CONFIGURE, max_length=256)
+        '', 'Fixed frame the memory keeps positions in (e.g. odom or map), looked up in /tf and '
+        '/tf_static at each scene graph stamp; a graph without that transform is not used. '
+        'Empty (default, no frame a robot may lack): the camera frame of the graphs, valid '
+        'only while the camera does not move, with a WARN diagnostic saying so.',
+        when=CONFIGURE, max_length=256)
     transform_tolerance: float = param(
         0.1, 'Seconds a transform may be older or newer than a scene graph stamp; beyond '
         'that the graph is not used (stale transform, counted and in diagnostics).',

@@ -76,8 +76,13 @@ class MemoryObject:
 
     @property
     def detection_rate(self) -> float:
-        """How often it was detected when it was checkably in view (Laplace estimate)."""
-        return (self.times_seen + 1) / (self.times_seen + self.misses_total + 2)
+        """How often it was detected when checkably in view, before the current run of misses.
+
+        Laplace estimate; the misses in a row being tested are left out, or they would lower
+        the rate they are judged by.
+        """
+        earlier_misses = self.misses_total - self.missed_in_view
+        return (self.times_seen + 1) / (self.times_seen + earlier_misses + 2)
 
     def miss_probability(self) -> float:
         """Probability of missing it missed_in_view times in a row if it were still there."""
