@@ -25,39 +25,13 @@ from spatial_caption_ros.core.memory.store import (
 from spatial_caption_ros.core.memory.transforms import (
     StampedTransform, Transform, TransformBuffer, TransformMissingError, TransformStaleError)
 from spatial_caption_ros.core.params import build_config
-from spatial_caption_ros.core.types import (
-    BoundingBox, CameraIntrinsics, FrameHeader, SceneGraph, SceneObject)
+from support.memory_scene import CAM, graph, obj_at, S, yaw
 
-CAM = CameraIntrinsics(fx=500.0, fy=500.0, cx=320.0, cy=240.0, width=640, height=480)
-S = 1_000_000_000
 
 
 def config(**values) -> MemoryConfig:
     return build_config(MemoryConfig, values)
 
-
-def obj_at(i: int, name: str, p_cam, size: float = 0.2, sigma: float = 0.03,
-           conf: float = 0.8) -> SceneObject:
-    """A detected object whose centre is at camera-frame point p_cam, box from its size."""
-    x, y, z = p_cam
-    u, v = CAM.fx * x / z + CAM.cx, CAM.fy * y / z + CAM.cy
-    half = 0.5 * size * CAM.fx / z
-    return SceneObject(id=i, class_name=name, class_id=0, confidence=conf,
-                       box=BoundingBox(u - half, v - half, u + half, v + half), depth=z,
-                       depth_uncertainty=sigma, depth_source='sensor', depth_metric=True,
-                       position=(x, y, z), metric_width=size, metric_height=size)
-
-
-def graph(stamp_s: float, *objects: SceneObject) -> SceneGraph:
-    return SceneGraph(FrameHeader(int(stamp_s * S), 'cam'), 640, 480, list(objects), [],
-                      'sensor', True, True)
-
-
-def yaw(deg: float, t=(0.0, 0.0, 0.0)) -> Transform:
-    """Camera rotated about its own y axis (looking left/right), placed at t."""
-    a = math.radians(deg)
-    r = np.array([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]])
-    return Transform(r, np.asarray(t, dtype=float))
 
 # ---------------------------------------------------------------- transforms
 
