@@ -24,7 +24,8 @@ from support.memory_scene import CAM, graph, obj_at, S
 from spatial_caption_ros.cli.config import dump_params
 from spatial_caption_ros.core.inputs.image import read_image_file
 from spatial_caption_ros.core.memory.config import MemoryConfig
-from spatial_caption_ros.core.memory.evaluation import read_tum_depth, read_tum_sequence
+from spatial_caption_ros.core.evaluation.tum import read_tum_sequence
+from spatial_caption_ros.core.memory.evaluation import posed_frames
 from spatial_caption_ros.core.memory.storage import MemoryDatabase
 from spatial_caption_ros.core.memory.store import ObjectMemory
 from spatial_caption_ros.core.memory.transforms import Transform
@@ -99,8 +100,9 @@ def _memory(namespace: str, **params) -> MemoryNode:
 
 @pytest.mark.slow
 def test_memory_across_the_real_nodes_on_tum_frames_with_ground_truth_tf(tmp_path):
-    frames, intrinsics = read_tum_sequence(TUM)
-    frames = frames[:30:2]            # 15 real frames over 4 s of the sequence
+    sequence = read_tum_sequence(TUM)
+    intrinsics = sequence.intrinsics
+    frames = posed_frames(sequence)[:30:2]      # 15 real frames over 4 s of the sequence
     ns = '/mem_tum'
     perception = PerceptionNode(namespace=ns, parameter_overrides=[
         Parameter('model_dir', value=str(MODELS)), Parameter('depth_source', value='sensor'),
@@ -121,12 +123,12 @@ def test_memory_across_the_real_nodes_on_tum_frames_with_ground_truth_tf(tmp_pat
             n = len(robot.facts)
             robot.tf.publish(tf_msg('world', OPTICAL, frame.stamp_ns, frame.pose))
             robot.info.publish(conversions.intrinsics_to_camera_info(intrinsics, header))
-            depth = read_tum_depth(frame.depth)
+            depth = sequence.read_depth(frame.frame)
             robot.depth.publish(conversions.array_to_image_msg(depth, header, '32FC1'))
-            robot.image.publish(conversions.color_to_image_msg(read_image_file(frame.rgb),
-                                                               header))
+            robot.image.publish(conversions.color_to_image_msg(
+                read_image_file(frame.frame.rgb_path), header))
             assert spin_until(ex, lambda n=n: len(robot.facts) > n, timeout=60), \
-                f'no memory update for {frame.rgb.name}'
+                f'no memory update for {frame.frame.name}'
         # the same frames through the core with the poses given directly: the node's world
         # positions (through /tf and its own transform buffer) are the same
         pipeline = PerceptionPipeline(build_config(PerceptionConfig, {
@@ -134,9 +136,9 @@ def test_memory_across_the_real_nodes_on_tum_frames_with_ground_truth_tf(tmp_pat
         builder = SceneGraphBuilder(build_config(SceneGraphConfig, {}))
         expected = ObjectMemory(build_config(MemoryConfig, {}))
         for frame in frames:
-            result = pipeline.process(read_image_file(frame.rgb),
+            result = pipeline.process(read_image_file(frame.frame.rgb_path),
                                       FrameHeader(frame.stamp_ns, OPTICAL), intrinsics,
-                                      read_tum_depth(frame.depth))
+                                      sequence.read_depth(frame.frame))
             expected.update(builder.build(result), frame.pose, intrinsics)
         pipeline.close()
         want = sorted((o.class_name, tuple(np.round(o.position, 3)))

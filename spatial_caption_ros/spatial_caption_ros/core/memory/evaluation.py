@@ -16,6 +16,7 @@ The criteria are the issue's (#14); no constant here was fitted to the data.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+import dataclasses
 from dataclasses import dataclass
 import math
 from pathlib import Path
@@ -23,12 +24,11 @@ import statistics
 import time
 from typing import Any
 
-import cv2
 import numpy as np
 
-from spatial_caption_ros.core.errors import SpatialCaptionError
+from spatial_caption_ros.core.evaluation.dataset import TUM_FOLDER
+from spatial_caption_ros.core.evaluation.tum import read_tum_sequence, TumFrame, TumSequence
 from spatial_caption_ros.core.inputs.image import read_image_file
-from spatial_caption_ros.core.inputs.sources import load_camera_info_file
 from spatial_caption_ros.core.memory.config import MemoryConfig
 from spatial_caption_ros.core.memory.keyframes import graph_signature, KeyframeIndex, \
     OrbExtractor
@@ -36,9 +36,8 @@ from spatial_caption_ros.core.memory.store import ObjectMemory
 from spatial_caption_ros.core.memory.transforms import Transform
 from spatial_caption_ros.core.perception.pipeline import PerceptionConfig, PerceptionPipeline
 from spatial_caption_ros.core.scene_graph.builder import SceneGraphBuilder, SceneGraphConfig
-from spatial_caption_ros.core.types import CameraIntrinsics, FrameHeader
+from spatial_caption_ros.core.types import FrameHeader
 
-TUM_FOLDER = 'tum_fr1_rpy'
 # The issue's criteria.
 SAME_OBJECT_RADIUS = 0.3        # m: same-class entries this close are one physical object
 REVISIT_ANGLE_DEG = 20.0
@@ -50,55 +49,19 @@ GOALS = {'world_spread_sensor': 0.10, 'fragmentation': 1.1, 'place_retrieval': 0
 
 
 @dataclass
-class TumFrame:
-    """One associated colour/depth pair with its interpolated ground-truth pose."""
+class PosedFrame:
+    """A frame of the sequence with its stamp and ground-truth camera pose as a Transform."""
 
     stamp_ns: int
-    rgb: Path
-    depth: Path
+    frame: TumFrame
     pose: Transform        # camera optical frame -> motion-capture world
 
 
-def _interpolate_pose(rows: np.ndarray, t: float) -> Transform:
-    i = int(np.searchsorted(rows[:, 0], t))
-    if i <= 0 or i >= len(rows):
-        raise SpatialCaptionError(f'no ground-truth pose around {t:.3f}')
-    a, b = rows[i - 1], rows[i]
-    w = (t - a[0]) / (b[0] - a[0])
-    q0, q1 = a[4:8], b[4:8]
-    if np.dot(q0, q1) < 0:
-        q1 = -q1
-    q = (1 - w) * q0 + w * q1
-    return Transform.from_quaternion((1 - w) * a[1:4] + w * b[1:4], q / np.linalg.norm(q))
-
-
-def read_tum_sequence(folder: Path) -> tuple[list[TumFrame], CameraIntrinsics]:
-    """Frames of a TUM RGB-D folder (associations.txt, groundtruth.txt, camera.yaml)."""
-    folder = Path(folder)
-    for name in ('associations.txt', 'groundtruth.txt', 'camera.yaml'):
-        if not (folder / name).is_file():
-            raise SpatialCaptionError(f'{folder} is not a TUM RGB-D folder: {name} is missing')
-    rows = np.array([[float(v) for v in line.split()]
-                     for line in (folder / 'groundtruth.txt').read_text().splitlines()
-                     if line.strip() and not line.startswith('#')])
-    frames = []
-    for line in (folder / 'associations.txt').read_text().splitlines():
-        if not line.strip() or line.startswith('#'):
-            continue
-        t_rgb, rgb, _t_depth, depth = line.split()[:4]
-        frames.append(TumFrame(int(round(float(t_rgb) * 1e9)), folder / rgb, folder / depth,
-                               _interpolate_pose(rows, float(t_rgb))))
-    return frames, load_camera_info_file(folder / 'camera.yaml', 640, 480)
-
-
-def read_tum_depth(path: Path, scale: float = 5000.0) -> np.ndarray:
-    """A TUM 16-bit depth PNG as float32 metres, NaN where there is no reading."""
-    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if raw is None or raw.dtype != np.uint16:
-        raise SpatialCaptionError(f'{path} is not a 16-bit depth PNG')
-    metres = raw.astype(np.float32) / scale
-    metres[raw == 0] = np.nan
-    return metres
+def posed_frames(sequence: TumSequence) -> list[PosedFrame]:
+    """The sequence's frames that have a ground-truth pose (core/evaluation/tum.py reads it)."""
+    return [PosedFrame(int(round(f.rgb_stamp * 1e9)), f,
+                       Transform(f.pose[:3, :3].copy(), f.pose[:3, 3].copy()))
+            for f in sequence.frames if f.pose is not None]
 
 
 def _median(values: list[float]) -> float | None:
@@ -139,7 +102,7 @@ def fragmentation(memory: ObjectMemory) -> dict[str, Any]:
             'n': groups, 'entries': len(entries)}
 
 
-def _revisits(query: TumFrame, keyframe_pose: Transform, gap_ns: int) -> bool:
+def _revisits(query: PosedFrame, keyframe_pose: Transform, gap_ns: int) -> bool:
     if gap_ns < REVISIT_MIN_GAP_S * 1e9:
         return False
     a, b = query.pose.rotation[:, 2], keyframe_pose.rotation[:, 2]
@@ -161,8 +124,7 @@ class MemoryEvaluation:
     def close(self) -> None:
         self.pipeline.close()
 
-    def run(self, frames: list[TumFrame], intrinsics: CameraIntrinsics,
-            progress: Callable[[str], None] | None = None,
+    def run(self, sequence: TumSequence, progress: Callable[[str], None] | None = None,
             with_retrieval: bool = False) -> dict[str, Any]:
         memory = ObjectMemory(self.memory_config)
         keyframes = KeyframeIndex(self.memory_config)
@@ -171,9 +133,10 @@ class MemoryEvaluation:
         poses: dict[int, Transform] = {}
         queries, correct, baseline_correct, answered = 0, 0, 0, 0
         update_ms: list[float] = []
-        for n, (frame, image, graph) in enumerate(self._graphs(frames, intrinsics)):
+        frames = posed_frames(sequence)
+        for n, (frame, image, graph) in enumerate(self._graphs(sequence, frames)):
             t0 = time.perf_counter()
-            result = memory.update(graph, frame.pose, intrinsics)
+            result = memory.update(graph, frame.pose, sequence.intrinsics)
             update_ms.append((time.perf_counter() - t0) * 1e3)
             for obs in result.observations:
                 oid = dict(result.associations).get(obs.index)
@@ -202,7 +165,7 @@ class MemoryEvaluation:
         out: dict[str, Any] = {
             'world_spread': world_spread(memory, observed),
             'fragmentation': fragmentation(memory),
-            'frames': len(frames),
+            'frames': len(frames), 'frames_without_pose': len(sequence.frames) - len(frames),
             'changes': {k: sum(1 for c in memory.changes if c.kind == k)
                         for k in ('appeared', 'moved', 'gone')},
             'update_ms_mean': round(statistics.mean(update_ms), 3) if update_ms else None}
@@ -215,13 +178,13 @@ class MemoryEvaluation:
                 'answered': answered, 'keyframes': len(keyframes.keyframes)}
         return out
 
-    def _graphs(self, frames: list[TumFrame], intrinsics: CameraIntrinsics) -> Iterator:
+    def _graphs(self, sequence: TumSequence, frames: list[PosedFrame]) -> Iterator:
         self.pipeline.reset()
         for frame in frames:
-            image = read_image_file(frame.rgb)
-            depth = read_tum_depth(frame.depth) if self.sensor else None
+            image = read_image_file(frame.frame.rgb_path)
+            depth = sequence.read_depth(frame.frame) if self.sensor else None
             result = self.pipeline.process(image, FrameHeader(frame.stamp_ns, 'camera'),
-                                           intrinsics, depth)
+                                           sequence.intrinsics, depth)
             yield frame, image, self.builder.build(result)
 
 
@@ -230,10 +193,10 @@ def evaluate_memory(data_root: Path, perception: dict[str, Any], graph: SceneGra
                     limit: int = 0) -> dict[str, Any]:
     """The `memory` section: both depth sources over tum_fr1_rpy (perception: flat values)."""
     from spatial_caption_ros.core.params import build_config
-    frames, intrinsics = read_tum_sequence(Path(data_root) / TUM_FOLDER)
+    sequence = read_tum_sequence(Path(data_root) / TUM_FOLDER)
     if limit > 0:
-        frames = frames[:limit]
-    section: dict[str, Any] = {'data': str(Path(data_root) / TUM_FOLDER), 'frames': len(frames),
+        sequence = dataclasses.replace(sequence, frames=sequence.frames[:limit])
+    section: dict[str, Any] = {'data': str(sequence.root), 'frames': len(sequence.frames),
                                'goals': GOALS, 'world_spread': {}, 'fragmentation': {},
                                'details': {}}
     for source in ('sensor', 'geometric'):
@@ -243,7 +206,7 @@ def evaluate_memory(data_root: Path, perception: dict[str, Any], graph: SceneGra
         evaluation = MemoryEvaluation(build_config(PerceptionConfig, values), graph, memory)
         try:
             log = (lambda m, s=source: progress(f'memory ({s} depth): {m}')) if progress else None
-            out = evaluation.run(frames, intrinsics, log, with_retrieval=source == 'sensor')
+            out = evaluation.run(sequence, log, with_retrieval=source == 'sensor')
         finally:
             evaluation.close()
         section['world_spread'][source] = out.pop('world_spread')
@@ -252,3 +215,30 @@ def evaluate_memory(data_root: Path, perception: dict[str, Any], graph: SceneGra
             section['place_retrieval'] = out.pop('place_retrieval')
         section['details'][source] = out
     return section
+
+
+def render_memory_markdown(section: dict[str, Any]) -> str:
+    """The memory section as a short markdown table, counts beside every figure."""
+    ws, fr = section['world_spread'], section['fragmentation']
+    pr = section.get('place_retrieval') or {}
+    lines = [f'### Scene memory on {section["data"]} ({section["frames"]} frames, ground-truth '
+             'poses as the camera pose)', '', '| metric | value | counts | goal |',
+             '|---|---|---|---|']
+    for source in ('sensor', 'geometric'):
+        w, f = ws[source], fr[source]
+        goal = f'<= {GOALS["world_spread_sensor"]:.2f} m' if source == 'sensor' else ''
+        lines.append(f'| world spread, {source} depth: median distance of observations from '
+                     f'the fused position | {w["median"]} m | {w["n"]} observations of '
+                     f'{w["objects"]} static objects (p90 {w["p90"]} m) | {goal} |')
+        lines.append(f'| fragmentation, {source} depth: entries per physical object | '
+                     f'{f["entries_per_object"]} | {f["entries"]} entries, {f["n"]} objects '
+                     f'(same class within {SAME_OBJECT_RADIUS} m) | <= {GOALS["fragmentation"]} |')
+    if pr:
+        lines.append(f'| place retrieval precision@1, ORB re-ranked / signature baseline | '
+                     f'{pr["precision_at_1"]} / {pr["baseline_precision_at_1"]} | '
+                     f'{pr["correct"]} / {pr["baseline_correct"]} of {pr["n"]} revisiting frames, '
+                     f'{pr["keyframes"]} keyframes | >= {GOALS["place_retrieval"]} |')
+    for source, d in section['details'].items():
+        lines.append(f'| change events, {source} depth (static scene: moved and gone are false '
+                     f'alarms) | {d["changes"]} | {d["frames"]} frames | |')
+    return '\n'.join(lines) + '\n'
