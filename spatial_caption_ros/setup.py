@@ -46,6 +46,7 @@ setup(
             'spatial-caption-evaluate = spatial_caption_ros.cli.evaluate:main',
             'spatial-caption-eval-captions = spatial_caption_ros.cli.evaluate_captions:main',
             'spatial-caption-bench-graph = spatial_caption_ros.cli.bench_graph:main',
+            'spatial-caption-bench-memory = spatial_caption_ros.cli.bench_memory:main',
             'spatial-caption-dds-check = spatial_caption_ros.cli.dds_check:main',
             'spatial-caption-soak = spatial_caption_ros.cli.soak:main',
         ],

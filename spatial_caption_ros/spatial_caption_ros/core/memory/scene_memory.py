@@ -47,9 +47,9 @@ class SceneMemory:
         self.keyframes = KeyframeIndex(config)
         self.orb = OrbExtractor(config.orb_features) if config.keyframes else None
         objects, changes, keyframes = self.db.load(config.frames_per_object)
-        self.objects.objects = objects
+        for obj in objects.values():
+            self.objects.put(obj)
         self.objects.changes = changes
-        self.objects.next_id = max(objects, default=0) + 1
         self.keyframes.keyframes = keyframes
         self.keyframes.next_id = max((k.id for k in keyframes), default=0) + 1
 

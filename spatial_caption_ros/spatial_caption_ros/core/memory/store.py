@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -54,10 +55,17 @@ class MemoryObject:
     missed_in_view: int = 0             # checkable misses in a row
     misses_total: int = 0               # checkable misses ever (detection rate in view)
     last_track_id: int = -1
+    class_name: str = ''                # the class with the most votes (kept by vote())
 
-    @property
-    def class_name(self) -> str:
-        return max(self.class_votes.items(), key=lambda kv: kv[1])[0]
+    def __post_init__(self) -> None:
+        if self.class_votes:
+            self.class_name = max(self.class_votes.items(), key=lambda kv: kv[1])[0]
+
+    def vote(self, class_name: str, confidence: float) -> None:
+        """Add a detection's confidence to its class's votes."""
+        self.class_votes[class_name] = self.class_votes.get(class_name, 0.0) + confidence
+        if self.class_votes[class_name] > self.class_votes.get(self.class_name, -1.0):
+            self.class_name = class_name
 
     @property
     def class_confidence(self) -> float:
@@ -89,9 +97,11 @@ class MemoryObject:
         return (1.0 - self.detection_rate) ** self.missed_in_view
 
 
-@dataclass(frozen=True)
-class ObjectSnapshot:
-    """An immutable copy of a MemoryObject, for answers and change events."""
+class ObjectSnapshot(NamedTuple):
+    """An immutable copy of a MemoryObject, for answers and change events.
+
+    A NamedTuple: a query may return hundreds, and building one costs a few microseconds.
+    """
 
     id: int
     class_name: str
@@ -106,10 +116,10 @@ class ObjectSnapshot:
     frames: tuple[int, ...]
 
     @classmethod
-    def of(cls, obj: MemoryObject) -> ObjectSnapshot:
-        return cls(obj.id, obj.class_name, obj.class_confidence,
-                   tuple(float(v) for v in obj.position),
-                   tuple(float(v) for v in obj.covariance.reshape(-1)), obj.uncertainty,
+    def of(cls, obj: MemoryObject, uncertainty: float | None = None) -> ObjectSnapshot:
+        return cls(obj.id, obj.class_name, obj.class_confidence, tuple(obj.position.tolist()),
+                   tuple(obj.covariance.ravel().tolist()),
+                   obj.uncertainty if uncertainty is None else uncertainty,
                    obj.first_seen_ns, obj.last_seen_ns, obj.times_seen, obj.state,
                    tuple(obj.frames))
 
@@ -192,6 +202,57 @@ def observations_in_world(graph: SceneGraph, camera_to_world: Transform,
     return out, skipped
 
 
+_STATE_CODES = {TENTATIVE: 0, PRESENT: 1, GONE: 2}
+
+
+class _Rows:
+    """The objects as numpy rows (position, covariance, class, state, last seen, track id).
+
+    Association, the "gone" evidence, forgetting and queries work on all objects at once with
+    these arrays; the MemoryObject stays the record, and every change to one is written to its
+    row by ObjectMemory._sync.
+    """
+
+    def __init__(self, capacity: int = 64) -> None:
+        self.pos = np.zeros((capacity, 3))
+        self.cov = np.zeros((capacity, 3, 3))
+        self.cls = np.full(capacity, -1, np.int32)
+        self.state = np.zeros(capacity, np.int8)
+        self.last = np.zeros(capacity, np.int64)
+        self.track = np.full(capacity, -1, np.int64)
+        self.ids = np.zeros(capacity, np.int64)
+        self.alive = np.zeros(capacity, bool)
+        self.row: dict[int, int] = {}
+        self.free: list[int] = []
+        self.n = 0                     # rows in use or freed (high-water mark)
+
+    def _grow(self) -> None:
+        for name in ('pos', 'cov', 'cls', 'state', 'last', 'track', 'ids', 'alive'):
+            a = getattr(self, name)
+            grown = np.zeros((2 * a.shape[0],) + a.shape[1:], a.dtype)
+            grown[:a.shape[0]] = a
+            setattr(self, name, grown)
+
+    def put(self, obj: MemoryObject, cls: int) -> None:
+        r = self.row.get(obj.id)
+        if r is None:
+            if self.free:
+                r = self.free.pop()
+            else:
+                if self.n == self.ids.shape[0]:
+                    self._grow()
+                r, self.n = self.n, self.n + 1
+            self.row[obj.id] = r
+        self.pos[r], self.cov[r], self.cls[r] = obj.position, obj.covariance, cls
+        self.state[r], self.last[r] = _STATE_CODES[obj.state], obj.last_seen_ns
+        self.track[r], self.ids[r], self.alive[r] = obj.last_track_id, obj.id, True
+
+    def remove(self, oid: int) -> None:
+        r = self.row.pop(oid)
+        self.alive[r] = False
+        self.free.append(r)
+
+
 class ObjectMemory:
     """Remembered objects, their association, fusion, change detection and queries."""
 
@@ -202,6 +263,25 @@ class ObjectMemory:
         self.next_id = 1
         self.discarded_tentative = 0
         self.forgotten = 0
+        self._rows = _Rows()
+        self._codes: dict[str, int] = {}
+
+    def _code(self, class_name: str) -> int:
+        return self._codes.setdefault(class_name, len(self._codes))
+
+    def _sync(self, obj: MemoryObject) -> None:
+        self._rows.put(obj, self._code(obj.class_name))
+
+    def put(self, obj: MemoryObject) -> None:
+        """Add (or replace) an object, e.g. one loaded from storage."""
+        self.objects[obj.id] = obj
+        self._sync(obj)
+        self.next_id = max(self.next_id, obj.id + 1)
+
+    def _delete(self, oid: int, result: UpdateResult) -> None:
+        del self.objects[oid]
+        self._rows.remove(oid)
+        result.removed.add(oid)
 
     # ------------------------------------------------------------ update
 
@@ -212,92 +292,96 @@ class ObjectMemory:
         result = UpdateResult(stamp)
         observations, result.skipped = observations_in_world(graph, camera_to_world, self.config)
         result.observations = observations
-        matched_ids = self._associate(observations, result)
+        matched = self._associate(observations, result)
         world_to_camera = camera_to_world.inverse()
-        unmatched = [o for o in observations
-                     if o.index not in {i for i, _ in result.associations}]
-        evidence = self._negative_evidence(graph, world_to_camera, intrinsics, matched_ids)
-        for obs in unmatched:
-            moved = self._moved_candidate(obs, evidence, matched_ids, graph, world_to_camera,
-                                          intrinsics)
+        associated = {i for i, _ in result.associations}
+        evidence = self._negative_evidence(graph, world_to_camera, intrinsics, matched)
+        for obs in observations:
+            if obs.index in associated:
+                continue
+            moved = self._moved_candidate(obs, evidence, matched, graph.objects[obs.index].box)
             if moved is not None:
                 self._move(moved, obs, stamp, result)
-                matched_ids.add(moved.id)
+                matched.add(moved.id)
                 continue
             obj = MemoryObject(self.next_id, {obs.class_name: obs.confidence}, obs.position,
-                               obs.covariance, stamp, stamp, last_track_id=obs.track_id)
-            obj.frames = deque([stamp], maxlen=self.config.frames_per_object)
+                               obs.covariance, stamp, stamp, last_track_id=obs.track_id,
+                               frames=deque([stamp], maxlen=self.config.frames_per_object))
             self.next_id += 1
             self.objects[obj.id] = obj
-            matched_ids.add(obj.id)
+            matched.add(obj.id)
             result.associations.append((obs.index, obj.id))
             result.touched.add(obj.id)
             if self.config.confirm_observations <= 1:
                 self._confirm(obj, stamp, result, 'first sighting')
-        self._apply_negative_evidence(evidence, matched_ids, stamp, result)
+            self._sync(obj)
+        self._apply_negative_evidence(evidence, matched, stamp, result)
         self._forget(stamp, result)
         return result
 
     def _associate(self, observations: list[Observation], result: UpdateResult) -> set[int]:
-        """Greedy assignment by Mahalanobis distance within the gate, per class."""
-        candidates = list(self.objects.values())
-        if not observations or not candidates:
+        """Greedy assignment by Mahalanobis distance within the gate, per class.
+
+        All observation/object pairs of the same class within max_association_distance are
+        scored at once (one batched solve), then taken best first.
+        """
+        rows, c = self._rows, self.config
+        codes = [self._codes.get(o.class_name, -2) for o in observations]
+        live = np.flatnonzero(rows.alive[:rows.n])
+        if not observations or live.size == 0:
             return set()
-        ids = np.array([o.id for o in candidates])
-        classes = np.array([o.class_name for o in candidates])
-        pos = np.stack([o.position for o in candidates])
-        cov = np.stack([o.covariance for o in candidates])
-        tracks = np.array([o.last_track_id for o in candidates])
-        pairs: list[tuple[float, int, int]] = []
-        for k, obs in enumerate(observations):
-            sel = np.flatnonzero(classes == obs.class_name)
-            if sel.size == 0:
-                continue
-            diff = pos[sel] - obs.position
-            dist = np.linalg.norm(diff, axis=1)
-            s = cov[sel] + obs.covariance
-            chi2 = np.einsum('ni,ni->n', diff, np.linalg.solve(s, diff[..., None])[..., 0])
-            ok = (chi2 <= self.config.gate_chi2) & (dist <= self.config.max_association_distance)
-            for j in np.flatnonzero(ok):
-                # the tracker's id continuing on the same object is a tie-breaker, never a gate
-                cost = float(chi2[j]) - (0.5 if tracks[sel[j]] == obs.track_id else 0.0)
-                pairs.append((cost, k, int(sel[j])))
-        pairs.sort()
+        obs_pos = np.stack([o.position for o in observations])
+        diff = rows.pos[live][None, :, :] - obs_pos[:, None, :]
+        cand = (np.asarray(codes)[:, None] == rows.cls[live][None, :]) & (
+            np.einsum('mni,mni->mn', diff, diff) <= c.max_association_distance ** 2)
+        k_idx, l_idx = np.nonzero(cand)
+        if k_idx.size == 0:
+            return set()
+        d = diff[k_idx, l_idx]
+        r_idx = live[l_idx]
+        s = rows.cov[r_idx] + np.stack([observations[k].covariance for k in k_idx])
+        chi2 = np.einsum('ni,ni->n', d, np.linalg.solve(s, d[..., None])[..., 0])
+        # the tracker's id continuing on the same object is a tie-breaker, never a gate
+        tracks = np.array([observations[k].track_id for k in k_idx])
+        cost = chi2 - 0.5 * (rows.track[r_idx] == tracks)
         used_obs: set[int] = set()
         used: set[int] = set()
-        stamp = result.stamp_ns
-        for _, k, j in pairs:
-            if k in used_obs or j in used:
+        for j in np.argsort(cost, kind='stable'):
+            k, r = int(k_idx[j]), int(r_idx[j])
+            if chi2[j] > c.gate_chi2 or k in used_obs or r in used:
                 continue
             used_obs.add(k)
-            used.add(j)
-            obj = self.objects[int(ids[j])]
-            self._fuse(obj, observations[k], stamp, result)
-        return {int(ids[j]) for j in used}
+            used.add(r)
+            self._fuse(self.objects[int(rows.ids[r])], observations[k], result)
+        return {int(rows.ids[r]) for r in used}
 
-    def _fuse(self, obj: MemoryObject, obs: Observation, stamp: int,
-              result: UpdateResult) -> None:
+    def _fuse(self, obj: MemoryObject, obs: Observation, result: UpdateResult) -> None:
         """Static-object Kalman update of the position; votes, counts, frames."""
+        stamp = result.stamp_ns
         s = obj.covariance + obs.covariance
         gain = obj.covariance @ np.linalg.inv(s)
         obj.position = obj.position + gain @ (obs.position - obj.position)
         cov = (np.eye(3) - gain) @ obj.covariance
         obj.covariance = 0.5 * (cov + cov.T)
-        obj.class_votes[obs.class_name] = obj.class_votes.get(obs.class_name, 0.0) + \
-            obs.confidence
-        obj.last_seen_ns = max(obj.last_seen_ns, stamp)
-        obj.times_seen += 1
-        obj.frames.append(stamp)
-        obj.missed_in_view = 0
-        obj.last_track_id = obs.track_id
-        result.associations.append((obs.index, obj.id))
-        result.touched.add(obj.id)
+        self._sighted(obj, obs, result)
         if obj.state == TENTATIVE and obj.times_seen >= self.config.confirm_observations:
             self._confirm(obj, stamp, result, f'seen {obj.times_seen} times')
         elif obj.state == GONE:
             obj.state = PRESENT
             self._record(Change(APPEARED, stamp, ObjectSnapshot.of(obj),
                                 evidence='seen again where it had gone'), result)
+        self._sync(obj)
+
+    def _sighted(self, obj: MemoryObject, obs: Observation, result: UpdateResult) -> None:
+        """What every sighting records: votes, stamps, counts, the track id."""
+        obj.vote(obs.class_name, obs.confidence)
+        obj.last_seen_ns = max(obj.last_seen_ns, result.stamp_ns)
+        obj.times_seen += 1
+        obj.frames.append(result.stamp_ns)
+        obj.missed_in_view = 0
+        obj.last_track_id = obs.track_id
+        result.associations.append((obs.index, obj.id))
+        result.touched.add(obj.id)
 
     def _confirm(self, obj: MemoryObject, stamp: int, result: UpdateResult, why: str) -> None:
         obj.state = PRESENT
@@ -307,18 +391,11 @@ class ObjectMemory:
               result: UpdateResult) -> None:
         previous = tuple(float(v) for v in obj.position)
         obj.position, obj.covariance = obs.position.copy(), obs.covariance.copy()
-        obj.class_votes[obs.class_name] = obj.class_votes.get(obs.class_name, 0.0) + \
-            obs.confidence
-        obj.last_seen_ns = stamp
-        obj.times_seen += 1
-        obj.frames.append(stamp)
-        obj.missed_in_view = 0
-        obj.last_track_id = obs.track_id
+        self._sighted(obj, obs, result)
         obj.state = PRESENT
-        result.associations.append((obs.index, obj.id))
-        result.touched.add(obj.id)
         self._record(Change(MOVED, stamp, ObjectSnapshot.of(obj), previous,
                             'seen elsewhere while its old place was in view and empty'), result)
+        self._sync(obj)
 
     def _record(self, change: Change, result: UpdateResult) -> None:
         result.changes.append(change)
@@ -330,50 +407,67 @@ class ObjectMemory:
 
     def _negative_evidence(self, graph: SceneGraph, world_to_camera: Transform,
                            intrinsics: CameraIntrinsics | None,
-                           matched: set[int]) -> dict[int, str]:
-        """Confirmed objects not seen now whose place is checkable: id -> '' or why not."""
-        out: dict[int, str] = {}
-        if intrinsics is None:
-            return out
-        objs = [o for o in self.objects.values() if o.confirmed and o.id not in matched]
-        if not objs:
-            return out
-        cam = world_to_camera.apply(np.stack([o.position for o in objs]))
-        boxes = [(o.box, o.depth) for o in graph.objects
-                 if o.depth_metric and math.isfinite(o.depth)]
-        c = self.config
-        for obj, p in zip(objs, cam, strict=True):
-            out[obj.id] = _visibility(p, intrinsics, boxes, c)
-        return out
+                           matched: set[int]) -> dict[int, tuple[float, float]]:
+        """Present objects not seen now whose place is checkable: id -> pixel (u, v).
 
-    def _moved_candidate(self, obs: Observation, evidence: dict[int, str], matched: set[int],
-                         graph: SceneGraph, world_to_camera: Transform,
-                         intrinsics: CameraIntrinsics | None) -> MemoryObject | None:
-        """A remembered object of the class whose old place is verifiably empty, nearest first."""
-        if intrinsics is None or self.config.move_radius <= 0:
+        Checkable: projects inside the image (view_margin_px), depth within min_range ..
+        max_range, and no detected object covering the projection lies occlusion_margin or
+        more in front of it.
+        """
+        rows, c = self._rows, self.config
+        if intrinsics is None:
+            return {}
+        sel = np.flatnonzero(rows.alive[:rows.n] & (rows.state[:rows.n] == _STATE_CODES[
+            PRESENT]))
+        if matched:
+            sel = sel[~np.isin(rows.ids[sel], list(matched))]
+        if sel.size == 0:
+            return {}
+        p = world_to_camera.apply(rows.pos[sel])
+        z = p[:, 2]
+        with np.errstate(divide='ignore', invalid='ignore'):
+            u = intrinsics.fx * p[:, 0] / z + intrinsics.cx
+            v = intrinsics.fy * p[:, 1] / z + intrinsics.cy
+        m = c.view_margin_px
+        ok = (z >= max(c.min_range, 1e-6)) & (z <= c.max_range) & (u >= m) & \
+            (u <= intrinsics.width - m) & (v >= m) & (v <= intrinsics.height - m)
+        front = [(o.box.as_tuple(), o.depth) for o in graph.objects
+                 if o.depth_metric and math.isfinite(o.depth)]
+        if front and ok.any():
+            boxes = np.array([b for b, _ in front])
+            depths = np.array([d for _, d in front])
+            covered = (u[:, None] >= boxes[:, 0]) & (u[:, None] <= boxes[:, 2]) & \
+                (v[:, None] >= boxes[:, 1]) & (v[:, None] <= boxes[:, 3]) & \
+                (depths[None, :] < z[:, None] - c.occlusion_margin)
+            ok &= ~covered.any(axis=1)
+        return {int(rows.ids[r]): (float(uu), float(vv))
+                for r, uu, vv in zip(sel[ok], u[ok], v[ok], strict=True)}
+
+    def _moved_candidate(self, obs: Observation, evidence: dict[int, tuple[float, float]],
+                         matched: set[int], box) -> MemoryObject | None:
+        """A remembered object of the class whose old place is verifiably empty, nearest first.
+
+        Not one whose old place projects inside this observation's own box: that is the same
+        object seen with a depth error, not a move.
+        """
+        if self.config.move_radius <= 0:
             return None
-        box = graph.objects[obs.index].box
         best, best_d = None, self.config.move_radius
-        for oid, why in evidence.items():
+        for oid, (u, v) in evidence.items():
             obj = self.objects[oid]
-            if why or oid in matched or obj.class_name != obs.class_name:
+            if oid in matched or obj.class_name != obs.class_name:
                 continue
             d = float(np.linalg.norm(obj.position - obs.position))
-            if d > best_d:
+            if d > best_d or (box.x_min <= u <= box.x_max and box.y_min <= v <= box.y_max):
                 continue
-            u, v, _ = _project(world_to_camera.apply(obj.position), intrinsics)
-            if box.x_min <= u <= box.x_max and box.y_min <= v <= box.y_max:
-                continue     # its old place is inside this very box: a depth error, not a move
             best, best_d = obj, d
         return best
 
-    def _apply_negative_evidence(self, evidence: dict[int, str], matched: set[int], stamp: int,
-                                 result: UpdateResult) -> None:
-        for oid, why in evidence.items():
+    def _apply_negative_evidence(self, evidence: dict[int, tuple[float, float]],
+                                 matched: set[int], stamp: int, result: UpdateResult) -> None:
+        for oid in evidence:
             obj = self.objects.get(oid)
             if obj is None or oid in matched or obj.state != PRESENT:
-                continue
-            if why:
                 continue
             obj.missed_in_view += 1
             obj.misses_total += 1
@@ -384,34 +478,34 @@ class ObjectMemory:
                 self._record(Change(GONE, stamp, ObjectSnapshot.of(obj), evidence=(
                     f'in view, not occluded and within range, but not detected in '
                     f'{obj.missed_in_view} frames in a row')), result)
+                self._sync(obj)
 
     # ------------------------------------------------------------ bounds
 
     def _forget(self, stamp: int, result: UpdateResult) -> None:
-        c = self.config
-        timeout = int(c.tentative_timeout * 1e9)
-        for oid, obj in list(self.objects.items()):
-            if obj.state == TENTATIVE and stamp - obj.last_seen_ns > timeout:
-                del self.objects[oid]
-                self.discarded_tentative += 1
-                result.removed.add(oid)
+        rows, c = self._rows, self.config
+        alive = rows.alive[:rows.n]
+        last = rows.last[:rows.n]
+        drop = alive & (rows.state[:rows.n] == _STATE_CODES[TENTATIVE]) & (
+            last < stamp - int(c.tentative_timeout * 1e9))
+        self.discarded_tentative += int(drop.sum())
         if c.max_age > 0:
+            old = alive & ~drop & (last < stamp - int(c.max_age * 1e9))
+            self.forgotten += int(old.sum())
+            drop |= old
             horizon = stamp - int(c.max_age * 1e9)
-            for oid, obj in list(self.objects.items()):
-                if obj.last_seen_ns < horizon:
-                    del self.objects[oid]
-                    self.forgotten += 1
-                    result.removed.add(oid)
             while self.changes and self.changes[0].stamp_ns < horizon:
                 self.changes.popleft()
+        for r in np.flatnonzero(drop):
+            self._delete(int(rows.ids[r]), result)
         excess = len(self.objects) - c.max_objects
         if excess > 0:
-            order = sorted(self.objects.values(),
-                           key=lambda o: (o.state != GONE, o.last_seen_ns))
-            for obj in order[:excess]:
-                del self.objects[obj.id]
-                self.forgotten += 1
-                result.removed.add(obj.id)
+            live = np.flatnonzero(rows.alive[:rows.n])
+            # gone ones first, then the least recently seen
+            order = np.lexsort((rows.last[live], rows.state[live] != _STATE_CODES[GONE]))
+            for r in live[order[:excess]]:
+                self._delete(int(rows.ids[r]), result)
+            self.forgotten += excess
         result.touched -= result.removed
 
     # ------------------------------------------------------------ queries
@@ -430,26 +524,37 @@ class ObjectMemory:
         near_object: an id whose position is the point (the object itself is left out); an
         unknown id raises KeyError.
         """
-        exclude = 0
+        rows = self._rows
+        n = rows.n
+        state = rows.state[:n]
+        mask = rows.alive[:n] & ((state == _STATE_CODES[PRESENT]) | (
+            include_gone & (state == _STATE_CODES[GONE]))) & (rows.last[:n] >= since_ns)
         if near_object:
             ref = self.objects.get(near_object)
             if ref is None or not ref.confirmed:
                 raise KeyError(f'no remembered object with id {near_object}')
-            point, exclude = tuple(ref.position), near_object
-        hits = []
-        for obj in self.remembered(include_gone):
-            if obj.id == exclude or (class_name and obj.class_name != class_name):
-                continue
-            if obj.last_seen_ns < since_ns:
-                continue
-            d = float(np.linalg.norm(obj.position - np.asarray(point))) if point else 0.0
-            if point is not None and radius > 0 and d > radius:
-                continue
-            hits.append((d if point is not None else -obj.last_seen_ns, obj))
-        hits.sort(key=lambda h: h[0])
+            point = tuple(ref.position)
+            mask[rows.row[near_object]] = False
+        if class_name:
+            code = self._codes.get(class_name)
+            if code is None:
+                return []
+            mask &= rows.cls[:n] == code
+        sel = np.flatnonzero(mask)
+        if point is not None:
+            d = np.linalg.norm(rows.pos[sel] - np.asarray(point, dtype=np.float64), axis=1)
+            if radius > 0:
+                sel, d = sel[d <= radius], d[d <= radius]
+            sel = sel[np.argsort(d, kind='stable')]
+        else:
+            sel = sel[np.argsort(-rows.last[sel], kind='stable')]
         if max_results > 0:
-            hits = hits[:max_results]
-        return [ObjectSnapshot.of(o) for _, o in hits]
+            sel = sel[:max_results]
+        if sel.size == 0:
+            return []
+        sigma = np.sqrt(np.maximum(np.linalg.eigvalsh(rows.cov[sel])[:, -1], 0.0))
+        return [ObjectSnapshot.of(self.objects[int(rows.ids[r])], float(s))
+                for r, s in zip(sel, sigma, strict=True)]
 
     def last_seen(self, object_id: int = 0, class_name: str = '') -> ObjectSnapshot | None:
         """Where and when an object (by id, or the latest of a class) was last seen."""
@@ -463,26 +568,3 @@ class ObjectMemory:
         """Change events stamped at or after since_ns (of one kind, or all), oldest first."""
         return [c for c in self.changes if c.stamp_ns >= since_ns and (not kind or
                                                                        c.kind == kind)]
-
-
-def _project(p: np.ndarray, intrinsics: CameraIntrinsics) -> tuple[float, float, float]:
-    z = float(p[2])
-    if z <= 1e-6:
-        return math.nan, math.nan, z
-    return (intrinsics.fx * p[0] / z + intrinsics.cx, intrinsics.fy * p[1] / z + intrinsics.cy,
-            z)
-
-
-def _visibility(p: np.ndarray, intrinsics: CameraIntrinsics, boxes, c: MemoryConfig) -> str:
-    """'' when a camera-frame point should be seen now, else why it cannot count as missed."""
-    u, v, z = _project(p, intrinsics)
-    if not c.min_range <= z <= c.max_range:
-        return 'out of range' if z > 0 else 'behind the camera'
-    m = c.view_margin_px
-    if not (m <= u <= intrinsics.width - m and m <= v <= intrinsics.height - m):
-        return 'out of view'
-    for box, depth in boxes:
-        if box.x_min <= u <= box.x_max and box.y_min <= v <= box.y_max and \
-                depth < z - c.occlusion_margin:
-            return 'occluded'
-    return ''
