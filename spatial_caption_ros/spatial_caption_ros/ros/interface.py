@@ -105,6 +105,9 @@ NODE_TOPICS: dict[str, tuple[TopicSpec, ...]] = {
                   'Caption with provenance (verified, generator, model, latency); header of the '
                   'source image.'),
         TopicSpec('caption/text', STRING, 'out', 'output_qos', 'The caption text alone.'),
+        TopicSpec('memory/facts', MEMORY_FACTS, 'in', 'reliable',
+                  "The memory node's statements, appended to the caption of the same frame.",
+                  when=('memory_facts', (True,))),
     ),
     'visualization': (
         TopicSpec('scene_graph', SCENE_GRAPH, 'in', 'input_qos', 'Graph to draw.'),

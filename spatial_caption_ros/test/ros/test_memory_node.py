@@ -232,6 +232,44 @@ def test_without_world_frame_the_camera_frame_is_used_with_a_warning():
     finally:
         memory.destroy_node()
 
+def test_captions_state_the_memory_facts_of_their_frame():
+    from spatial_caption_interfaces.msg import Caption
+    from spatial_caption_ros.nodes.caption_node import CaptionNode
+    ns = '/mem_caption'
+    memory = _memory(ns, keyframes=False)
+    # the caption node reads its graphs from `caption_in`, so the test hands it each graph only
+    # once the memory has published its facts (in a running graph the LLM takes longer anyway)
+    caption = CaptionNode(namespace=ns, cli_args=['--ros-args', '-r', 'scene_graph:=caption_in'],
+                          parameter_overrides=[Parameter('generator', value='template'),
+                                               Parameter('memory_facts', value=True),
+                                               Parameter('input_qos', value='reliable')])
+    robot = Robot(ns)
+    to_caption = robot.node.create_publisher(SceneGraph, 'caption_in', qos_profile('reliable'))
+    captions = []
+    robot.node.create_subscription(Caption, 'caption', captions.append, qos_profile('reliable'))
+    ex = _executor(memory, caption, robot.node)
+    try:
+        assert memory.active and caption.active, caption.last_error
+        assert spin_until(ex, lambda: robot.graph.get_subscription_count() >= 1 and
+                          to_caption.get_subscription_count() >= 1 and
+                          robot.node.count_publishers('caption') >= 1 and
+                          caption.count_publishers('memory/facts') >= 1)
+        for stamp in (0.0, 0.5, 12.0):
+            msg = conversions.scene_graph_to_msg(graph(stamp, obj_at(1, 'cup', (0, 0, 2.0))))
+            n, m = len(robot.facts), len(captions)
+            robot.graph.publish(msg)
+            assert spin_until(ex, lambda n=n: len(robot.facts) > n)
+            to_caption.publish(msg)
+            assert spin_until(ex, lambda m=m: len(captions) > m)
+        assert list(robot.facts[-1].statements) == ['the cup first seen 12 s ago is still there']
+        assert captions[-1].text.endswith(
+            'From memory: The cup first seen 12 s ago is still there.'), captions[-1].text
+        assert 'From memory' not in captions[0].text      # nothing remembered yet
+    finally:
+        ex.shutdown()
+        for n in (memory, caption, robot.node):
+            n.destroy_node()
+
 # ---------------------------------------------------------------- kill -9 while writing
 
 

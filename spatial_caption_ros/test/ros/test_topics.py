@@ -37,7 +37,7 @@ VARIANTS = {
     'image_source': [{}, {'pace_on': 'caption'}],
     'perception': [{}, {'image_format': 'compressed'}, {'depth_source': 'sensor'}],
     'scene_graph': [{}, {'publish_json': True}],
-    'caption': [{}],
+    'caption': [{}, {'memory_facts': True}],
     'visualization': [{}, {'image_format': 'compressed', 'show_depth_inset': False}],
     'memory': [{}, {'world_frame': 'odom', 'keyframes': False}],
 }

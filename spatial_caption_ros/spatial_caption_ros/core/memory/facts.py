@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from spatial_caption_ros.core.params import param
+
 from spatial_caption_ros.core.memory.keyframes import Retrieval
 from spatial_caption_ros.core.memory.store import GONE, MOVED, ObjectMemory, PRESENT, \
     UpdateResult
@@ -20,6 +22,23 @@ FACT_MOVED = MOVED
 PLACE_SEEN = 'place_seen'
 # Sightings closer than this to the current one do not make "seen before" news.
 MIN_AGE_S = 1.0
+
+
+@dataclass(frozen=True)
+class MemoryFactsConfig:
+    """The caption node's switch for memory facts (the memory node publishes them)."""
+
+    memory_facts: bool = param(
+        False, 'Append the facts of the memory node about the captioned frame (memory/facts, same '
+        'stamp) to the caption, e.g. "the cup first seen 10 s ago is still there".')
+
+
+def with_memory_facts(text: str, statements: list[str]) -> str:
+    """A caption followed by the memory's statements about the same frame."""
+    if not statements:
+        return text
+    facts = '; '.join(statements)
+    return f'{text.rstrip()} From memory: {facts[0].upper()}{facts[1:]}.'
 
 
 @dataclass(frozen=True)
