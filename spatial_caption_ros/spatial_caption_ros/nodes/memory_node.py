@@ -72,6 +72,7 @@ class MemoryNode(ManagedNode):
         self.tf_status = 'no graph yet'
         self.tf_mode = ''
         self.published_changes = 0
+        self.objects_without_position = 0
         super().__init__('memory', **kwargs)
 
     # ------------------------------------------------------------ lifecycle
@@ -206,6 +207,12 @@ class MemoryNode(ManagedNode):
                 self.reject('invalid_camera_info', str(exc))
         image = self._image_for(stamp) if self.config.keyframes else None
         update = self.memory.update(graph, pose, intrinsics, image)
+        if update.result.skipped:
+            self.objects_without_position += update.result.skipped
+            self._throttled_log(
+                'warning', 'no_position', f'{update.result.skipped} of {len(graph.objects)} '
+                'objects have no metric 3D position (no camera_info, or relative depth): the '
+                'memory cannot place them and skips them')
         world = self.config.world_frame or frame
         for change in update.result.changes:
             self.change_pub.publish(conversions.memory_change_to_msg(change, world))
@@ -303,6 +310,7 @@ class MemoryNode(ManagedNode):
                 'tentative_discarded': memory.objects.discarded_tentative,
                 'forgotten': memory.objects.forgotten,
                 'changes_published': self.published_changes,
+                'objects_without_position': self.objects_without_position,
                 'keyframes': len(memory.keyframes.keyframes)}
         values['tf_status'] = self.tf_status
         if memory.db.recovered_from:
