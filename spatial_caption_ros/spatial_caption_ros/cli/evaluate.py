@@ -28,7 +28,7 @@ import sys
 
 import yaml
 
-from spatial_caption_ros.cli.config import load_params
+from spatial_caption_ros.params_file import load_params
 from spatial_caption_ros.core.errors import SpatialCaptionError
 from spatial_caption_ros.core.evaluation.dataset import SOURCES
 from spatial_caption_ros.core.evaluation.harness import EvalOptions, Harness, render_markdown

@@ -21,7 +21,7 @@ from tf2_msgs.msg import TFMessage
 
 from support import EVAL, MODELS, needs_shared, spin_until
 from support.memory_scene import CAM, graph, obj_at, S
-from spatial_caption_ros.cli.config import dump_params
+from spatial_caption_ros.params_file import dump_params
 from spatial_caption_ros.core.inputs.image import read_image_file
 from spatial_caption_ros.core.memory.config import MemoryConfig
 from spatial_caption_ros.core.evaluation.tum import read_tum_sequence

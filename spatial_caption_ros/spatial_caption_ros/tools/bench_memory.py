@@ -7,7 +7,7 @@ evidence check all run). Printed: the object update alone (core/memory/store.py)
 the SQLite write (WAL, a file in a temporary folder), and each query type. Figures are this
 machine's, measured now; no thresholds are asserted.
 
-  python -m spatial_caption_ros.cli.bench_memory --objects 500 --graphs 300   (make bench-memory)
+  python -m spatial_caption_ros.tools.bench_memory --objects 500 --graphs 300   (make bench-memory)
 """
 
 from __future__ import annotations
