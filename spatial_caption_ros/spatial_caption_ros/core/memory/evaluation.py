@@ -239,6 +239,7 @@ def render_memory_markdown(section: dict[str, Any]) -> str:
                      f'{pr["correct"]} / {pr["baseline_correct"]} of {pr["n"]} revisiting frames, '
                      f'{pr["keyframes"]} keyframes | >= {GOALS["place_retrieval"]} |')
     for source, d in section['details'].items():
+        counts = ', '.join(f'{n} {kind}' for kind, n in d['changes'].items())
         lines.append(f'| change events, {source} depth (static scene: moved and gone are false '
-                     f'alarms) | {d["changes"]} | {d["frames"]} frames | |')
+                     f'alarms) | {counts} | {d["frames"]} frames | |')
     return '\n'.join(lines) + '\n'
