@@ -59,7 +59,8 @@ class PosedFrame:
 
 def posed_frames(sequence: TumSequence) -> list[PosedFrame]:
     """The sequence's frames that have a ground-truth pose (core/evaluation/tum.py reads it)."""
-    return [PosedFrame(int(round(f.rgb_stamp * 1e9)), f,
+    # TUM stamps have microsecond digits; rounding there keeps float noise out of the ns
+    return [PosedFrame(int(round(f.rgb_stamp * 1e6)) * 1000, f,
                        Transform(f.pose[:3, :3].copy(), f.pose[:3, 3].copy()))
             for f in sequence.frames if f.pose is not None]
 

@@ -355,3 +355,37 @@ def test_kill_9_mid_write_leaves_a_consistent_database(tmp_path):
     last = max(c.stamp_ns for c in changes)
     assert sorted({int(o.position[0]) for o in objects.values()}) == list(range(1, last + 1))
     db.close()
+
+# ---------------------------------------------------------------- evaluation criteria
+
+
+def test_fragmentation_and_spread_follow_the_issue_criteria():
+    from spatial_caption_ros.core.memory.evaluation import fragmentation, world_spread
+    mem = ObjectMemory(config(move_radius=0.0))
+    # two cup entries 0.2 m apart (one physical cup, fragmented), a book, a person (not static)
+    for t in (0.0, 0.2):
+        mem.update(graph(t, obj_at(1, 'cup', (0, 0, 2.0)), obj_at(2, 'book', (1.0, 0, 2.0)),
+                         obj_at(3, 'person', (-1.0, 0, 2.0), size=0.5)), yaw(0), CAM)
+    for t in (0.4, 0.6):
+        mem.update(graph(t, obj_at(4, 'cup', (0.2, 0, 2.0), sigma=0.01)), yaw(0), CAM)
+    assert sorted(o.class_name for o in mem.remembered()) == ['book', 'cup', 'cup', 'person']
+    f = fragmentation(mem)
+    assert f == {'entries_per_object': 1.5, 'n': 2, 'entries': 3}
+    cup = next(o for o in mem.remembered() if o.class_name == 'cup')
+    observed = {cup.id: [cup.position + [0.03, 0, 0], cup.position - [0, 0.05, 0]]}
+    spread = world_spread(mem, observed)
+    assert spread['median'] == pytest.approx(0.04) and spread['n'] == 2 and spread['objects'] == 1
+
+
+def test_tum_frames_carry_ground_truth_poses_as_transforms():
+    from support import EVAL
+    from spatial_caption_ros.core.evaluation.tum import read_tum_sequence
+    from spatial_caption_ros.core.memory.evaluation import posed_frames
+    folder = EVAL / 'tum_fr1_rpy'
+    if not folder.is_dir():
+        pytest.skip('../shared/eval/tum_fr1_rpy is needed')
+    frames = posed_frames(read_tum_sequence(folder))
+    assert len(frames) == 87
+    assert all(np.allclose(f.pose.rotation @ f.pose.rotation.T, np.eye(3), atol=1e-6)
+               for f in frames)
+    assert frames[0].stamp_ns == 1305031229528748000
