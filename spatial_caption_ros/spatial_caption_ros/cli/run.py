@@ -95,6 +95,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument('--dds-profile', default=None, metavar='XML|none',
                    help='Fast DDS profile for every node (default: the shipped '
                         'config/fastdds_large_images.xml; none: Fast DDS defaults)')
+    p.add_argument('--memory', action='store_true',
+                   help='also run the memory node (objects remembered across frames, changes, '
+                        'queries; its database goes to <output>/memory.sqlite unless set)')
     p.add_argument('--quiet', action='store_true', help='print only the captions')
     return p.parse_args(argv)
 
@@ -140,6 +143,8 @@ def build_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, st
             raise ConfigError(f'--model-dir {args.model_dir}: not a folder')
         section(params, 'perception')['model_dir'] = str(model_dir)
     apply_sets(params, args.set)
+    if args.memory and section(params, 'memory').get('database', ':memory:') == ':memory:':
+        section(params, 'memory')['database'] = str(Path(args.output).resolve() / 'memory.sqlite')
     return params, remaps, live
 
 
@@ -186,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         stop_processes, wait_until_connected)
 
     names = [n for n in GRAPH_NODES if not (live and n == 'image_source')]
+    names += ['memory'] if args.memory else []
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
     log(f'[run] ROS_DOMAIN_ID={env["ROS_DOMAIN_ID"]} '
         f'discovery={env["ROS_AUTOMATIC_DISCOVERY_RANGE"]} mode={args.mode}')

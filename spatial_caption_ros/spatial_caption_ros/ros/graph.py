@@ -20,20 +20,24 @@ PACKAGE = 'spatial_caption_ros'
 GRAPH_NODES = ('image_source', 'perception', 'scene_graph', 'caption', 'visualization')
 # The nodes that process a camera stream (everything but the demo image source).
 PIPELINE_NODES = ('perception', 'scene_graph', 'caption', 'visualization')
+# Nodes that are off unless asked for (runner --memory, launch argument use_memory:=true).
+OPTIONAL_NODES = ('memory',)
+ALL_NODES = GRAPH_NODES + OPTIONAL_NODES
 NODE_MODULES = {
     'image_source': 'spatial_caption_ros.nodes.image_source_node',
     'perception': 'spatial_caption_ros.nodes.perception_node',
     'scene_graph': 'spatial_caption_ros.nodes.scene_graph_node',
     'caption': 'spatial_caption_ros.nodes.caption_node',
     'visualization': 'spatial_caption_ros.nodes.visualization_node',
+    'memory': 'spatial_caption_ros.nodes.memory_node',
 }
 NODE_CLASSES = {
     'image_source': 'ImageSourceNode', 'perception': 'PerceptionNode',
     'scene_graph': 'SceneGraphNode', 'caption': 'CaptionNode',
-    'visualization': 'VisualizationNode',
+    'visualization': 'VisualizationNode', 'memory': 'MemoryNode',
 }
 # console_scripts entry point of each node (setup.py), used by the launch files.
-EXECUTABLES = {name: f'{name}_node' for name in GRAPH_NODES}
+EXECUTABLES = {name: f'{name}_node' for name in ALL_NODES}
 # The shipped parameter file and Fast DDS profile (paths relative to the package share folder).
 PARAMS_FILE = 'config/pipeline.yaml'
 DDS_PROFILE_FILE = 'config/fastdds_large_images.xml'

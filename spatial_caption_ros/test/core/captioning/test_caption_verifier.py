@@ -15,6 +15,7 @@ from spatial_caption_ros.core.captioning.structured import (
     dumps, SCHEMA_ID, structured_caption, validate)
 from spatial_caption_ros.core.captioning.template import (
     clause_options, count_options, EMPTY_CAPTION, realise)
+from spatial_caption_ros.core.captioning.semantics import Claim, GraphIndex, NounPhrase
 from spatial_caption_ros.core.captioning.verify import CaptionVerifier, repair
 from spatial_caption_ros.core.scene_graph.builder import SceneGraphBuilder, SceneGraphConfig
 from spatial_caption_ros.core.types import (
@@ -88,6 +89,21 @@ def test_adversarial_statements_fail_with_a_reason(text, reason):
         assert ok
     else:
         assert not ok and why == reason, why
+
+
+def test_the_graph_index_judges_parsed_claims_without_the_parser():
+    index = GraphIndex(street())
+    bus = NounPhrase('unique', 'bus', 1, False, True)
+    left = NounPhrase('unique', 'person', 1, False, True, cell=(None, 0))
+    people = NounPhrase('exactly', 'person', 3, True, True)
+    assert index.judge(Claim('place', '', subject=bus, cell=(1, 1))) == (True, '')
+    assert index.judge(Claim('place', '', subject=bus, cell=(None, 0))) == (False, 'wrong_region')
+    assert index.judge(Claim('count', '', subject=people)) == (True, '')
+    assert index.judge(Claim('relation', '', subject=left, predicate=LEFT_OF, object=bus)) == (
+        True, '')
+    assert index.judge(Claim('relation', '', subject=bus, predicate=LEFT_OF, object=left)) == (
+        False, 'relation_not_in_graph')
+    assert index.judge(Claim('nearest', '', subject=left)) == (True, '')
 
 
 def test_no_metres_without_metric_depth():

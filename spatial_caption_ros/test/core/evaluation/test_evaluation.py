@@ -10,8 +10,9 @@ import pytest
 from support import BUS, EVAL, MODELS, needs_shared
 from spatial_caption_ros.cli import evaluate
 from spatial_caption_ros.core.errors import ConfigError
-from spatial_caption_ros.core.evaluation.dataset import (
-    GroundTruthObject, load_items, read_kitti_labels, read_vsr_statements, VsrStatement)
+from spatial_caption_ros.core.evaluation.dataset import GroundTruthObject, load_items
+from spatial_caption_ros.core.evaluation.kitti import KITTI_TO_COCO, read_kitti_labels
+from spatial_caption_ros.core.evaluation.vsr import read_vsr_statements, VsrStatement
 from spatial_caption_ros.core.evaluation.harness import (
     EvalOptions, Harness, MODE_ORACLE, render_markdown)
 from spatial_caption_ros.core.evaluation.metrics import (
@@ -69,9 +70,9 @@ def test_kitti_labels(tmp_path):
         'DontCare -1 -1 -10 800.38 163.67 825.45 184.07 -1 -1 -1 -1000 -1000 -1000 -10\n'
         'Cyclist 0.00 0 -1.65 676.60 163.95 688.98 193.93 1.86 0.60 2.02 4.59 1.32 45.84 -1.55\n')
     objects = read_kitti_labels(path)
-    assert [o.label for o in objects] == ['Car', 'Cyclist']
-    assert objects[1].classes == {'person', 'bicycle'}
-    assert objects[0].depth == 58.49
+    assert [o.type for o in objects] == ['Car', 'Cyclist']
+    assert KITTI_TO_COCO[objects[1].type] == ('person', 'bicycle')
+    assert objects[0].depth == 58.49 and objects[0].truncated == 0.0 and objects[0].moderate
     assert objects[0].distance == pytest.approx(math.sqrt(16.53 ** 2 + (2.39 - 1.67 / 2) ** 2 +
                                                           58.49 ** 2))
     path.write_text('Car 0 0\n')
