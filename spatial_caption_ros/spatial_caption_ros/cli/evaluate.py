@@ -4,7 +4,8 @@ Runs PerceptionPipeline (the real detector, the configured depth source, KITTI c
 intrinsics) and SceneGraphBuilder over a folder in the format of ../shared/eval, and writes
 results.json (every count, per-frame details, VSR verdicts) and results.md (a short table):
 KITTI depth order, distance error and Kendall tau; COCO left/right/above/below precision and
-recall; VSR statements decided by the graph.
+recall; VSR statements decided by the graph; the TUM RGB-D sequence (tum_fr1_rpy: per-object
+depth and sigma against the Kinect, the graph's in front of / behind against the Kinect order).
 
 `--depth-check` adds the KITTI depth check: every labelled object matched to a detection with its
 labelled and estimated depth, sigma, truncation and occlusion, and the median errors by subset
@@ -26,8 +27,8 @@ import yaml
 
 from spatial_caption_ros.cli.config import load_params
 from spatial_caption_ros.core.errors import SpatialCaptionError
-from spatial_caption_ros.core.evaluation.dataset import SOURCES
-from spatial_caption_ros.core.evaluation.harness import EvalOptions, Harness, render_markdown
+from spatial_caption_ros.core.evaluation.harness import (
+    ALL_SOURCES, EvalOptions, Harness, render_markdown)
 from spatial_caption_ros.core.perception.models import repository_root
 from spatial_caption_ros.core.params import build_config, param_fields
 from spatial_caption_ros.core.perception.pipeline import PerceptionConfig
@@ -59,8 +60,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument('--model-dir', default=None, help='perception model_dir')
     p.add_argument('--set', action='append', default=[], metavar='NODE.PARAM=VALUE',
                    help='override a perception or scene_graph parameter (value parsed as YAML)')
-    p.add_argument('--sources', default=','.join(SOURCES),
-                   help=f'comma-separated subset of {",".join(SOURCES)}')
+    p.add_argument('--sources', default=','.join(ALL_SOURCES),
+                   help=f'comma-separated subset of {",".join(ALL_SOURCES)} (tum: the '
+                        'tum_fr1_rpy RGB-D sequence against its Kinect depth)')
     p.add_argument('--limit', type=int, default=0, help='first N items of each source only')
     p.add_argument('--oracle-depth', action='store_true',
                    help='KITTI: replace estimated depth by the labelled depth (harness '
@@ -119,9 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.model_dir:
         perception['model_dir'] = str(Path(args.model_dir).expanduser().resolve())
     sources = tuple(s.strip() for s in args.sources.split(',') if s.strip())
-    unknown = sorted(set(sources) - set(SOURCES))
+    unknown = sorted(set(sources) - set(ALL_SOURCES))
     if unknown:
-        print(f'unknown sources {unknown}; known: {", ".join(SOURCES)}', file=sys.stderr)
+        print(f'unknown sources {unknown}; known: {", ".join(ALL_SOURCES)}', file=sys.stderr)
         return 2
     try:
         harness = Harness(build_config(PerceptionConfig, perception),

@@ -23,8 +23,9 @@ from spatial_caption_ros.core.perception.depth import (
     BoxStatConfig, create_depth_source, DEPTH_SOURCES, DepthInput, DepthOutput, DepthSource)
 from spatial_caption_ros.core.perception.depth.depth_anything import (
     DEPTH_CONTRACT, MODEL_OUTPUTS, PATCH, SCALE_SOURCES)
-from spatial_caption_ros.core.perception.depth.geometric import GeometricDepth, truncation
-from spatial_caption_ros.core.perception.depth.sensor import align_to_image
+from spatial_caption_ros.core.perception.depth.geometric import (
+    GeometricDepth, gravity_from_pitch_roll, truncation)
+from spatial_caption_ros.core.perception.depth.sensor import align_to_image, SensorDepth
 from spatial_caption_ros.core.perception.detection import (
     read_class_names_file, YOLO_CONTRACT, YoloDetector)
 from spatial_caption_ros.core.errors import ConfigError, ModelNotFoundError
@@ -85,8 +86,9 @@ class PerceptionConfig:
     classes: tuple[str, ...] = param(
         (), 'Keep only these class names (empty: all classes).', kind='str_list', max_length=64)
     depth_source: str = param(
-        DEPTH_AUTO, 'Depth source: auto (depth_anything_v2 when depth_model is found, else '
-        'geometric), none, geometric (box size + class size priors + camera_info, no weights), '
+        DEPTH_AUTO, 'Depth source: auto (sensor for frames with a matched aligned depth image on '
+        '`depth`; otherwise depth_anything_v2 when depth_model is found, else geometric), none, '
+        'geometric (box size + class size priors + camera_info, no weights), '
         'depth_anything_v2 (dense model) or sensor (aligned depth image on `depth`).',
         choices=(DEPTH_AUTO,) + DEPTH_SOURCES, when=CONFIGURE)
     depth_model: str = param(
@@ -120,6 +122,18 @@ class PerceptionConfig:
     border_margin_px: float = param(
         2.0, 'A box side this close to the image border counts as cut by it (geometric depth '
         'does not use cut sizes).', minimum=0.0, maximum=100.0, when=CONFIGURE)
+    camera_orientation: str = param(
+        'unknown', 'How the camera is turned against gravity, for the geometric depth cues: '
+        'unknown (the optical axis is taken as level), or parameters (camera_pitch_deg and '
+        'camera_roll_deg of a fixed mount). Known, pitch and roll are removed from the box '
+        'geometry (an object seen from above, a rolled camera).',
+        choices=('unknown', 'parameters'))
+    camera_pitch_deg: float = param(
+        0.0, 'Angle of the optical axis below the horizontal in degrees (camera_orientation '
+        'parameters; positive: looking down).', minimum=-90.0, maximum=90.0)
+    camera_roll_deg: float = param(
+        0.0, 'Rotation of the camera about its optical axis in degrees (camera_orientation '
+        'parameters; positive: the image turned clockwise).', minimum=-180.0, maximum=180.0)
     depth_every_n_frames: int = param(
         1, 'Run the dense depth model on every Nth frame only (real-time mode for weak CPUs); '
         'the tracker carries object depth to the frames in between. Needs tracking when > 1.',
@@ -134,6 +148,11 @@ class PerceptionConfig:
     depth_stamp_tolerance: float = param(
         0.015, 'Seconds a depth frame stamp may differ from the colour frame stamp and still be '
         'used (sensor depth); keep it under half the frame period.', minimum=0.0, maximum=1.0)
+    depth_image_scale: float = param(
+        0.001, 'Metres per unit of a 16UC1 depth image on `depth`: 0.001 for the millimetre '
+        'convention (REP 118: RealSense, Azure Kinect, OpenNI2 drivers), 0.0002 for TUM RGB-D '
+        'recordings (1/5000). 32FC1 images are metres and ignore it.', minimum=1e-6,
+        maximum=1.0)
     depth_wait: float = param(
         0.05, 'Seconds the node waits for the depth frame of a colour frame that arrived first '
         '(sensor depth).', minimum=0.0, maximum=1.0)
@@ -176,8 +195,13 @@ class PerceptionConfig:
 
     @property
     def uses_sensor_depth(self) -> bool:
-        """Whether the node subscribes to the aligned depth image (ros/interface.py)."""
-        return self.depth_source == DEPTH_SENSOR or self.depth_scale_source == 'sensor'
+        """Whether the node subscribes to the aligned depth image (ros/interface.py).
+
+        auto subscribes too: a depth image that arrives is used (and said so), none costs
+        nothing.
+        """
+        return (self.depth_source in (DEPTH_SENSOR, DEPTH_AUTO)
+                or self.depth_scale_source == 'sensor')
 
 
 def thread_plan(config: PerceptionConfig, dense_depth: bool, gpu: bool,
@@ -209,12 +233,15 @@ def choose_depth_source(config: PerceptionConfig) -> tuple[str, str]:
     """
     if config.depth_source != DEPTH_AUTO:
         return config.depth_source, ''
+    sensor = (f'; frames with an aligned depth image on `depth` use {DEPTH_SENSOR} (an RGB-D '
+              'camera measures what the others estimate)')
     try:
         resolve_model(config.depth_model, config.model_dir or None, task='depth')
     except ModelNotFoundError:
         return DEPTH_GEOMETRIC, (f'auto: geometric, because depth_model {config.depth_model!r} '
-                                 'was not found (`spatial-caption-models list`: how to get it)')
-    return DEPTH_ANYTHING_V2, f'auto: depth_anything_v2 ({config.depth_model!r} found)'
+                                 'was not found (`spatial-caption-models list`: how to get it)'
+                                 + sensor)
+    return DEPTH_ANYTHING_V2, f'auto: depth_anything_v2 ({config.depth_model!r} found)' + sensor
 
 
 class PerceptionPipeline:
@@ -271,6 +298,10 @@ class PerceptionPipeline:
         if self.parallel:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix='depth')
         self.geometric = GeometricDepth(self.knowledge, config.border_margin_px)
+        # auto: a frame that comes with an aligned depth image is measured, not estimated
+        self.auto_sensor = (SensorDepth(self.knowledge, BoxStatConfig(
+            config.box_inner_fraction, config.box_depth_percentile), config.border_margin_px)
+            if config.depth_source == DEPTH_AUTO else None)
         self.tracker = IouTracker(config.track_iou_threshold, config.track_max_missed)
         self.frames = 0                   # frames processed
         self.depth_frames = 0             # frames the dense depth model ran on
@@ -353,11 +384,13 @@ class PerceptionPipeline:
 
     def process(self, image: ColorImage, header: FrameHeader,
                 intrinsics: CameraIntrinsics | None = None,
-                sensor_depth=None) -> DetectionResult:
+                sensor_depth=None, gravity=None) -> DetectionResult:
         """Detect objects and estimate their depth and 3D position.
 
         sensor_depth: HxW float32 metres aligned to the image (NaN = no reading), already
         matched to this frame, for the sensor source or sensor scale anchors.
+        gravity: the "down" direction in the camera optical frame (3 floats) when known (from
+        /tf or the camera's mount): the geometric cues then account for pitch and roll.
         """
         t_start = time.perf_counter()
         timings: dict[str, float] = {}
@@ -374,7 +407,15 @@ class PerceptionPipeline:
                              '(aspect ratio differs): not used')
             sensor_depth = aligned
         self._reset_if_time_went_back(header)
-        dense_due = self._dense_due()
+        if gravity is None and self.config.camera_orientation == 'parameters':
+            gravity = gravity_from_pitch_roll(self.config.camera_pitch_deg,
+                                              self.config.camera_roll_deg)
+        measured = self.auto_sensor is not None and sensor_depth is not None
+        source = self.auto_sensor if measured else self.depth
+        if measured:
+            notes.append('depth_source auto: this frame came with an aligned depth image, so '
+                         'its depth is measured (sensor)')
+        dense_due = self._dense_due() and not measured
         future: Future | None = None
         if dense_due and self._pool is not None:
             future = self._pool.submit(self._prepare, image)
@@ -388,8 +429,9 @@ class PerceptionPipeline:
         if dense_due and prepared is None:
             prepared = self._prepare(image)
         depth: DepthOutput | None = None
-        if dense_due or not self.depth.dense:
-            depth = self.depth.estimate(DepthInput(image, detections, intrinsics, sensor_depth),
+        if dense_due or not source.dense:
+            depth = source.estimate(DepthInput(image, detections, intrinsics, sensor_depth,
+                                               gravity),
                                         prepared[0] if prepared is not None else None)
         depth_ms = (time.perf_counter() - t_depth) * 1e3
         t_track = time.perf_counter()
@@ -411,7 +453,7 @@ class PerceptionPipeline:
             for key, value in depth.timings_ms.items():
                 timings[f'depth_{key}'] = value
         else:
-            od_list, depth_notes = self._carry(detections, tracks, intrinsics, image)
+            od_list, depth_notes = self._carry(detections, tracks, intrinsics, image, gravity)
             known = [o for o in od_list if o.known]
             depth_map = None
             metric = all(o.metric for o in known) if known else self._last_depth_metric
@@ -430,15 +472,15 @@ class PerceptionPipeline:
         total = time.perf_counter() - t_start
         return DetectionResult(
             header=header, image_width=image.width, image_height=image.height, objects=objects,
-            depth_source=self.depth.name,
+            depth_source=source.name,
             depth_metric=metric and all(o.depth_metric and math.isfinite(o.depth)
                                         for o in objects),
             has_camera_info=intrinsics is not None, stage_times_ms=timings, notes=notes,
             processing_latency=total, depth_map=depth_map)
 
     def _carry(self, detections: list[Detection], tracks: list[Track],
-               intrinsics: CameraIntrinsics | None,
-               image: ColorImage) -> tuple[list[ObjectDepth], list[str]]:
+               intrinsics: CameraIntrinsics | None, image: ColorImage,
+               gravity=None) -> tuple[list[ObjectDepth], list[str]]:
         """Depth of a frame without dense depth: from the tracks, else geometric when metric."""
         carried: list[ObjectDepth | None] = []
         for det, track in zip(detections, tracks, strict=True):
@@ -447,7 +489,8 @@ class PerceptionPipeline:
             carried.append(track.carried_depth(det.box, self.tracker.frame, cut_y))
         known = [o for o in carried if o is not None]
         metric = bool(known) and all(o.metric for o in known)
-        fallback = (self.geometric.estimates(detections, intrinsics, image.width, image.height)
+        fallback = (self.geometric.estimates(detections, intrinsics, image.width, image.height,
+                                             gravity)
                     if metric and intrinsics is not None and len(known) < len(carried)
                     else None)
         out, from_geometric = [], 0

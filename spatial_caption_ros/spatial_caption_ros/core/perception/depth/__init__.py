@@ -46,7 +46,7 @@ def create_depth_source(name: str, *, knowledge: KnowledgeBase | None = None,
         return GeometricDepth(knowledge, border_margin_px)
     if name == DEPTH_SENSOR:
         from spatial_caption_ros.core.perception.depth.sensor import SensorDepth
-        return SensorDepth(knowledge, box_stats)
+        return SensorDepth(knowledge, box_stats, border_margin_px)
     if name == DEPTH_ANYTHING_V2:
         if model_path is None:
             raise ConfigError('depth_anything_v2 needs a depth model file')
