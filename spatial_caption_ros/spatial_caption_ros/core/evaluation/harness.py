@@ -445,9 +445,12 @@ def render_markdown(report: dict[str, Any]) -> str:
     tum = report.get('tum')
     if tum:
         g, d, sc = tum['graph_order'], tum['depth_rel_error'], tum['sigma_coverage']
-        order_goal = GOALS['tum_order_sensor' if report['depth_source'] == 'sensor'
+        used = tum['depth_sources']
+        order_goal = GOALS['tum_order_sensor' if next(iter(used), '') == 'sensor'
                            else 'tum_order']
         lines += [
+            '| TUM objects by depth source (auto measures frames that come with a depth image) '
+            '| ' + ', '.join(f'{k} {v}' for k, v in used.items()) + ' | | |',
             f'| TUM depth order, graph, accuracy (Kinect order) | {_pct(g["accuracy"])} | '
             f'{g["correct"]}/{g["decided"]} decided pairs | >= {_pct(order_goal)} |',
             f'| TUM depth order, graph, coverage | {_pct(g["coverage"])} | '

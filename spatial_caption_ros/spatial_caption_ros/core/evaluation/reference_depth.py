@@ -56,6 +56,7 @@ class ReferenceDepthScores:
     errors: list[float] = field(default_factory=list)            # |z - ref| / ref (metric)
     sigma_records: list[tuple[float, float, float]] = field(default_factory=list)
     by_class: dict[str, list[float]] = field(default_factory=dict)
+    sources: dict[str, int] = field(default_factory=dict)        # objects per depth source
 
     def add(self, other: ReferenceDepthScores) -> None:
         for name in ('objects', 'with_reference', 'pairs', 'graph_decided', 'graph_correct'):
@@ -64,11 +65,15 @@ class ReferenceDepthScores:
         self.sigma_records += other.sigma_records
         for k, v in other.by_class.items():
             self.by_class.setdefault(k, []).extend(v)
+        for k, n in other.sources.items():
+            self.sources[k] = self.sources.get(k, 0) + n
 
 
 def score_reference_depth(graph: SceneGraph, reference: np.ndarray) -> ReferenceDepthScores:
     """Depth errors, sigma coverage and graph depth order of one frame against `reference`."""
     s = ReferenceDepthScores(objects=len(graph.objects))
+    for o in graph.objects:
+        s.sources[o.depth_source] = s.sources.get(o.depth_source, 0) + 1
     refs = [reference_depth(reference, o.box) for o in graph.objects]
     for obj, ref in zip(graph.objects, refs, strict=True):
         if not math.isfinite(ref):
@@ -102,6 +107,7 @@ def reference_report(s: ReferenceDepthScores, frames: int) -> dict[str, Any]:
     """The `tum` section of results.json (keys as issue 12 names them, plus counts)."""
     return {
         'frames': frames, 'objects': s.objects, 'objects_with_reference': s.with_reference,
+        'depth_sources': dict(sorted(s.sources.items(), key=lambda kv: -kv[1])),
         'graph_order': {'decided': s.graph_decided, 'correct': s.graph_correct,
                         'accuracy': _ratio(s.graph_correct, s.graph_decided),
                         'coverage': _ratio(s.graph_decided, s.pairs), 'pairs': s.pairs},
