@@ -11,6 +11,10 @@ depth and sigma against the Kinect, the graph's in front of / behind against the
 labelled and estimated depth, sigma, truncation and occlusion, and the median errors by subset
 (all, KITTI moderate, cars, vans, people) with the share within 1 and 2 sigma.
 
+`--memory` adds the `memory` section (core/memory/evaluation.py): the scene memory over the
+tum_fr1_rpy sequence with its ground-truth poses, with sensor and with geometric depth: world
+spread, fragmentation, place retrieval against its baseline.
+
 `--oracle-depth` replaces the depth of detections matched to KITTI labels by the labelled depth:
 a self-check of the harness and the relation logic, labelled ORACLE in every output, never the
 accuracy of a depth source.
@@ -25,10 +29,12 @@ import sys
 
 import yaml
 
-from spatial_caption_ros.cli.config import load_params
+from spatial_caption_ros.params_file import load_params
 from spatial_caption_ros.core.errors import SpatialCaptionError
 from spatial_caption_ros.core.evaluation.harness import (
     ALL_SOURCES, EvalOptions, Harness, render_markdown)
+from spatial_caption_ros.core.memory.config import MemoryConfig
+from spatial_caption_ros.core.memory.evaluation import evaluate_memory, render_memory_markdown
 from spatial_caption_ros.core.perception.models import repository_root
 from spatial_caption_ros.core.params import build_config, param_fields
 from spatial_caption_ros.core.perception.pipeline import PerceptionConfig
@@ -70,6 +76,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument('--depth-check', action='store_true',
                    help='KITTI: list every matched object (labelled vs estimated depth, sigma, '
                         'truncation, occlusion) and the errors by subset')
+    p.add_argument('--memory', action='store_true',
+                   help='add the memory section: scene memory on tum_fr1_rpy with sensor and '
+                        'geometric depth (world spread, fragmentation, place retrieval)')
     p.add_argument('--quiet', action='store_true', help='print only the table')
     return p.parse_args(argv)
 
@@ -107,13 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     params = load_params(args.config)
     perception = stage_values(params, 'perception', PerceptionConfig)
     graph = stage_values(params, 'scene_graph', SceneGraphConfig)
+    memory = stage_values(params, 'memory', MemoryConfig)
     for item in args.set:
         key, eq, value = item.partition('=')
         node, dot, name = key.partition('.')
-        target = {'perception': perception, 'scene_graph': graph}.get(node)
+        target = {'perception': perception, 'scene_graph': graph, 'memory': memory}.get(node)
         if not eq or not dot or target is None:
-            print(f'--set {item!r}: expected perception.PARAM=VALUE or scene_graph.PARAM=VALUE',
-                  file=sys.stderr)
+            print(f'--set {item!r}: expected perception.PARAM=VALUE, scene_graph.PARAM=VALUE '
+                  'or memory.PARAM=VALUE', file=sys.stderr)
             return 2
         target[name] = yaml.safe_load(value)
     if args.depth_source:
@@ -138,10 +148,19 @@ def main(argv: list[str] | None = None) -> int:
         report = harness.run(log)
     finally:
         harness.close()
+    table = render_markdown(report)
+    if args.memory:
+        try:
+            report['memory'] = evaluate_memory(Path(args.data), perception,
+                                               build_config(SceneGraphConfig, graph),
+                                               build_config(MemoryConfig, memory), log)
+        except SpatialCaptionError as exc:
+            print(f'memory evaluation failed: {exc}', file=sys.stderr)
+            return 2
+        table += '\n' + render_memory_markdown(report['memory'])
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     (out / 'results.json').write_text(json.dumps(report, indent=1), encoding='utf-8')
-    table = render_markdown(report)
     (out / 'results.md').write_text(table, encoding='utf-8')
     if args.depth_check and report.get('kitti'):
         print(depth_check_table(report['kitti']['depth_check']['objects']))

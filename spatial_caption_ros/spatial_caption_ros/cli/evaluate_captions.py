@@ -26,7 +26,7 @@ import sys
 import time
 from typing import Any
 
-from spatial_caption_ros.cli.config import load_params
+from spatial_caption_ros.params_file import load_params
 from spatial_caption_ros.core.captioning.captioner import CaptionConfig, Captioner
 from spatial_caption_ros.core.captioning.evaluation import chair, judge_caption
 from spatial_caption_ros.core.captioning.language import NounLexicon

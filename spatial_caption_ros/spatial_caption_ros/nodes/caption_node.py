@@ -12,18 +12,22 @@ captions with a WARN diagnostic (llm_required: false, the default).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import time
 
 from diagnostic_msgs.msg import DiagnosticStatus
-from spatial_caption_interfaces.msg import Caption as CaptionMsg, SceneGraph
+from spatial_caption_interfaces.msg import Caption as CaptionMsg, MemoryFacts, SceneGraph
 from std_msgs.msg import String
 
 from spatial_caption_ros.core.captioning.captioner import (
     CaptionConfig, Captioner, REASON_ERROR, REASON_TIMEOUT)
 from spatial_caption_ros.core.captioning.change import scene_change
+from spatial_caption_ros.core.memory.facts import MemoryFactsConfig, with_memory_facts
+from spatial_caption_ros.core.params import param
 from spatial_caption_ros.core.types import SceneGraph as CoreGraph
 from spatial_caption_ros.ros import conversions
 from spatial_caption_ros.ros.managed_node import ManagedNode
+from spatial_caption_ros.ros.qos import qos_profile
 from spatial_caption_ros.ros.spin import run_node
 
 # Longest sleep between checks for a newer graph or a stop while min_period runs out.
@@ -33,14 +37,35 @@ _WAIT_STEP_S = 0.05
 LLM_FAULTS = (REASON_TIMEOUT, REASON_ERROR)
 
 
+@dataclass(frozen=True)
+class CaptionNodeConfig:
+    """Parameters only the node reads: when a graph is captioned (rate, scene changes)."""
+
+    min_period: float = param(
+        0.0, 'Minimum seconds between two captions (0: caption every graph that arrives while '
+        'idle; the latest graph always wins).', minimum=0.0, maximum=3600.0)
+    only_on_change: bool = param(
+        False, 'Caption a graph only when the scene changed (class counts, relations, or an '
+        'object moved more than change_threshold).')
+    change_threshold: float = param(
+        0.1, 'only_on_change: movement of an object, as a fraction of the image diagonal, '
+        'that counts as a change.', minimum=0.0, maximum=1.0)
+    refresh_period: float = param(
+        0.0, 'only_on_change: re-caption an unchanged scene after this many seconds '
+        '(0: never).', minimum=0.0, maximum=86400.0)
+
+
 class CaptionNode(ManagedNode):
     """Runs the core Captioner on the newest scene graph."""
 
     CONFIG = CaptionConfig
+    EXTRA_CONFIGS = (CaptionNodeConfig, MemoryFactsConfig)
     IO_DEFAULTS = {'input_qos': 'reliable_latest'}
+    MEMORY_FACTS_KEPT = 16     # frames of memory facts kept for graphs still being captioned
 
     def __init__(self, **kwargs) -> None:
         self.captioner: Captioner | None = None
+        self._memory_facts: dict[int, list[str]] = {}
         self._last_caption_time = float('-inf')
         self._last_graph: CoreGraph | None = None
         self.skipped_unchanged = 0
@@ -59,6 +84,16 @@ class CaptionNode(ManagedNode):
     def create_inputs(self) -> None:
         self.subscribe_latest(SceneGraph, 'scene_graph',
                               precheck=conversions.check_scene_graph_msg)
+        if self.extra(MemoryFactsConfig).memory_facts:
+            self.subscribe(MemoryFacts, 'memory/facts', self._on_memory_facts,
+                           qos_profile('reliable'))
+
+    def _on_memory_facts(self, msg: MemoryFacts) -> None:
+        """Keep the memory's statements per frame stamp (hook: core/memory/facts.py)."""
+        stamp, statements = conversions.msg_to_memory_statements(msg)
+        self._memory_facts[stamp] = statements
+        while len(self._memory_facts) > self.MEMORY_FACTS_KEPT:
+            self._memory_facts.pop(next(iter(self._memory_facts)))
 
     def apply_live(self, config: CaptionConfig) -> None:
         if self.captioner is not None:
@@ -82,14 +117,18 @@ class CaptionNode(ManagedNode):
         if msg is None:
             return
         graph = conversions.msg_to_scene_graph(msg)
-        if self.config.only_on_change:
-            changed = scene_change(self._last_graph, graph, self.config.change_threshold)
-            stale = (self.config.refresh_period > 0 and time.monotonic()
-                     - self._last_caption_time >= self.config.refresh_period)
+        when = self.extra(CaptionNodeConfig)
+        if when.only_on_change:
+            changed = scene_change(self._last_graph, graph, when.change_threshold)
+            stale = (when.refresh_period > 0 and time.monotonic()
+                     - self._last_caption_time >= when.refresh_period)
             if not changed and not stale:
                 self.skipped_unchanged += 1
                 return
         caption = self.captioner.caption(graph)
+        if self.extra(MemoryFactsConfig).memory_facts:
+            caption.text = with_memory_facts(
+                caption.text, self._memory_facts.get(graph.header.stamp_ns, []))
         code = caption.fallback_reason.split(':')[0]
         if code in LLM_FAULTS:
             self._throttled_log('warning', f'caption:{code}',
@@ -104,7 +143,8 @@ class CaptionNode(ManagedNode):
     def _wait_min_period(self, msg: SceneGraph) -> SceneGraph | None:
         """Wait out min_period, taking any newer graph that arrives meanwhile (latest wins)."""
         while self.active:
-            wait = self.config.min_period - (time.monotonic() - self._last_caption_time)
+            wait = (self.extra(CaptionNodeConfig).min_period
+                    - (time.monotonic() - self._last_caption_time))
             if wait <= 0:
                 return msg
             newer = self.worker.slot.take(timeout=min(wait, _WAIT_STEP_S))

@@ -9,27 +9,34 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+import random
 import subprocess
 import sys
+
+from spatial_caption_ros.core.runtime.resources import package_file
 
 PACKAGE = 'spatial_caption_ros'
 GRAPH_NODES = ('image_source', 'perception', 'scene_graph', 'caption', 'visualization')
 # The nodes that process a camera stream (everything but the demo image source).
 PIPELINE_NODES = ('perception', 'scene_graph', 'caption', 'visualization')
+# Nodes that are off unless asked for (runner --memory, launch argument use_memory:=true).
+OPTIONAL_NODES = ('memory',)
+ALL_NODES = GRAPH_NODES + OPTIONAL_NODES
 NODE_MODULES = {
     'image_source': 'spatial_caption_ros.nodes.image_source_node',
     'perception': 'spatial_caption_ros.nodes.perception_node',
     'scene_graph': 'spatial_caption_ros.nodes.scene_graph_node',
     'caption': 'spatial_caption_ros.nodes.caption_node',
     'visualization': 'spatial_caption_ros.nodes.visualization_node',
+    'memory': 'spatial_caption_ros.nodes.memory_node',
 }
 NODE_CLASSES = {
     'image_source': 'ImageSourceNode', 'perception': 'PerceptionNode',
     'scene_graph': 'SceneGraphNode', 'caption': 'CaptionNode',
-    'visualization': 'VisualizationNode',
+    'visualization': 'VisualizationNode', 'memory': 'MemoryNode',
 }
 # console_scripts entry point of each node (setup.py), used by the launch files.
-EXECUTABLES = {name: f'{name}_node' for name in GRAPH_NODES}
+EXECUTABLES = {name: f'{name}_node' for name in ALL_NODES}
 # The shipped parameter file and Fast DDS profile (paths relative to the package share folder).
 PARAMS_FILE = 'config/pipeline.yaml'
 DDS_PROFILE_FILE = 'config/fastdds_large_images.xml'
@@ -56,6 +63,26 @@ def camera_remaps(image: str, camera_info: str | None = None,
     if depth:
         remaps['depth'] = depth
     return remaps
+
+
+def prepare_environment(discovery: str, dds_profile: str | None = None) -> dict[str, str]:
+    """Set the DDS environment for this process and its children before rclpy starts.
+
+    Large best-effort images between processes are lost with Fast DDS's default transports;
+    the shipped profile fixes that (figures in docs/ros_interface.md). A user's own Fast DDS
+    configuration (profile file or builtin transports) is left alone.
+    """
+    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE',
+                          'LOCALHOST' if discovery == 'localhost' else 'SUBNET')
+    os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 200)))
+    os.environ.setdefault('PYTHONUNBUFFERED', '1')     # node logs reach their files at once
+    if dds_profile is not None and dds_profile.lower() != 'none':
+        os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(Path(dds_profile).resolve())
+    elif dds_profile is None and not any(
+            k in os.environ for k in ('FASTDDS_DEFAULT_PROFILES_FILE',
+                                      'FASTDDS_BUILTIN_TRANSPORTS')):
+        os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(package_file(DDS_PROFILE_FILE))
+    return dict(os.environ)
 
 
 def node_class(name: str) -> type:

@@ -100,7 +100,7 @@ def _judge(claim: Claim, verifier: CaptionVerifier, graph: SceneGraph,
         if cls not in gt.counts_decidable or claim.subject.cell is not None:
             return verdict(False)
         return verdict(True, sum(o.class_name == cls for o in gt.objects) == claim.subject.count)
-    subjects, _ = verifier._referents(claim.subject)
+    subjects, _ = verifier.index.referents(claim.subject)
     matched = [_match(o, gt) for o in subjects]
     if claim.kind == 'relation' and not gt.objects and subjects and claim.predicate:
         # VSR-only image: no boxes, only true/false statements about class pairs
@@ -122,7 +122,7 @@ def _judge(claim: Claim, verifier: CaptionVerifier, graph: SceneGraph,
         if any(not clear_depth_order(m.depth, g.depth) for g in others):
             return verdict(False)
         return verdict(True, all(m.depth < g.depth for g in others))
-    objects, _ = verifier._referents(claim.object)
+    objects, _ = verifier.index.referents(claim.object)
     pairs = [(a, b) for a in subjects for b in objects if a.id != b.id and (
         not claim.predicate or verifier.index.holds(a.id, claim.predicate, b.id))]
     results = []

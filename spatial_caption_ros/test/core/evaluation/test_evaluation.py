@@ -19,6 +19,7 @@ from spatial_caption_ros.core.evaluation.metrics import (
     clear_direction, decide_statement, kendall_tau_b, match_objects, score_depth,
     score_directions)
 from spatial_caption_ros.core.inputs.image import read_image_file
+from spatial_caption_ros.core.params import build_config
 from spatial_caption_ros.core.perception.pipeline import PerceptionConfig, PerceptionPipeline
 from spatial_caption_ros.core.scene_graph.builder import SceneGraphConfig
 from spatial_caption_ros.core.types import (
@@ -173,7 +174,7 @@ def synthetic_eval(tmp_path_factory):
         pytest.skip('../shared/data/images/bus.jpg and ../shared/models/yolo11n.onnx needed')
     root = tmp_path_factory.mktemp('eval')
     image = read_image_file(BUS)
-    pipeline = PerceptionPipeline(PerceptionConfig(model_dir=str(MODELS)))
+    pipeline = PerceptionPipeline(build_config(PerceptionConfig, {'model_dir': str(MODELS)}))
     found = pipeline.process(image, FrameHeader()).objects
     pipeline.close()
     people = [o for o in found if o.class_name == 'person'][:4]
@@ -226,8 +227,9 @@ def synthetic_eval(tmp_path_factory):
 
 
 def _harness(root, oracle, **graph):
-    return Harness(PerceptionConfig(model_dir=str(MODELS), depth_source='none'),
-                   SceneGraphConfig(**graph),
+    perception = {'model_dir': str(MODELS), 'depth_source': 'none'}
+    return Harness(build_config(PerceptionConfig, perception),
+                   build_config(SceneGraphConfig, graph),
                    EvalOptions(root, oracle_depth=oracle))
 
 
@@ -314,7 +316,8 @@ def test_evaluate_command_writes_json_and_markdown(synthetic_eval, tmp_path, cap
 def test_real_run_on_a_few_shared_eval_items(depth_source):
     if not (EVAL / 'index.jsonl').is_file():
         pytest.skip('../shared/eval is needed')
-    harness = Harness(PerceptionConfig(model_dir=str(MODELS), depth_source=depth_source),
+    perception = {'model_dir': str(MODELS), 'depth_source': depth_source}
+    harness = Harness(build_config(PerceptionConfig, perception),
                       SceneGraphConfig(), EvalOptions(EVAL, limit=2))
     try:
         report = harness.run()

@@ -172,7 +172,7 @@ def test_auto_depth_runs_depth_anything_when_its_model_is_found(bus, bus_camera,
     # the default: no depth model in the folder -> geometric, and the reason is reported
     pipe = _pipeline(model_dir=str(MODELS), depth_model=str(tmp_path / 'absent.onnx'))
     try:
-        assert pipe.config.depth_source == 'auto' and pipe.depth.name == 'geometric'
+        assert pipe.config.depth.source == 'auto' and pipe.depth.name == 'geometric'
         assert 'was not found' in pipe.describe()['depth_source_choice']
         result = pipe.process(bus, FrameHeader(1, 'cam'), bus_camera)
         assert result.depth_metric and result.objects
@@ -230,11 +230,11 @@ def test_kitti_spot_check_gives_plausible_metric_distances():
 
 @pytest.mark.slow
 def test_depth_anything_v2_small_architecture_runs_in_the_pipeline(bus, bus_camera):
-    """The real DA-V2 Small graph (random weights) from scripts/make_dav2_timing_model.py."""
+    """The real DA-V2 Small graph (random weights) from tools/make_dav2_timing_model.py."""
     from spatial_caption_ros.core.perception.models import cache_dir
     path = cache_dir() / 'models' / 'depth_anything_v2_vits_timing_518.onnx'
     if not path.is_file():
-        pytest.skip(f'{path} is written by scripts/make_dav2_timing_model.py (needs torch)')
+        pytest.skip(f'{path} is written by tools/make_dav2_timing_model.py (needs torch)')
     pipe = _pipeline(depth_source='depth_anything_v2', depth_model=str(path))
     try:
         result = pipe.process(bus, FrameHeader(1, 'c'), bus_camera)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Cost of the depth stage per frame with 20 objects, each depth source side by side.
 
 Geometric (with and without gravity) and sensor take turns frame by frame.
@@ -9,7 +8,7 @@ indoor classes spread over the image (the detector is not timed: this is the dep
 `DepthSource.estimate`, what the pipeline reports as its `depth` stage time). Goal (issue 12):
 under 2 ms per frame for 20 objects.
 
-    scripts/env.sh .venv/bin/python scripts/bench_depth_cues.py [--frames 200]
+    scripts/env.sh .venv/bin/python -m spatial_caption_ros.tools.bench_depth_cues [--frames N]
 """
 
 from __future__ import annotations
