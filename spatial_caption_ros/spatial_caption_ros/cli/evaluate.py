@@ -76,6 +76,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument('--depth-check', action='store_true',
                    help='KITTI: list every matched object (labelled vs estimated depth, sigma, '
                         'truncation, occlusion) and the errors by subset')
+    p.add_argument('--no-gravity', action='store_true',
+                   help='TUM: do not give the pipeline gravity from the ground-truth poses (a '
+                        'camera of unknown orientation: the geometric cues take the optical axis '
+                        'as level)')
     p.add_argument('--memory', action='store_true',
                    help='add the memory section: scene memory on tum_fr1_rpy with sensor and '
                         'geometric depth (world spread, fragmentation, place retrieval)')
@@ -139,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         harness = Harness(build_config(PerceptionConfig, perception),
                           build_config(SceneGraphConfig, graph),
                           EvalOptions(Path(args.data), sources, args.limit, args.oracle_depth,
-                                      args.depth_check))
+                                      args.depth_check, not args.no_gravity))
     except SpatialCaptionError as exc:
         print(f'cannot start the evaluation: {exc}', file=sys.stderr)
         return 2

@@ -211,7 +211,9 @@ class Harness:
             if progress and (n % 10 == 9 or n == len(frames) - 1):
                 progress(f'tum: {n + 1}/{len(frames)} frames '
                          f'({(time.perf_counter() - t0) / (n + 1):.2f} s/frame)')
-        return reference_report(scores, len(frames))
+        out = reference_report(scores, len(frames))
+        out['gravity'] = 'ground-truth poses' if self.options.gravity else 'none (level assumed)'
+        return out
 
     def _score(self, evaluated: EvaluatedFrame, depth: DepthScores,
                directions: RelationScores, vsr: list[dict[str, Any]],
@@ -450,7 +452,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                            else 'tum_order']
         lines += [
             '| TUM objects by depth source (auto measures frames that come with a depth image) '
-            '| ' + ', '.join(f'{k} {v}' for k, v in used.items()) + ' | | |',
+            '| ' + ', '.join(f'{k} {v}' for k, v in used.items()) + f' | gravity: '
+            f'{tum["gravity"]} | |',
             f'| TUM depth order, graph, accuracy (Kinect order) | {_pct(g["accuracy"])} | '
             f'{g["correct"]}/{g["decided"]} decided pairs | >= {_pct(order_goal)} |',
             f'| TUM depth order, graph, coverage | {_pct(g["coverage"])} | '

@@ -1,7 +1,7 @@
 """Weights-free metric depth from box size, camera intrinsics and typical class sizes.
 
 An object of known physical height H seen by a pinhole camera spans about f*H/Z pixels, so its
-depth is Z = f*H/h_px. Three refinements make this usable on real boxes:
+depth is Z = f*H/h_px. Four refinements make this usable on real boxes:
 
 1. Pose. An object's height does not change when it turns (people, cars, chairs stand upright);
    its visible width does (a car is 1.8 m wide from behind, 4.5 m long from the side). So the
@@ -18,8 +18,14 @@ depth is Z = f*H/h_px. Three refinements make this usable on real boxes:
    too far; a cut dimension is never used (both cut: no estimate), and a box cut on the other
    axis gets a larger uncertainty (the hidden part may be the nearest, tallest-looking one).
 
+4. Gravity. When the gravity direction in the camera frame is known (a pitched, rolled camera
+   indoors), the class cuboid is projected instead (_model_estimates): distances matching the
+   box's height and width per heading, headings weighted by the box's aspect, a hidden or cut
+   side taken as a bound.
+
 The uncertainty combines the class's size spread (KnowledgeBase size_rel_std), the unknown depth
-extent and the box-edge error. Without intrinsics nothing metric is claimed: the value is then
+extent and the box-edge error, then honest_sigma's terms (occlusion by a nearer box, a wrong
+class by the detector's confidence) with the calibration measured on the dev data. Without intrinsics nothing metric is claimed: the value is then
 H/h_px (= Z/f), a relative depth that orders objects in one frame.
 """
 
@@ -346,6 +352,16 @@ def estimate_from_box(box: BoundingBox, prior: SizePrior, intrinsics: CameraIntr
         z = z_face + 0.5 * extent
         rel = math.sqrt(prior.rel_std ** 2 + pose_rel ** 2 + (edge_rel / box.width) ** 2)
         sigma = math.hypot(z_face * rel, (d_max - d_min) * UNIFORM_SIGMA * 0.5)
+        if box.height > 0:
+            # The cut top or bottom shows at most the object's height, so the object is at most
+            # as far as that height places it: a bound, as in the gravity-aware model. Where it
+            # binds, the width showed less than the object too (a stride, a hidden side), and
+            # how much nearer it is stays unknown: half the bound.
+            top = (box.y_min - intrinsics.cy) / intrinsics.fy
+            bottom = (box.y_max - intrinsics.cy) / intrinsics.fy
+            bound = _height_depth(top, bottom, prior.height, extent)
+            if bound < z:
+                z, sigma = bound, math.hypot(sigma, 0.5 * bound)
         return GeometricEstimate(z, sigma, extent, 'width', True)
     return GeometricEstimate(basis='cut by the image border on both axes')
 
