@@ -25,8 +25,9 @@ depth is Z = f*H/h_px. Four refinements make this usable on real boxes:
 
 The uncertainty combines the class's size spread (KnowledgeBase size_rel_std), the unknown depth
 extent and the box-edge error, then honest_sigma's terms (occlusion by a nearer box, a wrong
-class by the detector's confidence) with the calibration measured on the dev data. Without intrinsics nothing metric is claimed: the value is then
-H/h_px (= Z/f), a relative depth that orders objects in one frame.
+class by the detector's confidence) with the calibration measured on the dev data. Without
+intrinsics nothing metric is claimed: the value is then H/h_px (= Z/f), a relative depth that
+orders objects in one frame.
 """
 
 from __future__ import annotations
