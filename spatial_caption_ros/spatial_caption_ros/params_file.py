@@ -152,7 +152,8 @@ def parse_set(item: str, nodes: Iterable[str] | None = None,
         value = text
     if info.kind == 'str' and not isinstance(value, str):
         value = text
-    problem = check_value(info, coerce_value(info, value))
+    value = coerce_value(info, value)   # `60` for a float parameter is 60.0, as ROS expects
+    problem = check_value(info, value)
     if problem:
         raise ParamsFileError(f'--set {item!r}: {node}.{name}: {problem}')
     return node, name, list(value) if isinstance(value, tuple) else value

@@ -130,7 +130,8 @@ class PerceptionNode(ManagedNode):
         try:
             conversions.camera_info_to_intrinsics(msg)
         except InvalidCameraInfoError as exc:
-            self.reject('invalid_camera_info', f'{exc} (the last valid CameraInfo stays in use)')
+            self.reject('invalid_camera_info', f'{exc} (the last valid CameraInfo stays in use)',
+                        main_input=False)
             return
         self._camera_info = msg
 
@@ -139,7 +140,7 @@ class PerceptionNode(ManagedNode):
         try:
             conversions.check_image_msg(msg, depth=True)
         except InvalidImageError as exc:
-            self.reject('invalid_depth', str(exc))
+            self.reject('invalid_depth', str(exc), main_input=False)
             return
         self._depth_seen = True
         self._depth_frames.put(conversions.stamp_to_ns(msg.header.stamp), msg)

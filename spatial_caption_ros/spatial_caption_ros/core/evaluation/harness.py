@@ -38,6 +38,7 @@ from spatial_caption_ros.core.evaluation.tum import read_tum_sequence
 from spatial_caption_ros.core.scene_graph.geometry import metric_size, norm3, position_from_depth
 from spatial_caption_ros.core.inputs.image import read_image_file
 from spatial_caption_ros.core.params import config_values
+from spatial_caption_ros.core.runtime.monitoring import percentile
 from spatial_caption_ros.core.perception.pipeline import PerceptionConfig, PerceptionPipeline
 from spatial_caption_ros.core.scene_graph.builder import SceneGraphBuilder, SceneGraphConfig
 from spatial_caption_ros.core.types import (
@@ -285,13 +286,6 @@ def _round(value: float, digits: int = 4) -> float | None:
     return round(float(value), digits) if value is not None and math.isfinite(value) else None
 
 
-def _quantile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return _round(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
-
-
 def matched_objects(item: EvalItem, graph: SceneGraph,
                     matches: dict[int, int]) -> list[dict[str, Any]]:
     """Every labelled KITTI object matched to a detection: labelled and estimated depth."""
@@ -354,7 +348,7 @@ def _depth_report(s: DepthScores, objects: list[dict[str, Any]]) -> dict[str, An
         'distance_rel_error': {'n': len(s.distance_errors),
                                'median': _round(statistics.median(s.distance_errors))
                                if s.distance_errors else None,
-                               'p90': _quantile(s.distance_errors, 0.9),
+                               'p90': _round(percentile(s.distance_errors, 90)),
                                'within_25': _within(s.distance_errors)},
         'depth_rel_error': {'n': len(s.depth_errors),
                             'median': _round(statistics.median(s.depth_errors))
