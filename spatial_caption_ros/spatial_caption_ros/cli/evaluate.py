@@ -4,7 +4,8 @@ Runs PerceptionPipeline (the real detector, the configured depth source, KITTI c
 intrinsics) and SceneGraphBuilder over a folder in the format of ../shared/eval, and writes
 results.json (every count, per-frame details, VSR verdicts) and results.md (a short table):
 KITTI depth order, distance error and Kendall tau; COCO left/right/above/below precision and
-recall; VSR statements decided by the graph.
+recall; VSR statements decided by the graph; the TUM RGB-D sequence (tum_fr1_rpy: per-object
+depth and sigma against the Kinect, the graph's in front of / behind against the Kinect order).
 
 `--depth-check` adds the KITTI depth check: every labelled object matched to a detection with its
 labelled and estimated depth, sigma, truncation and occlusion, and the median errors by subset
@@ -30,8 +31,8 @@ import yaml
 
 from spatial_caption_ros.params_file import load_params
 from spatial_caption_ros.core.errors import SpatialCaptionError
-from spatial_caption_ros.core.evaluation.dataset import SOURCES
-from spatial_caption_ros.core.evaluation.harness import EvalOptions, Harness, render_markdown
+from spatial_caption_ros.core.evaluation.harness import (
+    ALL_SOURCES, EvalOptions, Harness, render_markdown)
 from spatial_caption_ros.core.memory.config import MemoryConfig
 from spatial_caption_ros.core.memory.evaluation import evaluate_memory, render_memory_markdown
 from spatial_caption_ros.core.perception.models import repository_root
@@ -65,8 +66,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument('--model-dir', default=None, help='perception model_dir')
     p.add_argument('--set', action='append', default=[], metavar='NODE.PARAM=VALUE',
                    help='override a perception or scene_graph parameter (value parsed as YAML)')
-    p.add_argument('--sources', default=','.join(SOURCES),
-                   help=f'comma-separated subset of {",".join(SOURCES)}')
+    p.add_argument('--sources', default=','.join(ALL_SOURCES),
+                   help=f'comma-separated subset of {",".join(ALL_SOURCES)} (tum: the '
+                        'tum_fr1_rpy RGB-D sequence against its Kinect depth)')
     p.add_argument('--limit', type=int, default=0, help='first N items of each source only')
     p.add_argument('--oracle-depth', action='store_true',
                    help='KITTI: replace estimated depth by the labelled depth (harness '
@@ -74,6 +76,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument('--depth-check', action='store_true',
                    help='KITTI: list every matched object (labelled vs estimated depth, sigma, '
                         'truncation, occlusion) and the errors by subset')
+    p.add_argument('--no-gravity', action='store_true',
+                   help='TUM: do not give the pipeline gravity from the ground-truth poses (a '
+                        'camera of unknown orientation: the geometric cues take the optical axis '
+                        'as level)')
     p.add_argument('--memory', action='store_true',
                    help='add the memory section: scene memory on tum_fr1_rpy with sensor and '
                         'geometric depth (world spread, fragmentation, place retrieval)')
@@ -129,15 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.model_dir:
         perception['model_dir'] = str(Path(args.model_dir).expanduser().resolve())
     sources = tuple(s.strip() for s in args.sources.split(',') if s.strip())
-    unknown = sorted(set(sources) - set(SOURCES))
+    unknown = sorted(set(sources) - set(ALL_SOURCES))
     if unknown:
-        print(f'unknown sources {unknown}; known: {", ".join(SOURCES)}', file=sys.stderr)
+        print(f'unknown sources {unknown}; known: {", ".join(ALL_SOURCES)}', file=sys.stderr)
         return 2
     try:
         harness = Harness(build_config(PerceptionConfig, perception),
                           build_config(SceneGraphConfig, graph),
                           EvalOptions(Path(args.data), sources, args.limit, args.oracle_depth,
-                                      args.depth_check))
+                                      args.depth_check, not args.no_gravity))
     except SpatialCaptionError as exc:
         print(f'cannot start the evaluation: {exc}', file=sys.stderr)
         return 2

@@ -52,7 +52,7 @@ def test_depth_topic_gives_metric_object_depth_matched_by_stamp():
             centre_x = 0.5 * (p.x_min + p.x_max)
             surface = 3.0 if centre_x < w / 2 else 4.0
             assert p.depth_metric and p.depth_source == 'sensor' and p.has_position
-            assert surface < p.depth < surface + 0.3           # + half a body's depth
+            assert p.depth == pytest.approx(surface)           # the surface the sensor sees
             assert p.position.z == pytest.approx(p.depth, rel=1e-5)
         assert {kv.key for kv in msg.stage_times} >= {'depth_match', 'decode', 'inference'}
         assert node.depth_matched == 1 and node.depth_unmatched == 0
@@ -64,7 +64,8 @@ def test_depth_topic_gives_metric_object_depth_matched_by_stamp():
         assert spin_until(ex, lambda: len(camera.detections) >= 2, timeout=30)
         second = camera.detections[1]
         assert second.depth_metric
-        assert all(2.5 < o.depth < 2.8 for o in second.objects if o.class_name == 'person')
+        assert all(o.depth == pytest.approx(2.5) for o in second.objects
+                   if o.class_name == 'person')
     _run('/d1', check, depth_wait=0.5)
 
 

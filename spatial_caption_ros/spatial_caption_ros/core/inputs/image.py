@@ -200,16 +200,24 @@ def compressed_to_color(fmt: str, data) -> ColorImage:
     return ColorImage(img, 'bgr')
 
 
+# Metres per unit of a 16UC1 depth image by REP 118 (millimetres). Recordings with another unit
+# (TUM RGB-D: 1/5000 m) pass theirs (the perception parameter depth_image_scale).
+MILLIMETRE = 0.001
+
+
 def raw_to_depth_metres(width: int, height: int, encoding: str, step: int, data,
-                        is_bigendian: bool = False) -> np.ndarray:
-    """Decode a depth image to float32 metres; readings that are not valid become NaN."""
+                        is_bigendian: bool = False, scale: float = MILLIMETRE) -> np.ndarray:
+    """Decode a depth image to float32 metres; readings that are not valid become NaN.
+
+    16UC1 values are multiplied by `scale` (metres per unit); 32FC1 values are metres.
+    """
     spec = DEPTH_ENCODINGS.get(encoding)
     if spec is None:
         check_raw_image(width, height, encoding, step, 0, depth=True)
     channels, dtype = spec
     arr = _view(width, height, step, data, channels, dtype, is_bigendian, encoding)[..., 0]
     if dtype == np.uint16:
-        metres = arr.astype(np.float32) * np.float32(0.001)
+        metres = arr.astype(np.float32) * np.float32(scale)
     else:
         metres = arr.astype(np.float32, copy=True)
     metres[~np.isfinite(metres) | (metres <= 0.0)] = np.nan
