@@ -66,7 +66,9 @@ class DepthConfig:
     box: BoxStatConfig = group(BoxStatConfig)
     border_margin_px: float = param(
         2.0, 'A box side this close to the image border counts as cut by it (geometric depth '
-        'does not use cut sizes).', minimum=0.0, maximum=100.0, when=CONFIGURE,
+        'does not use cut sizes), in pixels of a 640 px detector input: scaled with larger '
+        'images (KITTI 1242 px: 3.9 px), where detector boxes are coarser (docs/depth.md).',
+        minimum=0.0, maximum=100.0, when=CONFIGURE,
         name='border_margin_px')
     every_n_frames: int = param(
         1, 'Run the dense depth model on every Nth frame only (real-time mode for weak CPUs); '

@@ -46,9 +46,18 @@ from spatial_caption_ros.core.types import (
 # two on the objects this source is used for (an assumption, not fitted to any data). Two edges
 # make a size, so a size has sqrt(2) times this error.
 BOX_EDGE_SIGMA_PX = 1.5
-# A box side within this many pixels of the image border is taken as cut by the border (YOLO
-# clips boxes to the image, so a cut box ends exactly there; 2 px allows sub-pixel rounding).
+# A box side within this many pixels of the image border is taken as cut by the border, in
+# pixels of the detector's input (YOLO's standard 640 px side, DETECTOR_INPUT_PX): a larger
+# image is seen downscaled (KITTI's 1242 px: 1.94 image px per detector px), so the margin in
+# image pixels grows with it (truncation). YOLO clips boxes to the image, but a box of an object
+# that goes on out of view does not end exactly there: each edge is regressed to about a
+# detector pixel and JPEG blurs it by about another, so 2. On the KITTI dev frames (labels of
+# others), 12 of the 13 labelled sides that touch the border end 0-3.7 image px (up to 1.9
+# detector px) short of it in the matched detections, while the nearest side that does not
+# touch it ends 8.3 px away: 2 x 1.94 = 3.9 px takes the first as cut and not the second. The
+# old 2 image px missed a pedestrian ending 2.5 px short of the bottom (docs/depth.md).
 DEFAULT_BORDER_MARGIN_PX = 2.0
+DETECTOR_INPUT_PX = 640.0
 # Uniform distribution's standard deviation is its range / sqrt(12).
 UNIFORM_SIGMA = 1.0 / math.sqrt(12.0)
 # With gravity known, the level-frame formula needs rays that go forward of the camera; a camera
@@ -92,7 +101,12 @@ class GeometricEstimate:
 
 def truncation(box: BoundingBox, width: int, height: int,
                margin: float = DEFAULT_BORDER_MARGIN_PX) -> tuple[bool, bool]:
-    """(horizontally cut, vertically cut) by the image border."""
+    """(horizontally cut, vertically cut) by the image border.
+
+    `margin` is in detector-input pixels: images larger than DETECTOR_INPUT_PX are downscaled
+    for the detector, so its box edges are that much coarser in image pixels.
+    """
+    margin *= max(1.0, max(width, height) / DETECTOR_INPUT_PX)
     cut_x = box.x_min <= margin or box.x_max >= width - margin
     cut_y = box.y_min <= margin or box.y_max >= height - margin
     return cut_x, cut_y
@@ -357,12 +371,18 @@ def estimate_from_box(box: BoundingBox, prior: SizePrior, intrinsics: CameraIntr
             # The cut top or bottom shows at most the object's height, so the object is at most
             # as far as that height places it: a bound, as in the gravity-aware model. Where it
             # binds, the width showed less than the object too (a stride, a hidden side), and
-            # how much nearer it is stays unknown: half the bound.
+            # how much nearer it is stays unknown: half the bound. Where it does not, the box
+            # cannot tell whether much of the height is cut (the width is right) or the width
+            # shows more than the prior (a walking person's stride and arms: the bound is near
+            # the truth): both ends are consistent with it, so half their difference is added
+            # (the "hidden side" rule of the gravity-aware model).
             top = (box.y_min - intrinsics.cy) / intrinsics.fy
             bottom = (box.y_max - intrinsics.cy) / intrinsics.fy
             bound = _height_depth(top, bottom, prior.height, extent)
             if bound < z:
                 z, sigma = bound, math.hypot(sigma, 0.5 * bound)
+            else:
+                sigma = math.hypot(sigma, 0.5 * (bound - z))
         return GeometricEstimate(z, sigma, extent, 'width', True)
     return GeometricEstimate(basis='cut by the image border on both axes')
 
