@@ -95,7 +95,7 @@ def test_gravity_from_tf_on_real_tum_frames_and_the_fallback_when_it_is_stale_or
                           and player.count_publishers('detections') >= 1)
         with_gravity = _expected(seq, frame, frame.gravity)
         level = _expected(seq, frame, None)
-        assert any(abs(a - b) > 0.05 * b for a, b in zip(with_gravity, level)
+        assert any(abs(a - b) > 0.05 * b for a, b in zip(with_gravity, level, strict=True)
                    if math.isfinite(a) and math.isfinite(b))
 
         # the pose at the frame's stamp on /tf: the node's depths are the gravity-aware ones
