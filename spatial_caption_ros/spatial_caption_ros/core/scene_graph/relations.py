@@ -168,9 +168,11 @@ def order_sigma_multiple(confidence: float) -> float:
 
     With honest Gaussian errors of the gap (order_gap), the order of a pair estimated g
     standard deviations apart is wrong with probability Phi(-g): P(right) >= c exactly when
-    g > Phi^-1(c). Measured on the dev data (make eval, `order_tradeoff`): the errors of two
-    objects of one frame are not linked (correlation 0.01 TUM, 0.08 KITTI), so the gap's
-    variance is the sum of the two objects' variances, nothing subtracted.
+    g > Phi^-1(c). Correlated errors of two objects of one frame would change the gap's
+    variance by -2 rho sigma_a sigma_b. Measured on the dev data (make eval, `order_tradeoff`):
+    the size-based errors are not linked (0.01 TUM, 0.08 KITTI); the surface cue links them
+    positively (0.2 TUM: objects share the surface height), which makes the gap's variance
+    smaller than the sum, so taking the sum errs on the safe side and nothing is subtracted.
     """
     return _NORMAL.inv_cdf(confidence)
 

@@ -91,6 +91,10 @@ class DepthConfig:
         0.0, 'Rotation of the camera about its optical axis in degrees (camera_orientation '
         'parameters; positive: the scene turned clockwise in the image).', minimum=-180.0,
         maximum=180.0, name='camera_roll_deg')
+    surface_consistency: bool = param(
+        True, 'With gravity known, objects whose box bottoms meet one surface (a desk) at the '
+        "same height get a second depth from the others' surface height, combined with their "
+        'own (geometric depth; docs/depth.md).', name='surface_consistency')
 
     def validate(self) -> None:
         """Cross-parameter checks (messages name the ROS parameters)."""

@@ -447,6 +447,115 @@ def honest_sigma(detections: list[Detection],
     return out
 
 
+# Two objects rest on the same surface when the heights below the camera at which their box
+# bottoms meet the ground agree within this many combined standard deviations (the two-sided
+# 95 % band: objects on one desk agree, a cup on the desk and a chair on the floor do not).
+SAME_SURFACE_SIGMAS = 2.0
+# Classes whose box bottom is not where they rest: a seated or standing person's lowest visible
+# part is often hidden behind a desk, and a person sits or stands on another surface than the
+# things on the table; a monitor or TV is detected by its screen, which a stand or a wall
+# mount holds above the surface.
+NOT_RESTING = frozenset({'person', 'tv'})
+# A surface is taken as found when at least this many other objects agree on its height: one
+# other object with a wide band agrees with almost anything (a cup on the desk with a chair on
+# the floor), two that also agree with each other's mean rarely do by chance.
+MIN_SURFACE_OTHERS = 2
+
+
+def surface_consistency(detections: list[Detection], estimates: list[GeometricEstimate],
+                        intrinsics: CameraIntrinsics, rotation: np.ndarray,
+                        margin: float) -> list[GeometricEstimate]:
+    """Objects resting on one surface share its height: a second, independent depth for each.
+
+    With gravity known, the ray through the bottom centre of an object's box meets the
+    surface it rests on at the object's near bottom edge. Each object's own estimate places
+    that edge, and so the surface, at a height h_k below the camera. For each object the
+    other objects whose heights agree with its own (SAME_SURFACE_SIGMAS) give, as their
+    inverse-variance mean, the surface height without its own estimate; its bottom ray meets
+    that height at a distance that depends on the box bottom and the others' sizes, not its
+    own size prior or class. Dev data: the errors of objects of one frame are independent
+    (make eval: error link 0.01 on TUM), so the two depths are combined by inverse variance.
+    Left out: boxes cut at the bottom or whose bottom lies in the box of a nearer object
+    (the bottom is hidden), NOT_RESTING classes, and objects with fewer than
+    MIN_SURFACE_OTHERS others on their surface.
+    """
+    n = len(estimates)
+    usable = np.array([
+        e.known and d.class_name not in NOT_RESTING
+        and d.box.y_max < intrinsics.height - margin * max(
+            1.0, max(intrinsics.width, intrinsics.height) / DETECTOR_INPUT_PX)
+        for d, e in zip(detections, estimates, strict=True)])
+    if usable.sum() <= MIN_SURFACE_OTHERS:
+        return estimates
+    z = np.array([e.z if e.known else 1.0 for e in estimates])
+    sigma = np.array([e.sigma if e.known else 1.0 for e in estimates])
+    extent = np.array([e.extent if math.isfinite(e.extent) else 0.0 for e in estimates])
+    boxes = np.array([[d.box.x_min, d.box.y_min, d.box.x_max, d.box.y_max] for d in detections])
+    u = 0.5 * (boxes[:, 0] + boxes[:, 2])
+    # a bottom inside the box of a nearer object is hidden behind it
+    inside = ((u[:, None] > boxes[None, :, 0]) & (u[:, None] < boxes[None, :, 2])
+              & (boxes[:, None, 3] > boxes[None, :, 1]) & (boxes[:, None, 3] < boxes[None, :, 3])
+              & (z[None, :] < z[:, None]))
+    np.fill_diagonal(inside, False)
+    usable &= ~inside.any(axis=1)
+
+    def level(v: np.ndarray) -> np.ndarray:
+        rays = np.stack([(u - intrinsics.cx) / intrinsics.fx, (v - intrinsics.cy) / intrinsics.fy,
+                         np.ones(n)], axis=1)
+        return rays @ rotation.T
+
+    centre = level(0.5 * (boxes[:, 1] + boxes[:, 3]))
+    bottom = level(boxes[:, 3])
+    # slope of the bottom ray: metres below the camera per metre forward, and its change for
+    # the box-edge error
+    slope = bottom[:, 1] / np.maximum(bottom[:, 2], 1e-6)
+    edge = level(boxes[:, 3] + BOX_EDGE_SIGMA_PX)
+    slope_sigma = np.abs(edge[:, 1] / np.maximum(edge[:, 2], 1e-6) - slope)
+    usable &= (slope > 0.05) & (bottom[:, 2] > 0.05) & (centre[:, 2] > 0.05)
+    if usable.sum() <= MIN_SURFACE_OTHERS:
+        return estimates
+    # level-forward distance of the centre; the near bottom edge is half the extent nearer
+    forward = z * centre[:, 2]
+    near = np.maximum(forward - 0.5 * extent, 1e-3)
+    height = near * slope
+    height_sigma = np.hypot(sigma * centre[:, 2] * slope, near * slope_sigma)
+    # for each object, the others on its surface (leave-one-out, inverse-variance mean)
+    agree = (usable[:, None] & usable[None, :]
+             & (np.abs(height[:, None] - height[None, :]) <= SAME_SURFACE_SIGMAS * np.hypot(
+                 height_sigma[:, None], height_sigma[None, :])))
+    np.fill_diagonal(agree, False)
+    w = np.where(usable, 1.0 / np.maximum(height_sigma, 1e-9) ** 2, 0.0)
+    total = agree @ w
+    has = total > 0
+    h = np.where(has, (agree @ (w * height)) / np.where(has, total, 1.0), 1.0)
+    # An uncertain object agrees with any surface; it belongs to this one only if the surface
+    # height found lies within its own band too (else a chair on the floor or a misdetected
+    # thing drags the desk height): one pass of that check, then the mean again.
+    agree &= np.abs(height[None, :] - h[:, None]) <= SAME_SURFACE_SIGMAS * height_sigma[None, :]
+    total = agree @ w
+    has = agree.sum(axis=1) >= MIN_SURFACE_OTHERS
+    h = np.where(has, (agree @ (w * height)) / np.where(has, total, 1.0), 1.0)
+    h_sigma = 1.0 / np.sqrt(np.where(has, total, 1.0))
+    near_contact = h / np.maximum(slope, 1e-6)
+    z_contact = (near_contact + 0.5 * extent) / np.maximum(centre[:, 2], 1e-6)
+    rel = np.hypot(h_sigma / h, slope_sigma / np.maximum(slope, 1e-6))
+    sigma_contact = np.hypot(near_contact * rel, 0.5 * extent * UNIFORM_SIGMA) / np.maximum(
+        centre[:, 2], 1e-6)
+    w_own, w_contact = 1.0 / sigma ** 2, 1.0 / sigma_contact ** 2
+    fused = (w_own * z + w_contact * z_contact) / (w_own + w_contact)
+    # Two depths further apart than their sigmas allow mean one of the assumptions failed
+    # (a box bottom above the surface: a book on a stack, a thing held in the air): the
+    # combined sigma is scaled by their disagreement (the Particle Data Group's scale factor
+    # for inconsistent measurements).
+    scale = np.maximum(1.0, np.abs(z - z_contact) / np.hypot(sigma, sigma_contact))
+    fused_sigma = scale / np.sqrt(w_own + w_contact)
+    out = list(estimates)
+    for k in np.flatnonzero(has):
+        out[k] = replace(estimates[k], z=float(fused[k]), sigma=float(fused_sigma[k]),
+                         basis=estimates[k].basis + '+surface')
+    return out
+
+
 class GeometricDepth(DepthSource):
     """Depth from box size and typical class size (needs CameraInfo for metres)."""
 
@@ -454,9 +563,11 @@ class GeometricDepth(DepthSource):
     needs_intrinsics = True
 
     def __init__(self, knowledge: KnowledgeBase,
-                 border_margin_px: float = DEFAULT_BORDER_MARGIN_PX) -> None:
+                 border_margin_px: float = DEFAULT_BORDER_MARGIN_PX,
+                 surface_consistency: bool = True) -> None:
         self.knowledge = knowledge
         self.border_margin_px = border_margin_px
+        self.surface_consistency = surface_consistency
 
     def estimates(self, detections: list[Detection], intrinsics: CameraIntrinsics | None,
                   width: int, height: int,
@@ -484,7 +595,11 @@ class GeometricDepth(DepthSource):
                 out.append(modelled[k])
             else:
                 out.append(estimate_from_box(det.box, prior, intrinsics, self.border_margin_px))
-        return honest_sigma(detections, out)
+        out = honest_sigma(detections, out)
+        if rotation is not None and self.surface_consistency:
+            out = surface_consistency(detections, out, intrinsics, rotation,
+                                      self.border_margin_px)
+        return out
 
     def estimate(self, inp: DepthInput, prepared=None) -> DepthOutput:
         ests = self.estimates(inp.detections, inp.intrinsics, inp.image.width, inp.image.height,
