@@ -170,7 +170,7 @@ def order_sigma_multiple(confidence: float) -> float:
     standard deviations apart is wrong with probability Phi(-g): P(right) >= c exactly when
     g > Phi^-1(c). Correlated errors of two objects of one frame would change the gap's
     variance by -2 rho sigma_a sigma_b. Measured on the dev data (make eval, `order_tradeoff`):
-    the size-based errors are not linked (0.01 TUM, 0.08 KITTI); the surface cue links them
+    the size-based errors are not linked (0.01 TUM, -0.08 KITTI); the surface cue links them
     positively (0.2 TUM: objects share the surface height), which makes the gap's variance
     smaller than the sum, so taking the sum errs on the safe side and nothing is subtracted.
     """
