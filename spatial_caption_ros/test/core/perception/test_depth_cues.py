@@ -201,3 +201,29 @@ def test_no_surface_cue_for_people_cut_bottoms_lone_pairs_or_without_gravity():
                    for e in source.estimates([kb, cup, book], CAMERA, 640, 480, None))
     assert all(e.basis.endswith('+surface')
                for e in source.estimates([kb, cup, book], CAMERA, 640, 480, down))
+
+
+def test_floor_contact_with_a_known_camera_height_and_its_false_cases():
+    from spatial_caption_ros.core.perception.depth.geometric import GeometricDepth
+    height = 1.65                       # KITTI's camera above the road
+    prior = KNOWLEDGE.size_prior('car')
+    box, z_true, _, _ = _project('car', (1.0, height - prior.height / 2, 12.0), 0, 0, 0)
+    # the top tenth hidden (behind another car's roof): the size says too far, the contact
+    # of the box bottom with the road does not care
+    hidden = Detection(BoundingBox(box.x_min, box.y_min + 0.1 * box.height, box.x_max,
+                                   box.y_max), 2, 'car', 0.9)
+    plain = GeometricDepth(KNOWLEDGE).estimates([hidden], CAMERA, 640, 480)[0]
+    floor = GeometricDepth(KNOWLEDGE, camera_height_m=height).estimates(
+        [hidden], CAMERA, 640, 480)[0]
+    assert plain.z > 1.08 * z_true
+    assert floor.basis.endswith('+surface') and abs(floor.z - z_true) < 0.5 * abs(
+        plain.z - z_true) and abs(floor.z - z_true) < 2 * floor.sigma
+    # a camera height the scene does not match (the car's own band excludes a 4 m floor),
+    # an object above the horizon, and no height: left alone
+    wrong = GeometricDepth(KNOWLEDGE, camera_height_m=4.0).estimates([hidden], CAMERA, 640,
+                                                                     480)[0]
+    assert wrong == plain
+    high = Detection(BoundingBox(300, 50, 340, 90), 5, 'kite', 0.9)
+    assert GeometricDepth(KNOWLEDGE, camera_height_m=height).estimates(
+        [high], CAMERA, 640, 480)[0] == GeometricDepth(KNOWLEDGE).estimates(
+        [high], CAMERA, 640, 480)[0]

@@ -94,7 +94,12 @@ class DepthConfig:
     surface_consistency: bool = param(
         True, 'With gravity known, objects whose box bottoms meet one surface (a desk) at the '
         "same height get a second depth from the others' surface height, combined with their "
-        'own (geometric depth; docs/depth.md).', name='surface_consistency')
+        'own (geometric depth; docs/depth.md).', when=CONFIGURE, name='surface_consistency')
+    camera_height_m: float = param(
+        0.0, 'Height of the camera above the floor the objects stand on, metres (0: unknown). '
+        'Known, an object whose box bottom meets the floor gets a second depth from that contact '
+        '(with surface_consistency; a level camera unless gravity is known). KITTI: 1.65.',
+        minimum=0.0, maximum=100.0, when=CONFIGURE, name='camera_height_m')
 
     def validate(self) -> None:
         """Cross-parameter checks (messages name the ROS parameters)."""

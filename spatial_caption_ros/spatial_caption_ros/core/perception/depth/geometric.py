@@ -460,11 +460,15 @@ NOT_RESTING = frozenset({'person', 'tv'})
 # other object with a wide band agrees with almost anything (a cup on the desk with a chair on
 # the floor), two that also agree with each other's mean rarely do by chance.
 MIN_SURFACE_OTHERS = 2
+# Floor contact: the floor under an object is not exactly level with the camera's own support
+# (a road's grade changes, a car pitches when it brakes or is loaded, a camera's mount is set
+# to a degree or so): one degree, an assumption, not fitted.
+FLOOR_TILT_SIGMA_DEG = 1.0
 
 
 def surface_consistency(detections: list[Detection], estimates: list[GeometricEstimate],
-                        intrinsics: CameraIntrinsics, rotation: np.ndarray,
-                        margin: float) -> list[GeometricEstimate]:
+                        intrinsics: CameraIntrinsics, rotation: np.ndarray | None,
+                        margin: float, floor_height: float = 0.0) -> list[GeometricEstimate]:
     """Objects resting on one surface share its height: a second, independent depth for each.
 
     With gravity known, the ray through the bottom centre of an object's box meets the
@@ -478,15 +482,25 @@ def surface_consistency(detections: list[Detection], estimates: list[GeometricEs
     Left out: boxes cut at the bottom or whose bottom lies in the box of a nearer object
     (the bottom is hidden), NOT_RESTING classes, and objects with fewer than
     MIN_SURFACE_OTHERS others on their surface.
+
+    Floor contact: with the camera's height above the floor known (`floor_height`, a
+    parameter: KITTI's 1.65 m), an object whose own height band holds the floor stands on it,
+    and the floor's height replaces the others' mean (its uncertainty: the tilt of the floor
+    under the object, FLOOR_TILT_SIGMA_DEG, through the bottom ray's slope). Without gravity
+    (rotation None) the camera is taken as level, which the tilt term covers, and only the
+    floor is used.
     """
     n = len(estimates)
+    known_gravity = rotation is not None
     usable = np.array([
         e.known and d.class_name not in NOT_RESTING
         and d.box.y_max < intrinsics.height - margin * max(
             1.0, max(intrinsics.width, intrinsics.height) / DETECTOR_INPUT_PX)
         for d, e in zip(detections, estimates, strict=True)])
-    if usable.sum() <= MIN_SURFACE_OTHERS:
+    if usable.sum() <= (MIN_SURFACE_OTHERS if floor_height <= 0 else 0):
         return estimates
+    if rotation is None:
+        rotation = np.eye(3)
     z = np.array([e.z if e.known else 1.0 for e in estimates])
     sigma = np.array([e.sigma if e.known else 1.0 for e in estimates])
     extent = np.array([e.extent if math.isfinite(e.extent) else 0.0 for e in estimates])
@@ -512,8 +526,6 @@ def surface_consistency(detections: list[Detection], estimates: list[GeometricEs
     edge = level(boxes[:, 3] + BOX_EDGE_SIGMA_PX)
     slope_sigma = np.abs(edge[:, 1] / np.maximum(edge[:, 2], 1e-6) - slope)
     usable &= (slope > 0.05) & (bottom[:, 2] > 0.05) & (centre[:, 2] > 0.05)
-    if usable.sum() <= MIN_SURFACE_OTHERS:
-        return estimates
     # level-forward distance of the centre; the near bottom edge is half the extent nearer
     forward = z * centre[:, 2]
     near = np.maximum(forward - 0.5 * extent, 1e-3)
@@ -524,6 +536,8 @@ def surface_consistency(detections: list[Detection], estimates: list[GeometricEs
              & (np.abs(height[:, None] - height[None, :]) <= SAME_SURFACE_SIGMAS * np.hypot(
                  height_sigma[:, None], height_sigma[None, :])))
     np.fill_diagonal(agree, False)
+    if not known_gravity:
+        agree[:] = False
     w = np.where(usable, 1.0 / np.maximum(height_sigma, 1e-9) ** 2, 0.0)
     total = agree @ w
     has = total > 0
@@ -536,6 +550,15 @@ def surface_consistency(detections: list[Detection], estimates: list[GeometricEs
     has = agree.sum(axis=1) >= MIN_SURFACE_OTHERS
     h = np.where(has, (agree @ (w * height)) / np.where(has, total, 1.0), 1.0)
     h_sigma = 1.0 / np.sqrt(np.where(has, total, 1.0))
+    if floor_height > 0:
+        on_floor = usable & (np.abs(height - floor_height) <= SAME_SURFACE_SIGMAS * height_sigma)
+        h = np.where(on_floor, floor_height, h)
+        h_sigma = np.where(on_floor, 0.0, h_sigma)
+        # the floor under the object tilted against the camera's level: the slope changes by
+        # the tilt (radians) times d slope / d angle = 1 + slope^2
+        slope_sigma = np.where(on_floor, np.hypot(slope_sigma, math.radians(
+            FLOOR_TILT_SIGMA_DEG) * (1.0 + slope ** 2)), slope_sigma)
+        has = has | on_floor
     near_contact = h / np.maximum(slope, 1e-6)
     z_contact = (near_contact + 0.5 * extent) / np.maximum(centre[:, 2], 1e-6)
     rel = np.hypot(h_sigma / h, slope_sigma / np.maximum(slope, 1e-6))
@@ -564,10 +587,11 @@ class GeometricDepth(DepthSource):
 
     def __init__(self, knowledge: KnowledgeBase,
                  border_margin_px: float = DEFAULT_BORDER_MARGIN_PX,
-                 surface_consistency: bool = True) -> None:
+                 surface_consistency: bool = True, camera_height_m: float = 0.0) -> None:
         self.knowledge = knowledge
         self.border_margin_px = border_margin_px
         self.surface_consistency = surface_consistency
+        self.camera_height_m = camera_height_m
 
     def estimates(self, detections: list[Detection], intrinsics: CameraIntrinsics | None,
                   width: int, height: int,
@@ -596,9 +620,10 @@ class GeometricDepth(DepthSource):
             else:
                 out.append(estimate_from_box(det.box, prior, intrinsics, self.border_margin_px))
         out = honest_sigma(detections, out)
-        if rotation is not None and self.surface_consistency:
+        if intrinsics is not None and self.surface_consistency and (
+                rotation is not None or (down is None and self.camera_height_m > 0)):
             out = surface_consistency(detections, out, intrinsics, rotation,
-                                      self.border_margin_px)
+                                      self.border_margin_px, self.camera_height_m)
         return out
 
     def estimate(self, inp: DepthInput, prepared=None) -> DepthOutput:
