@@ -454,6 +454,46 @@ def test_scene_memory_persists_and_reloads(tmp_path):
     again.close()
 
 
+def test_evidence_state_survives_a_restart_and_a_version_1_file_is_upgraded(tmp_path):
+    path = str(tmp_path / 'm.sqlite')
+    memory = SceneMemory(config(database=path, keyframes=False))
+    for k in range(6):
+        memory.update(desk(k * 0.2), yaw(0), CAM)
+    memory.update(desk(1.2, missing=('cup',)), yaw(0), CAM)
+    before = {o.class_name: o for o in memory.objects.objects.values()}
+    memory.close()
+    again = SceneMemory(config(database=path, keyframes=False))
+    after = {o.class_name: o for o in again.objects.objects.values()}
+    for name in ('cup', 'book'):
+        a, b = before[name], after[name]
+        assert (b.size, b.seen_in_view, b.missed_in_view, b.miss_since_ns) == (
+            a.size, a.seen_in_view, a.missed_in_view, a.miss_since_ns)
+    assert after['cup'].missed_in_view == 1 and after['book'].size == pytest.approx(0.3)
+    again.close()
+    # a file written by schema version 1 (no evidence column) opens with the column added
+    old = str(tmp_path / 'v1.sqlite')
+    conn = sqlite3.connect(old)
+    conn.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema', '1');
+        CREATE TABLE objects (
+          id INTEGER PRIMARY KEY, votes TEXT NOT NULL, position BLOB NOT NULL,
+          covariance BLOB NOT NULL, first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL,
+          times_seen INTEGER NOT NULL, state TEXT NOT NULL, frames TEXT NOT NULL,
+          missed_in_view INTEGER NOT NULL, misses_total INTEGER NOT NULL);""")
+    conn.execute('INSERT INTO objects VALUES (1, ?, ?, ?, 0, 5, 2, ?, ?, 0, 0)',
+                 ('{"cup": 1.6}', np.zeros(3).tobytes(), np.eye(3).tobytes(), 'present',
+                  '[0, 5]'))
+    conn.commit()
+    conn.close()
+    db = MemoryDatabase(old)
+    assert not db.recovered_from
+    objects, _, _ = db.load(20)
+    assert objects[1].class_name == 'cup' and objects[1].size == 0.0
+    assert db.conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0] == '2'
+    db.close()
+
+
 def test_corrupt_database_is_moved_aside_and_a_fresh_one_started(tmp_path):
     path = tmp_path / 'memory.sqlite'
     path.write_bytes(b'this is not a database' * 100)
