@@ -205,38 +205,44 @@ def object_size(obj: SceneObject) -> float:
     return float(sum(sizes) / len(sizes)) if sizes else 0.0
 
 
-def observation_covariance(obj: SceneObject, config: MemoryConfig) -> np.ndarray:
-    """Covariance (camera frame) of an object's centre: along the ray, and across it."""
-    p = np.asarray(obj.position, dtype=np.float64)
-    dist = float(np.linalg.norm(p))
-    ray = p / dist if dist > 1e-9 else np.array([0.0, 0.0, 1.0])
+def observation_covariances(points: np.ndarray, sizes: np.ndarray, depth_sigmas: np.ndarray,
+                            config: MemoryConfig) -> np.ndarray:
+    """Covariances (N, 3, 3) of object centres at camera-frame points (N, 3).
+
+    Along the ray the depth sigma (depth_sigma_fraction of the distance where it is unknown),
+    across it lateral_size_fraction of the size; both with the floor position_sigma_floor.
+    """
+    dist = np.linalg.norm(points, axis=1)
+    ray = np.where(dist[:, None] > 1e-9, points / np.maximum(dist, 1e-9)[:, None],
+                   np.array([0.0, 0.0, 1.0]))
     floor = config.position_sigma_floor
-    size = object_size(obj)
-    depth_sigma = obj.depth_uncertainty
-    if not math.isfinite(depth_sigma) or depth_sigma <= 0:
-        depth_sigma = config.depth_sigma_fraction * dist
-    along = math.hypot(floor, depth_sigma)
-    across = math.hypot(floor, config.lateral_size_fraction * size)
-    outer = np.outer(ray, ray)
-    return along * along * outer + across * across * (np.eye(3) - outer)
+    depth_sigmas = np.where(np.isfinite(depth_sigmas) & (depth_sigmas > 0), depth_sigmas,
+                            config.depth_sigma_fraction * dist)
+    along = floor * floor + depth_sigmas * depth_sigmas
+    across = floor * floor + (config.lateral_size_fraction * sizes) ** 2
+    outer = ray[:, :, None] * ray[:, None, :]
+    return along[:, None, None] * outer + across[:, None, None] * (np.eye(3) - outer)
 
 
 def observations_in_world(graph: SceneGraph, camera_to_world: Transform,
                           config: MemoryConfig) -> tuple[list[Observation], int]:
     """The graph's objects with a metric position, in the world frame; and how many had none."""
-    out: list[Observation] = []
-    skipped = 0
+    kept = [(i, obj) for i, obj in enumerate(graph.objects)
+            if obj.position is not None and obj.depth_metric and all(
+                math.isfinite(v) for v in obj.position)]
+    skipped = len(graph.objects) - len(kept)
+    if not kept:
+        return [], skipped
     r, t = camera_to_world.rotation, camera_to_world.translation
-    for i, obj in enumerate(graph.objects):
-        if obj.position is None or not obj.depth_metric or not all(
-                math.isfinite(v) for v in obj.position):
-            skipped += 1
-            continue
-        cov = r @ observation_covariance(obj, config) @ r.T
-        out.append(Observation(i, obj.class_name, float(obj.confidence),
-                               r @ np.asarray(obj.position, dtype=np.float64) + t, cov, t.copy(),
-                               int(obj.id), object_size(obj)))
-    return out, skipped
+    points = np.array([obj.position for _, obj in kept], dtype=np.float64)
+    sizes = np.array([object_size(obj) for _, obj in kept])
+    cov = observation_covariances(points, sizes, np.array(
+        [obj.depth_uncertainty for _, obj in kept], dtype=np.float64), config)
+    cov = r @ cov @ r.T
+    world = points @ r.T + t
+    return [Observation(i, obj.class_name, float(obj.confidence), world[n], cov[n], t,
+                        int(obj.id), float(sizes[n]))
+            for n, (i, obj) in enumerate(kept)], skipped
 
 
 def checkable_in_view(points: np.ndarray, sizes: np.ndarray, intrinsics: CameraIntrinsics,
@@ -426,32 +432,46 @@ class ObjectMemory:
         cost = chi2 - 0.5 * (rows.track[r_idx] == tracks)
         used_obs: set[int] = set()
         used: set[int] = set()
+        pairs = []
         for j in np.argsort(cost, kind='stable'):
             k, r = int(k_idx[j]), int(r_idx[j])
             if chi2[j] > c.gate_chi2 or k in used_obs or r in used:
                 continue
             used_obs.add(k)
             used.add(r)
-            self._fuse(self.objects[int(rows.ids[r])], observations[k], result)
+            pairs.append((k, r))
+        if pairs:
+            self._fuse([(self.objects[int(rows.ids[r])], observations[k]) for k, r in pairs],
+                       result)
         return {int(rows.ids[r]) for r in used}
 
-    def _fuse(self, obj: MemoryObject, obs: Observation, result: UpdateResult) -> None:
-        """Static-object Kalman update of the position; votes, counts, frames."""
+    def _fuse(self, pairs: list[tuple[MemoryObject, Observation]],
+              result: UpdateResult) -> None:
+        """Static-object Kalman updates of the objects by their observations (batched).
+
+        Then each object's votes, counts and frames.
+        """
         stamp = result.stamp_ns
-        s = obj.covariance + obs.covariance
-        gain = obj.covariance @ np.linalg.inv(s)
-        obj.position = obj.position + gain @ (obs.position - obj.position)
-        cov = (np.eye(3) - gain) @ obj.covariance
-        obj.covariance = 0.5 * (cov + cov.T)
-        self._sighted(obj, obs, result)
-        if obj.state == TENTATIVE and obj.times_seen >= self.config.confirm_observations:
-            obj.state = PRESENT
-            self._confirmed_now.append(obj)
-        elif obj.state == GONE:
-            obj.state = PRESENT
-            self._record(Change(APPEARED, stamp, ObjectSnapshot.of(obj),
-                                evidence='seen again where it had gone'), result)
-        self._sync(obj)
+        p = np.stack([o.position for o, _ in pairs])
+        cov = np.stack([o.covariance for o, _ in pairs])
+        z = np.stack([obs.position for _, obs in pairs])
+        s = cov + np.stack([obs.covariance for _, obs in pairs])
+        # gain = C S^-1; C and S are symmetric, so gain^T = S^-1 C
+        gain = np.linalg.solve(s, cov).transpose(0, 2, 1)
+        pos = p + np.einsum('nij,nj->ni', gain, z - p)
+        cov = cov - gain @ cov
+        cov = 0.5 * (cov + cov.transpose(0, 2, 1))
+        for (obj, obs), new_p, new_c in zip(pairs, pos, cov, strict=True):
+            obj.position, obj.covariance = new_p, new_c
+            self._sighted(obj, obs, result)
+            if obj.state == TENTATIVE and obj.times_seen >= self.config.confirm_observations:
+                obj.state = PRESENT
+                self._confirmed_now.append(obj)
+            elif obj.state == GONE:
+                obj.state = PRESENT
+                self._record(Change(APPEARED, stamp, ObjectSnapshot.of(obj),
+                                    evidence='seen again where it had gone'), result)
+            self._sync(obj)
 
     def _sighted(self, obj: MemoryObject, obs: Observation, result: UpdateResult) -> None:
         """What every sighting records: votes, stamps, counts, size, the track id."""
@@ -665,13 +685,19 @@ class ObjectMemory:
         diff = rows.pos[live][None, :, :] - pos[:, None, :]
         near = (codes[:, None] == rows.cls[live][None, :]) & (
             np.einsum('mni,mni->mn', diff, diff) <= c.max_association_distance ** 2)
-        for k, l_ in zip(*np.nonzero(near), strict=True):
-            a = touched[int(k)]
-            b = self.objects.get(int(rows.ids[live[l_]]))
-            if b is None or a.id not in self.objects or b.id == a.id or \
-                    _chi2(b.position - a.position, a.covariance + b.covariance) > c.gate_chi2 \
-                    or set(a.frames) & set(b.frames):
-                continue
+        k_idx, l_idx = np.nonzero(near & (rows.ids[live][None, :] != np.array(
+            [o.id for o in touched])[:, None]))
+        if k_idx.size == 0:
+            return
+        d = diff[k_idx, l_idx]
+        s = rows.cov[live[l_idx]] + np.stack([touched[k].covariance for k in k_idx])
+        chi2 = np.einsum('ni,ni->n', d, np.linalg.solve(s, d[..., None])[..., 0])
+        for j in np.flatnonzero(chi2 <= c.gate_chi2):
+            a = touched[int(k_idx[j])]
+            b = self.objects.get(int(rows.ids[live[l_idx[j]]]))
+            if b is None or a.id not in self.objects or set(a.frames) & set(b.frames) or \
+                    _chi2(b.position - a.position, a.covariance + b.covariance) > c.gate_chi2:
+                continue        # gone, merged already, seen together, or moved by a merge
             # the confirmed one (the id others know), else the older one, keeps its id
             keep, other = sorted((a, b), key=lambda o: (o.state == TENTATIVE, o.first_seen_ns,
                                                         o.id))
