@@ -490,7 +490,7 @@ class ObjectMemory:
         """A newly confirmed object: a gone one of its class that moved here, or appeared."""
         if obj.id not in self.objects:
             return
-        old = self._moved_from(obj, GONE)
+        old = self._move_partner(obj, find_new=False)
         if old is not None:
             self._moved(old, obj, result, f'it had gone from its old place '
                         f'{float(np.linalg.norm(obj.position - old.position)):.2f} m away; the '
@@ -500,37 +500,26 @@ class ObjectMemory:
             f'first seen, {obj.times_seen} sightings: new to the memory (not evidence that it '
             'was absent before)')), result)
 
-    def _moved_from(self, new: MemoryObject, state: str) -> MemoryObject | None:
-        """The nearest object in `state` that `new` may be after a move, or None.
+    def _move_partner(self, known: MemoryObject, find_new: bool) -> MemoryObject | None:
+        """The other end of a possible move of `known`, nearest first, or None.
 
-        Same class, within move_radius, last seen before `new` was first seen, and `new`'s
-        position outside the association gate of the old one (inconsistent beyond both
-        uncertainties: not the same place seen with a depth error).
+        find_new: `known` is the old entry and a present one is sought; else `known` is newly
+        confirmed and a gone one is sought. Same class, within move_radius, the new one first
+        seen after the old one's last sighting, and the new position outside the association
+        gate of the old one (inconsistent beyond both uncertainties: not the same place seen
+        with a depth error).
         """
         c = self.config
         best, best_d = None, c.move_radius
+        state = PRESENT if find_new else GONE
         for obj in self.objects.values():
-            if obj.state != state or obj.id == new.id or obj.class_name != new.class_name or \
-                    obj.last_seen_ns >= new.first_seen_ns:
+            old, new = (known, obj) if find_new else (obj, known)
+            if obj.state != state or obj.id == known.id or obj.class_name != known.class_name \
+                    or new.first_seen_ns <= old.last_seen_ns:
                 continue
-            d = new.position - obj.position
+            d = new.position - old.position
             dist = float(np.linalg.norm(d))
-            if dist > best_d or _chi2(d, obj.covariance + new.covariance) <= c.gate_chi2:
-                continue
-            best, best_d = obj, dist
-        return best
-
-    def _moved_to(self, old: MemoryObject) -> MemoryObject | None:
-        """The nearest present object `old` may have moved to (see _moved_from), or None."""
-        c = self.config
-        best, best_d = None, c.move_radius
-        for obj in self.objects.values():
-            if obj.state != PRESENT or obj.id == old.id or obj.class_name != old.class_name or \
-                    obj.first_seen_ns <= old.last_seen_ns:
-                continue
-            d = obj.position - old.position
-            dist = float(np.linalg.norm(d))
-            if dist > best_d or _chi2(d, old.covariance + obj.covariance) <= c.gate_chi2:
+            if dist > best_d or _chi2(d, old.covariance + new.covariance) <= c.gate_chi2:
                 continue
             best, best_d = obj, dist
         return best
@@ -656,7 +645,7 @@ class ObjectMemory:
         why = (f'in view, not occluded and within range, but not detected in '
                f'{obj.missed_in_view} usable frames in a row over {span:.1f} s '
                f'(chance if still there {obj.miss_probability():.1g})')
-        new = self._moved_to(obj)
+        new = self._move_partner(obj, find_new=True)
         if new is not None:
             self._moved(obj, new, result, f'{why}; the {new.class_name} first seen since then '
                         f'{float(np.linalg.norm(new.position - obj.position)):.2f} m away is '
