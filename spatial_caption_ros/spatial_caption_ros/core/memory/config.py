@@ -82,9 +82,9 @@ class MemoryConfig:
         'detectors lose it while it is still there.', minimum=0.0, maximum=10.0)
     min_detected_share: float = param(
         0.5, 'A frame is evidence that an object is missing only if the detector works on it: '
-        'at least one other remembered object checkably in view is detected, and at least this '
-        'share of them (a blurred or dark frame loses most objects at once).', minimum=0.0,
-        maximum=1.0)
+        'of the other remembered objects checkably in view it finds at least one, and at least '
+        'this share of what it usually finds there (the sum of their own detection rates); a '
+        'blurred or dark frame loses most objects at once.', minimum=0.0, maximum=1.0)
     min_box_px: float = param(
         32.0, "Smallest side (pixels) of an object's projected box for a miss to count: COCO's "
         'small-object limit (32 px), below which detectors find objects least often.',

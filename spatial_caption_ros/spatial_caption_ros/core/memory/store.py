@@ -8,12 +8,12 @@ its class with the smallest Mahalanobis distance inside the chi-square gate (and
 uncertainty shrinks with every sighting. Box overlap plays no part: two sightings from opposite
 sides of a room associate by position.
 
-Changes need evidence. A frame is *usable* as evidence that something is missing only when the
-camera turns slower than `max_angular_speed` (no motion blur to speak of) and the detector is
-working on it (other remembered objects checkably in view are detected, `min_detected_share`).
-An object is *checkable* in a frame when its projected box (remembered size) lies
-`view_margin_px` inside the image, is at least `min_box_px` on its smaller side, its depth is
-within `min_range` .. `max_range` and no nearer detection covers it.
+Changes need evidence. An object is *checkable* in a frame when its projected box (remembered
+size) lies `view_margin_px` inside the image, is at least `min_box_px` on its smaller side and
+at least 1 / `max_blur_fraction` times the motion blur (the camera's angular speed between
+consecutive poses x `exposure_time` x focal length), its depth is within `min_range` ..
+`max_range` and no nearer detection covers it. The frame is *usable* for it when the detector is
+working (it finds other checkable objects about as often as usual, `min_detected_share`).
 - appeared: a new object confirmed by `confirm_observations` sightings, or a gone one seen again;
 - gone: a remembered object checkable and undetected in `gone_after_frames` usable frames in a
   row spanning `gone_after_seconds`, and so many that missing it this often would be unlikely
@@ -576,11 +576,11 @@ class ObjectMemory:
         Checkable: the projected box (remembered size) lies view_margin_px inside the image
         and is min_box_px or more on its smaller side, the depth is within min_range ..
         max_range, and (when undetected) no detection covering the projection lies
-        occlusion_margin or more in front. The frame must be usable: the camera turned at most
-        max_angular_speed, and the detector found at least one and min_detected_share of the
-        other checkable objects. The camera's turn since the previous graph smears the image
-        by angular speed x exposure_time x focal length pixels; an object counts only if that
-        is at most max_blur_fraction of its projected size.
+        occlusion_margin or more in front. The camera's turn since the previous graph smears
+        the image by angular speed x exposure_time x focal length pixels; an object counts only
+        if that is at most max_blur_fraction of its projected size. The frame must be usable
+        for it: the detector found at least one of the other checkable objects, and at least
+        min_detected_share of the number it usually finds (the sum of their detection rates).
         """
         rows, c = self._rows, self.config
         if intrinsics is None:
@@ -613,20 +613,22 @@ class ObjectMemory:
                 (v[:, None] >= boxes[:, 1]) & (v[:, None] <= boxes[:, 3]) & \
                 (depths[None, :] < z[:, None] - c.occlusion_margin)
             ok &= detected | ~covered.any(axis=1)
-        checkable = int(ok.sum())
-        found = int((ok & detected).sum())
-        for r, seen in zip(sel[ok], detected[ok], strict=True):
-            others, others_found = checkable - 1, found - int(seen)
-            if others_found < 1 or others_found < c.min_detected_share * others:
+        objs = [self.objects[int(i)] for i in rows.ids[sel[ok]]]
+        seen_now = detected[ok]
+        # how many of them the detector usually finds here: each one's own detection rate
+        rates = np.array([o.detection_rate for o in objs])
+        expected, found = float(rates.sum()), int(seen_now.sum())
+        for obj, seen, rate in zip(objs, seen_now, rates, strict=True):
+            others_found = found - int(seen)
+            if others_found < 1 or others_found < c.min_detected_share * (expected - rate):
                 continue            # the detector is not working on this frame (for it)
-            obj = self.objects.get(int(rows.ids[r]))
-            if obj is None or obj.state != PRESENT:
+            if obj.id not in self.objects or obj.state != PRESENT:
                 continue            # taken into a move earlier in this loop
             if seen:
                 obj.seen_in_view += 1
             else:
                 self._missed(obj, result)
-        if found == 0 or found < c.min_detected_share * checkable:
+        if found == 0 or found < c.min_detected_share * expected:
             self.unusable_frames['detector'] = self.unusable_frames.get('detector', 0) + 1
             result.evidence = 'detector'
 
