@@ -666,7 +666,8 @@ class ObjectMemory:
         in the same frame (two detections in one frame are two objects).
         """
         rows, c = self._rows, self.config
-        touched = [self.objects[i] for i in result.touched
+        # only positions that changed this frame (sightings) can have become consistent
+        touched = [self.objects[i] for i in {oid for _, oid in result.associations}
                    if i in self.objects and self.objects[i].state != GONE]
         live = np.flatnonzero(rows.alive[:rows.n] & (rows.state[:rows.n] != _STATE_CODES[GONE]))
         if not touched or live.size < 2:
