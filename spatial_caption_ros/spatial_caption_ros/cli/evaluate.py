@@ -4,7 +4,8 @@ Runs PerceptionPipeline (the real detector, the configured depth source, KITTI c
 intrinsics) and SceneGraphBuilder over a folder in the format of ../shared/eval, and writes
 results.json (every count, per-frame details, VSR verdicts) and results.md (a short table):
 KITTI depth order, distance error and Kendall tau; COCO left/right/above/below precision and
-recall; VSR statements decided by the graph.
+recall; VSR statements decided by the graph; the TUM RGB-D sequence (tum_fr1_rpy: per-object
+depth and sigma against the Kinect, the graph's in front of / behind against the Kinect order).
 
 `--depth-check` adds the KITTI depth check: every labelled object matched to a detection with its
 labelled and estimated depth, sigma, truncation and occlusion, and the median errors by subset
@@ -26,16 +27,14 @@ import json
 from pathlib import Path
 import sys
 
-import yaml
-
-from spatial_caption_ros.params_file import load_params
+from spatial_caption_ros.params_file import apply_sets, load_params, stage_values
 from spatial_caption_ros.core.errors import SpatialCaptionError
-from spatial_caption_ros.core.evaluation.dataset import SOURCES
-from spatial_caption_ros.core.evaluation.harness import EvalOptions, Harness, render_markdown
+from spatial_caption_ros.core.evaluation.harness import (
+    ALL_SOURCES, EvalOptions, Harness, render_markdown)
 from spatial_caption_ros.core.memory.config import MemoryConfig
 from spatial_caption_ros.core.memory.evaluation import evaluate_memory, render_memory_markdown
 from spatial_caption_ros.core.perception.models import repository_root
-from spatial_caption_ros.core.params import build_config, param_fields
+from spatial_caption_ros.core.params import build_config
 from spatial_caption_ros.core.perception.pipeline import PerceptionConfig
 from spatial_caption_ros.core.scene_graph.builder import SceneGraphConfig
 
@@ -65,8 +64,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument('--model-dir', default=None, help='perception model_dir')
     p.add_argument('--set', action='append', default=[], metavar='NODE.PARAM=VALUE',
                    help='override a perception or scene_graph parameter (value parsed as YAML)')
-    p.add_argument('--sources', default=','.join(SOURCES),
-                   help=f'comma-separated subset of {",".join(SOURCES)}')
+    p.add_argument('--sources', default=','.join(ALL_SOURCES),
+                   help=f'comma-separated subset of {",".join(ALL_SOURCES)} (tum: the '
+                        'tum_fr1_rpy RGB-D sequence against its Kinect depth)')
     p.add_argument('--limit', type=int, default=0, help='first N items of each source only')
     p.add_argument('--oracle-depth', action='store_true',
                    help='KITTI: replace estimated depth by the labelled depth (harness '
@@ -74,19 +74,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument('--depth-check', action='store_true',
                    help='KITTI: list every matched object (labelled vs estimated depth, sigma, '
                         'truncation, occlusion) and the errors by subset')
+    p.add_argument('--no-gravity', action='store_true',
+                   help='TUM: do not give the pipeline gravity from the ground-truth poses (a '
+                        'camera of unknown orientation: the geometric cues take the optical axis '
+                        'as level)')
     p.add_argument('--memory', action='store_true',
                    help='add the memory section: scene memory on tum_fr1_rpy with sensor and '
                         'geometric depth (world spread, fragmentation, false changes, '
                         'synthetic changes, place retrieval)')
     p.add_argument('--quiet', action='store_true', help='print only the table')
     return p.parse_args(argv)
-
-
-def stage_values(params: dict, node: str, config_cls: type) -> dict:
-    """The parameters of `config_cls` found in the node's section of a parameter file."""
-    section = (params.get(node) or {}).get('ros__parameters') or {}
-    known = {f.name for f, _ in param_fields(config_cls)}
-    return {k: v for k, v in section.items() if k in known}
 
 
 def depth_check_table(objects: list[dict]) -> str:
@@ -112,33 +109,32 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data:
         print('no --data given and ../shared/eval is not there', file=sys.stderr)
         return 2
-    params = load_params(args.config)
+    if not Path(args.data).is_dir():
+        print(f'--data {args.data}: no such folder', file=sys.stderr)
+        return 2
+    try:
+        params = apply_sets(load_params(args.config), args.set,
+                            nodes=('perception', 'scene_graph', 'memory'))
+    except SpatialCaptionError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     perception = stage_values(params, 'perception', PerceptionConfig)
     graph = stage_values(params, 'scene_graph', SceneGraphConfig)
     memory = stage_values(params, 'memory', MemoryConfig)
-    for item in args.set:
-        key, eq, value = item.partition('=')
-        node, dot, name = key.partition('.')
-        target = {'perception': perception, 'scene_graph': graph, 'memory': memory}.get(node)
-        if not eq or not dot or target is None:
-            print(f'--set {item!r}: expected perception.PARAM=VALUE, scene_graph.PARAM=VALUE '
-                  'or memory.PARAM=VALUE', file=sys.stderr)
-            return 2
-        target[name] = yaml.safe_load(value)
     if args.depth_source:
         perception['depth_source'] = args.depth_source
     if args.model_dir:
         perception['model_dir'] = str(Path(args.model_dir).expanduser().resolve())
     sources = tuple(s.strip() for s in args.sources.split(',') if s.strip())
-    unknown = sorted(set(sources) - set(SOURCES))
+    unknown = sorted(set(sources) - set(ALL_SOURCES))
     if unknown:
-        print(f'unknown sources {unknown}; known: {", ".join(SOURCES)}', file=sys.stderr)
+        print(f'unknown sources {unknown}; known: {", ".join(ALL_SOURCES)}', file=sys.stderr)
         return 2
     try:
         harness = Harness(build_config(PerceptionConfig, perception),
                           build_config(SceneGraphConfig, graph),
                           EvalOptions(Path(args.data), sources, args.limit, args.oracle_depth,
-                                      args.depth_check))
+                                      args.depth_check, not args.no_gravity))
     except SpatialCaptionError as exc:
         print(f'cannot start the evaluation: {exc}', file=sys.stderr)
         return 2

@@ -79,10 +79,13 @@ def compressed_msg_to_color(msg: CompressedImage) -> ColorImage:
     return compressed_to_color(msg.format, msg.data)
 
 
-def depth_msg_to_metres(msg: Image) -> np.ndarray:
-    """Aligned depth image (16UC1 millimetres or 32FC1 metres) -> float32 metres, NaN = none."""
+def depth_msg_to_metres(msg: Image, scale: float = 0.001) -> np.ndarray:
+    """Aligned depth image -> float32 metres, NaN = none.
+
+    16UC1 values times `scale` metres per unit (REP 118 millimetres by default); 32FC1 metres.
+    """
     return raw_to_depth_metres(msg.width, msg.height, msg.encoding, msg.step, msg.data,
-                               bool(msg.is_bigendian))
+                               bool(msg.is_bigendian), scale)
 
 
 def array_to_image_msg(pixels: np.ndarray, header: FrameHeader | Header,
