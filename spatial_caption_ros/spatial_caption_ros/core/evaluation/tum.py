@@ -30,7 +30,7 @@ import numpy as np
 import yaml
 
 from spatial_caption_ros.core.errors import ConfigError
-from spatial_caption_ros.core.geometry import pose_matrix, quaternion_slerp
+from spatial_caption_ros.core.rotations import pose_matrix, quaternion_slerp
 from spatial_caption_ros.core.inputs.sources import load_camera_info_file
 from spatial_caption_ros.core.types import CameraIntrinsics
 

@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from spatial_caption_ros.core.geometry import rotation_angle
+from spatial_caption_ros.core.rotations import rotation_angle
 from spatial_caption_ros.core.memory.config import MemoryConfig
 from spatial_caption_ros.core.memory.transforms import Transform
 from spatial_caption_ros.core.types import CameraIntrinsics, SceneGraph, SceneObject

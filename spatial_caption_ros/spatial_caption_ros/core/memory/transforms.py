@@ -19,7 +19,7 @@ import threading
 import numpy as np
 
 from spatial_caption_ros.core.errors import SpatialCaptionError
-from spatial_caption_ros.core.geometry import matrix_to_quaternion, quaternion_slerp, \
+from spatial_caption_ros.core.rotations import matrix_to_quaternion, quaternion_slerp, \
     quaternion_to_matrix
 
 
