@@ -73,10 +73,13 @@ def compressed_msg_to_color(msg: CompressedImage) -> ColorImage:
     return compressed_to_color(msg.format, msg.data)
 
 
-def depth_msg_to_metres(msg: Image) -> np.ndarray:
-    """Aligned depth image (16UC1 millimetres or 32FC1 metres) -> float32 metres, NaN = none."""
+def depth_msg_to_metres(msg: Image, unit_m: float = 0.001) -> np.ndarray:
+    """Aligned depth image (16UC1 in steps of unit_m, default mm; 32FC1 metres) -> metres.
+
+    float32, NaN where there is no reading.
+    """
     return raw_to_depth_metres(msg.width, msg.height, msg.encoding, msg.step, msg.data,
-                               bool(msg.is_bigendian))
+                               bool(msg.is_bigendian), unit_m)
 
 
 def array_to_image_msg(pixels: np.ndarray, header: FrameHeader | Header,

@@ -201,15 +201,18 @@ def compressed_to_color(fmt: str, data) -> ColorImage:
 
 
 def raw_to_depth_metres(width: int, height: int, encoding: str, step: int, data,
-                        is_bigendian: bool = False) -> np.ndarray:
-    """Decode a depth image to float32 metres; readings that are not valid become NaN."""
+                        is_bigendian: bool = False, unit_m: float = 0.001) -> np.ndarray:
+    """Decode a depth image to float32 metres; readings that are not valid become NaN.
+
+    unit_m: metres per step of a 16UC1 image (REP 118: 0.001; the TUM RGB-D benchmark: 1/5000).
+    """
     spec = DEPTH_ENCODINGS.get(encoding)
     if spec is None:
         check_raw_image(width, height, encoding, step, 0, depth=True)
     channels, dtype = spec
     arr = _view(width, height, step, data, channels, dtype, is_bigendian, encoding)[..., 0]
     if dtype == np.uint16:
-        metres = arr.astype(np.float32) * np.float32(0.001)
+        metres = arr.astype(np.float32) * np.float32(unit_m)
     else:
         metres = arr.astype(np.float32, copy=True)
     metres[~np.isfinite(metres) | (metres <= 0.0)] = np.nan
