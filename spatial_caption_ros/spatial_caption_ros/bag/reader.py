@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+import mmap
 import sqlite3
+import struct
 
 from rosbags.rosbag2 import Reader
 from rosbags.interfaces import MessageDefinitionFormat
@@ -21,11 +23,15 @@ IMAGE = 'sensor_msgs/msg/Image'
 COMPRESSED = 'sensor_msgs/msg/CompressedImage'
 CAMERA_INFO = 'sensor_msgs/msg/CameraInfo'
 TF = 'tf2_msgs/msg/TFMessage'
+MCAP_MAGIC = b'\x89MCAP0\r\n'
 STORAGE_SUFFIXES = {'.mcap': 'mcap', '.db3': 'sqlite3'}
 # Words that mark a depth image topic, and the preferred colour and depth topics among several.
 DEPTH_WORDS = ('depth',)
 COLOR_PREFERENCE = ('color', 'rgb', 'image_raw', 'image_rect')
 DEPTH_PREFERENCE = ('aligned', 'registered')
+# A damaged sqlite3 file without a readable row count is read by id until this many in a row
+# are missing.
+MISSING_ROWS = 1000
 
 
 class RecordingError(Exception):
@@ -150,65 +156,161 @@ def _open_with_rosbags(path: Path, reader_path: Path, problems: list[str]) -> Re
                      problems, [], reader_path)
 
 
+class _Cut(Exception):
+    """The data ends inside a record."""
+
+
+def _records(buf, pos: int, end: int) -> Iterator[tuple[int, memoryview, bool]]:
+    """(opcode, body, complete) of the MCAP records in buf[pos:end]; a cut record comes last.
+
+    A cut chunk is still returned (complete False): its first records may be whole.
+    """
+    while pos + 9 <= end:
+        op = buf[pos]
+        (length,) = struct.unpack_from('<Q', buf, pos + 1)
+        body_end = pos + 9 + length
+        if body_end > end:
+            yield op, memoryview(buf)[pos + 9:end], False
+            return
+        yield op, memoryview(buf)[pos + 9:body_end], True
+        pos = body_end
+
+
+def _string(body: memoryview, pos: int) -> tuple[str, int]:
+    if pos + 4 > len(body):
+        raise _Cut
+    (n,) = struct.unpack_from('<I', body, pos)
+    if pos + 4 + n > len(body):
+        raise _Cut
+    return bytes(body[pos + 4:pos + 4 + n]).decode('utf-8', 'replace'), pos + 4 + n
+
+
+def _chunk_records(body: memoryview, complete: bool) -> tuple[bytes, str]:
+    """The records inside a chunk body (as far as they are there) and what was lost, if any."""
+    if len(body) < 28:
+        raise _Cut
+    compression, pos = _string(body, 28)
+    if pos + 8 > len(body):
+        raise _Cut
+    (size,) = struct.unpack_from('<Q', body, pos)
+    data = bytes(body[pos + 8:pos + 8 + size])
+    if compression == '':
+        return data, ''
+    if compression == 'zstd':
+        import zstandard
+        try:
+            return zstandard.ZstdDecompressor().decompressobj().decompress(data), ''
+        except zstandard.ZstdError as exc:
+            return b'', f'zstd chunk not readable: {exc}'
+    if compression == 'lz4' and complete:
+        import lz4.frame
+        return lz4.frame.decompress(data), ''
+    return b'', f'{compression} chunk cut: its messages are lost'
+
+
 def _scan_mcap(path: Path, problems: list[str],
                topics_only: dict[str, TopicInfo] | None = None) -> Iterator[RawMessage]:
-    """Records of an MCAP file in file order, up to the first damage (no index needed)."""
-    from mcap.records import Channel, Message, Schema
-    from mcap.stream_reader import StreamReader
+    """Messages of an MCAP file in file order, without its index, up to the first damage.
 
-    schemas: dict[int, Schema] = {}
+    Every whole message is recovered, also those at the start of a chunk cut by a truncation.
+    """
+    schemas: dict[int, tuple[str, str]] = {}
     channels: dict[int, tuple[str, str]] = {}
     counts: dict[str, int] = {}
-    read = 0
-    try:
-        with open(path, 'rb') as f:
-            for record in StreamReader(f, validate_crcs=True).records:
-                if isinstance(record, Schema):
-                    schemas[record.id] = record
-                elif isinstance(record, Channel):
-                    schema = schemas.get(record.schema_id)
-                    channels[record.id] = (record.topic, schema.name if schema else '')
-                    if topics_only is not None:
-                        topics_only[record.topic] = TopicInfo(
-                            record.topic, schema.name if schema else '', 0,
-                            schema.data.decode('utf-8', 'replace') if schema else '')
-                elif isinstance(record, Message) and record.channel_id in channels:
-                    topic, msgtype = channels[record.channel_id]
+    read, lost = 0, ''
+    with open(path, 'rb') as f:
+        try:
+            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:              # empty file
+            buf = b''
+        if bytes(buf[:8]) != MCAP_MAGIC:
+            problems.append(f'{path.name}: not an MCAP file (no MCAP magic at its start)')
+            return
+        stack = [_records(buf, len(MCAP_MAGIC), len(buf))]
+        while stack:
+            try:
+                op, body, complete = next(stack[-1])
+            except StopIteration:
+                stack.pop()
+                continue
+            try:
+                if op == 0x06:              # chunk
+                    data, problem = _chunk_records(body, complete)
+                    lost = lost or problem
+                    stack.append(_records(data, 0, len(data)))
+                    if not complete:
+                        lost = lost or 'the file ends inside a chunk'
+                    continue
+                if not complete:
+                    lost = lost or 'the file ends inside a record'
+                    continue
+                if op == 0x03:              # schema
+                    (sid,) = struct.unpack_from('<H', body, 0)
+                    name, pos = _string(body, 2)
+                    _, pos = _string(body, pos)
+                    definition, _ = _string(body, pos)
+                    schemas[sid] = (name, definition)
+                elif op == 0x04:            # channel
+                    cid, sid = struct.unpack_from('<HH', body, 0)
+                    topic, _ = _string(body, 4)
+                    name, definition = schemas.get(sid, ('', ''))
+                    channels[cid] = (topic, name)
+                    if topics_only is not None and topic not in topics_only:
+                        topics_only[topic] = TopicInfo(topic, name, 0, definition)
+                elif op == 0x05 and len(body) >= 22:   # message
+                    cid, _, log_time = struct.unpack_from('<HIQ', body, 0)
+                    if cid not in channels:
+                        continue
+                    topic, msgtype = channels[cid]
                     read += 1
                     if topics_only is not None:
                         counts[topic] = counts.get(topic, 0) + 1
                         continue
-                    yield RawMessage(topic, msgtype, record.log_time, record.data)
-    except Exception as exc:   # noqa: BLE001 - truncation or corruption ends the scan
-        if topics_only is not None:
-            problems.append(f'{path.name}: readable up to message {read}; then '
-                            f'{type(exc).__name__}: {exc or "unexpected end of file"}')
+                    yield RawMessage(topic, msgtype, log_time, bytes(body[22:]))
+                elif op == 0x02:            # footer
+                    break
+            except (_Cut, struct.error):
+                lost = lost or 'the file ends inside a record'
     if topics_only is not None:
         for topic, n in counts.items():
             info = topics_only[topic]
             topics_only[topic] = TopicInfo(info.name, info.msgtype, n, info.msgdef)
+        if lost:
+            problems.append(f'{path.name}: {read} whole messages recovered; {lost}')
 
 
 def _scan_sqlite(path: Path, problems: list[str],
                  topics_only: dict[str, TopicInfo] | None = None) -> Iterator[RawMessage]:
-    """Rows of a rosbag2 sqlite3 file one at a time, skipping the rows it cannot read."""
+    """Rows of a rosbag2 sqlite3 file one at a time, skipping the rows it cannot read.
+
+    A cut file has an index whose pages are gone, which makes SQLite refuse the whole schema;
+    writable_schema (on a read-only connection) skips that check, and rows are then read by id
+    until MISSING_ROWS ids in a row are unreadable.
+    """
     try:
         db = sqlite3.connect(f'file:{path}?mode=ro', uri=True)
+        db.execute('PRAGMA writable_schema=ON')
         names = {tid: (name, kind) for tid, name, kind in
                  db.execute('SELECT id, name, type FROM topics')}
-        last = db.execute('SELECT MAX(id) FROM messages').fetchone()[0] or 0
     except sqlite3.DatabaseError as exc:
         problems.append(f'{path.name}: sqlite3: {exc}')
         return
+    try:
+        last = db.execute('SELECT MAX(id) FROM messages').fetchone()[0] or 0
+    except sqlite3.DatabaseError:
+        last = None
     counts: dict[str, int] = {}
-    bad = 0
-    for row_id in range(1, last + 1):
+    bad = missing = 0
+    row_id = 0
+    while (row_id < last) if last is not None else (missing < MISSING_ROWS):
+        row_id += 1
         try:
             row = db.execute('SELECT topic_id, timestamp, data FROM messages WHERE id = ?',
                              (row_id,)).fetchone()
         except sqlite3.DatabaseError:
+            row = None
             bad += 1
-            continue
+        missing = 0 if row is not None else missing + 1
         if row is None or row[0] not in names:
             continue
         topic, msgtype = names[row[0]]
@@ -220,7 +322,11 @@ def _scan_sqlite(path: Path, problems: list[str],
     if topics_only is not None:
         for topic, msgtype in names.values():
             topics_only[topic] = TopicInfo(topic, msgtype, counts.get(topic, 0))
-        if bad:
+        read = sum(counts.values())
+        if last is None:
+            problems.append(f'{path.name}: damaged sqlite3 file; {read} messages could be read '
+                            f'(rows by id until {MISSING_ROWS} in a row were unreadable)')
+        elif bad:
             problems.append(f'{path.name}: {bad} damaged message rows could not be read')
 
 

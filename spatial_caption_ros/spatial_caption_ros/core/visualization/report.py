@@ -51,7 +51,7 @@ def _axes(x_max: float, y_max: float, y_label: str) -> list[str]:
     for i in range(6):
         x = PAD + i * (PLOT_W - 2 * PAD) / 5
         out.append(f'<text x="{x:.0f}" y="{PLOT_H - PAD + 14}" font-size="10" '
-                   f'text-anchor="middle">{x_max * i / 5:.1f}</text>')
+                   f'text-anchor="middle">{x_max * i / 5:.{2 if x_max < 5 else 1}f}</text>')
     out.append(f'<text x="{PAD - 4}" y="18" font-size="10" text-anchor="end">{y_max:.3g}</text>')
     out.append(f'<text x="{PAD - 4}" y="{PLOT_H - PAD}" font-size="10" text-anchor="end">0</text>')
     return out
@@ -101,9 +101,12 @@ def timeline_svg(frames: list[dict[str, Any]], t0: int, x_max: float) -> str:
     """One tick per captioned frame (orange: not verified) and a band per distinct caption."""
     height = 90
     body = [f'<rect x="{PAD}" y="30" width="{PLOT_W - 2 * PAD}" height="24" fill="#eef3f8"/>']
-    for i, run in enumerate(caption_runs(frames, t0)):
+    runs = caption_runs(frames, t0)
+    for i, run in enumerate(runs):
         x1 = _xy(run['start'], 0, x_max, 1)[0]
-        x2 = max(x1 + 3, _xy(run['end'], 0, x_max, 1)[0])
+        # a caption holds until the next one starts
+        x2 = _xy(runs[i + 1]['start'] if i + 1 < len(runs) else run['end'], 0, x_max, 1)[0]
+        x2 = max(x1 + 3, x2)
         shade = TIMELINE_COLOR if i % 2 == 0 else '#6baed6'
         body.append(f'<rect x="{x1:.1f}" y="30" width="{x2 - x1:.1f}" height="24" '
                     f'fill="{shade}"><title>{escape(run["text"])}</title></rect>')
@@ -126,7 +129,7 @@ def depth_svg(frames: list[dict[str, Any]], t0: int, x_max: float) -> str:
             'depth for every object)</text>']
     width = max(2.0, (PLOT_W - 2 * PAD) / max(1, len(frames)))
     for m in frames:
-        x = _xy(_t(m, t0), 0, x_max, 1)[0]
+        x = min(_xy(_t(m, t0), 0, x_max, 1)[0], PLOT_W - PAD - width)
         color = DEPTH_COLORS.get(m['depth_source'], '#000')
         body.append(f'<rect x="{x:.1f}" y="22" width="{width:.1f}" height="20" '
                     f'fill="{color}"/>')
