@@ -17,7 +17,6 @@ import time
 
 import cv2
 import numpy as np
-import pytest
 
 from spatial_caption_ros.cli.bag import main
 from support import needs_shared
