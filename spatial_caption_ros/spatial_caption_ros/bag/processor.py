@@ -50,6 +50,9 @@ DEPTH_BUFFER = 64
 # 16UC1 depth: metres per unit unless the recording's metadata or --depth-unit say otherwise.
 DEFAULT_DEPTH_UNIT_M = 0.001
 DEPTH_UNIT_KEY = 'depth_unit_m'    # rosbag2 custom_data key (metadata.yaml)
+# Offline, the LLM is given as long as it takes (the largest caption.timeout), so that a caption
+# never depends on the load of the machine.
+OFFLINE_CAPTION_TIMEOUT_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -172,18 +175,22 @@ def stage_values(params: dict[str, dict[str, Any]], node: str, cls: type) -> dic
     return {k: v for k, v in (params.get(node) or {}).items() if k in known}
 
 
-def effective_params(params: dict[str, dict[str, Any]], has_depth: bool
-                     ) -> dict[str, dict[str, Any]]:
-    """The run's parameters with the depth source the recording calls for.
+def effective_params(params: dict[str, dict[str, Any]], has_depth: bool,
+                     explicit: frozenset[str] = frozenset()) -> dict[str, dict[str, Any]]:
+    """The run's parameters for offline processing of one recording.
 
     depth_source auto becomes sensor when the recording has a depth topic (the camera's own
     measurement beats any estimate); without one, auto keeps its own choice (Depth Anything V2
-    when its weights are found, else geometric).
+    when its weights are found, else geometric). caption.timeout is a real-time bound: offline,
+    a caption that depended on how busy the machine was would make runs differ, so it becomes
+    OFFLINE_CAPTION_TIMEOUT_S unless given explicitly (`explicit`: 'node.param' names).
     """
     out = {node: dict(values) for node, values in params.items()}
     perception = out.setdefault('perception', {})
     if has_depth and perception.get('depth_source', DEPTH_AUTO) == DEPTH_AUTO:
         perception['depth_source'] = DEPTH_SENSOR
+    if 'caption.timeout' not in explicit:
+        out.setdefault('caption', {})['timeout'] = OFFLINE_CAPTION_TIMEOUT_S
     return out
 
 

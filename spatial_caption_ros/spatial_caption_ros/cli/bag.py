@@ -26,7 +26,8 @@ import yaml
 
 from spatial_caption_ros.cli.config import dump_params, load_params
 
-RUN_FILE = 'run.json'
+RUN_FILE = 'run.json'          # <output>/: frames and timings of the last run
+RESUME_FILE = 'options.json'   # <output>/<recording>/: what its results were made with
 
 
 class Progress:
@@ -109,8 +110,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def build_params(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """{node: {param: value}} from the parameter file, --model-dir and --set."""
+def build_params(args: argparse.Namespace) -> tuple[dict[str, dict[str, Any]], frozenset[str]]:
+    """{node: {param: value}} from the parameter file, --model-dir and --set.
+
+    Also returns the 'node.param' names that --set gave.
+    """
     try:
         doc = load_params(args.config)
     except (OSError, ValueError) as exc:
@@ -130,7 +134,7 @@ def build_params(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             params.setdefault(node, {})[name] = yaml.safe_load(value)
         except yaml.YAMLError as exc:
             raise SystemExit(f'--set {item!r}: not a plain YAML value: {exc}') from None
-    return params
+    return params, frozenset(item.partition('=')[0] for item in args.set)
 
 
 def _fingerprint(options: Any, params: dict[str, Any]) -> str:
@@ -153,7 +157,7 @@ def _folders(paths: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    params = build_params(args)
+    params, explicit = build_params(args)
     from spatial_caption_ros.bag.processor import (
         effective_params, plan_recording, process_chunk, RunOptions, Stages)
     from spatial_caption_ros.bag.reader import RecordingError
@@ -168,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                          args.rate, args.chunk_frames, args.depth_unit, params)
     failed: list[str] = []
     jobs = []            # (plan, output, effective params)
+    timing = {'plan_s': 0.0, 'load_s': 0.0, 'process_s': 0.0, 'finish_s': 0.0}
+    t_plan = time.perf_counter()
     for path, folder in zip(args.inputs, _folders(args.inputs), strict=True):
         try:
             plan = plan_recording(path, options)
@@ -175,11 +181,11 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(str(exc))
             print(f'[bag] {exc}', file=sys.stderr)
             continue
-        eff = effective_params(params, plan.topics.depth is not None)
+        eff = effective_params(params, plan.topics.depth is not None, explicit)
         folder_path = out / folder
         folder_path.mkdir(parents=True, exist_ok=True)
         fingerprint = _fingerprint(options, eff)
-        run_file = folder_path / RUN_FILE
+        run_file = folder_path / RESUME_FILE
         previous = json.loads(run_file.read_text()) if run_file.exists() else {}
         resume = not args.restart and previous.get('fingerprint') == fingerprint
         if previous and not resume and not args.restart:
@@ -195,15 +201,17 @@ def main(argv: list[str] | None = None) -> int:
             f'{len(plan.frame_times)} frames from {plan.topics.image}; depth '
             f'{plan.topics.depth or "none"}; camera_info {plan.topics.camera_info or "none"}')
         jobs.append((plan, output, eff))
+    timing['plan_s'] = time.perf_counter() - t_plan
     total = sum(len(p.selected) - len(o.done) for p, o, _ in jobs)
     progress = Progress(total, quiet=args.quiet)
-    t0 = time.monotonic()
+    t0 = time.perf_counter()
     outputs = {id(plan): output for plan, output, _ in jobs}
     describe: dict[str, str] = {}
     try:
         if args.ray:
             from spatial_caption_ros.bag.distributed import ray_init, run_on_ray
             ray = ray_init(args.ray, args.workers)
+            timing['load_s'] = time.perf_counter() - t0     # Ray start (models load in tasks)
             tasks = [(plan, chunk, eff, set(output.done))
                      for plan, output, eff in jobs for chunk in plan.chunks
                      if set(chunk) - set(output.done)]
@@ -218,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
             for plan, output, eff in jobs:
                 key = json.dumps(eff, sort_keys=True)
                 if key not in stages:
+                    t_load = time.perf_counter()
                     stages[key] = Stages(eff)
+                    timing['load_s'] += time.perf_counter() - t_load
                 describe = stages[key].describe()
                 for chunk in plan.chunks:
                     for record in process_chunk(plan, chunk, stages[key], set(output.done)):
@@ -236,7 +246,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f'[bag] cannot run the pipeline: {exc}', file=sys.stderr)
         return 1
     progress.close()
-    elapsed = time.monotonic() - t0
+    elapsed = time.perf_counter() - t0
+    timing['process_s'] = elapsed - timing['load_s']
+    t_finish = time.perf_counter()
     sections, code = [], 1 if failed else 0
     for plan, output, _ in jobs:
         summary = output.finish()
@@ -250,13 +262,17 @@ def main(argv: list[str] | None = None) -> int:
             'command': ' '.join(['spatial-caption-bag', *(argv if argv is not None
                                                           else sys.argv[1:])]),
             'recordings': f'{len(jobs)} processed, {len(failed)} could not be opened',
-            'frames this run': f'{progress.done} in {elapsed:.1f} s',
+            'frames this run': f'{progress.done} in {elapsed:.1f} s (models or Ray started in '
+                               f'{timing["load_s"]:.1f} s of it)',
             'executor': f'ray {args.ray} ({args.workers} workers)' if args.ray else 'local'}
     info.update({f'pipeline: {k}': v for k, v in describe.items()})
     report = render_report({'info': info, 'warnings': failed,
                             'params': dump_params({n: {'ros__parameters': v}
                                                    for n, v in params.items()})}, sections)
     (out / REPORT_FILE).write_text(report, encoding='utf-8')
+    timing['finish_s'] = time.perf_counter() - t_finish
+    (out / RUN_FILE).write_text(json.dumps({'frames': progress.done, 'timing_s': timing,
+                                            'failed': failed}, indent=1), encoding='utf-8')
     log(f'[bag] report: {out / REPORT_FILE}')
     return code
 
