@@ -146,6 +146,7 @@ def plan_recording(path: str, options: RunOptions) -> Plan:
             infos.append((msg.log_time_ns, msg.data))
         passthrough.append((msg.topic, msg.msgtype, msg.log_time_ns, msg.data,
                             msgdefs.get(msg.topic, '')))
+    infos.sort(key=lambda info: info[0])        # a salvaged file is read in file order
     warnings = list(topics.notes)
     if topics.camera_info and not infos:
         warnings.append(f'{topics.camera_info}: no valid CameraInfo message; processed without '
@@ -281,7 +282,7 @@ def _intrinsics(plan: Plan, log_time_ns: int) -> CameraIntrinsics | None:
     """The latest valid camera_info recorded up to the frame (else the first one recorded)."""
     if not plan.camera_infos:
         return None
-    i = bisect_right([t for t, _ in plan.camera_infos], log_time_ns + LOOKAHEAD_NS)
+    i = bisect_right(plan.camera_infos, (log_time_ns + LOOKAHEAD_NS, b'\xff'))
     data = plan.camera_infos[max(0, i - 1)][1]
     return conversions.camera_info_to_intrinsics(deserialize_message(data, CameraInfo))
 
