@@ -18,14 +18,14 @@ from spatial_caption_ros.bag.processor import FrameRecord, Plan, process_chunk, 
 _STAGES: dict[str, Stages] = {}
 
 
-def _stages(params: dict[str, dict[str, Any]]) -> Stages:
+def _stages(params: dict[str, Any]) -> Stages:
     key = json.dumps(params, sort_keys=True)
     if key not in _STAGES:
         _STAGES[key] = Stages(params)
     return _STAGES[key]
 
 
-def run_chunk(plan: Plan, chunk: list[int], params: dict[str, dict[str, Any]],
+def run_chunk(plan: Plan, chunk: list[int], params: dict[str, Any],
               skip: set[int]) -> tuple[list[FrameRecord], list[str], list[dict[str, Any]]]:
     """One Ray task: a chunk's records, and the recording's problems and skipped items."""
     records = list(process_chunk(plan, chunk, _stages(params), skip))
@@ -51,7 +51,7 @@ def ray_init(address: str, workers: int) -> Any:
     return ray
 
 
-def run_on_ray(ray: Any, jobs: list[tuple[Plan, list[int], dict[str, dict[str, Any]], set[int]]],
+def run_on_ray(ray: Any, jobs: list[tuple[Plan, list[int], dict[str, Any], set[int]]],
                on_record: Callable[[Plan, FrameRecord], None]) -> None:
     """Run every (plan, chunk, params, finished frames) job as a task; records as they finish."""
     task = ray.remote(num_cpus=1)(run_chunk)

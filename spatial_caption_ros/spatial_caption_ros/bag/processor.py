@@ -14,6 +14,7 @@ tracker), so a chunk gives the same results wherever it runs (locally or as a Ra
 from __future__ import annotations
 
 from bisect import bisect_right
+import copy
 from collections import Counter, OrderedDict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,17 +25,21 @@ from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from spatial_caption_ros.bag.reader import (
-    CAMERA_INFO, CameraTopics, COMPRESSED, find_topics, open_recording, RawMessage)
+    CAMERA_INFO, CameraTopics, COMPRESSED, DEPTH_UNIT_KEY, find_topics, open_recording,
+    RawMessage)
 from spatial_caption_ros.core.captioning.captioner import CaptionConfig, Captioner
 from spatial_caption_ros.core.errors import SpatialCaptionError
 from spatial_caption_ros.core.inputs.serialization import caption_to_dict
-from spatial_caption_ros.core.params import build_config, param_fields
+from spatial_caption_ros.core.params import build_config
 from spatial_caption_ros.core.perception.pipeline import PerceptionConfig, PerceptionPipeline
 from spatial_caption_ros.core.runtime.outputs import annotated_jpeg
 from spatial_caption_ros.core.scene_graph.builder import SceneGraphBuilder, SceneGraphConfig
 from spatial_caption_ros.core.types import (
     Caption, CameraIntrinsics, DEPTH_AUTO, DEPTH_SENSOR, SceneGraph)
-from spatial_caption_ros.core.visualization.render import scene_markers, VisualizationConfig
+from spatial_caption_ros.core.visualization.render import scene_markers
+from spatial_caption_ros.nodes.perception_node import PerceptionNodeConfig
+from spatial_caption_ros.nodes.visualization_node import VisualizationConfig
+from spatial_caption_ros.params_file import section, stage_values
 from spatial_caption_ros.ros import conversions
 
 OUTPUT_NAMESPACE = '/spatial_caption'
@@ -49,7 +54,6 @@ LOOKAHEAD_NS = 500_000_000
 DEPTH_BUFFER = 64
 # 16UC1 depth: metres per unit unless the recording's metadata or --depth-unit say otherwise.
 DEFAULT_DEPTH_UNIT_M = 0.001
-DEPTH_UNIT_KEY = 'depth_unit_m'    # rosbag2 custom_data key (metadata.yaml)
 # Offline, the LLM is given as long as it takes (the largest caption.timeout), so that a caption
 # never depends on the load of the machine.
 OFFLINE_CAPTION_TIMEOUT_S = 600.0
@@ -66,7 +70,7 @@ class RunOptions:
     rate: float = 0.0                  # at most this many frames per second (log time); 0: all
     chunk_frames: int = 0              # frames per chunk (0: the whole recording is one)
     depth_unit_m: float = 0.0          # 0: from the recording's metadata, else 1 mm
-    params: dict[str, dict[str, Any]] = field(default_factory=dict)   # node -> {param: value}
+    params: dict[str, Any] = field(default_factory=dict)   # a parameter file's content
 
 
 @dataclass
@@ -170,14 +174,8 @@ def _check_camera_info(msg: RawMessage) -> str:
     return ''
 
 
-def stage_values(params: dict[str, dict[str, Any]], node: str, cls: type) -> dict[str, Any]:
-    """The parameters of one stage configuration from the {node: {param: value}} mapping."""
-    known = {f.name for f, _ in param_fields(cls)}
-    return {k: v for k, v in (params.get(node) or {}).items() if k in known}
-
-
-def effective_params(params: dict[str, dict[str, Any]], has_depth: bool,
-                     explicit: frozenset[str] = frozenset()) -> dict[str, dict[str, Any]]:
+def effective_params(params: dict[str, Any], has_depth: bool,
+                     explicit: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The run's parameters for offline processing of one recording.
 
     depth_source auto becomes sensor when the recording has a depth topic (the camera's own
@@ -186,19 +184,20 @@ def effective_params(params: dict[str, dict[str, Any]], has_depth: bool,
     a caption that depended on how busy the machine was would make runs differ, so it becomes
     OFFLINE_CAPTION_TIMEOUT_S unless given explicitly (`explicit`: 'node.param' names).
     """
-    out = {node: dict(values) for node, values in params.items()}
-    perception = out.setdefault('perception', {})
+    out = copy.deepcopy(params)
+    perception = section(out, 'perception')
     if has_depth and perception.get('depth_source', DEPTH_AUTO) == DEPTH_AUTO:
         perception['depth_source'] = DEPTH_SENSOR
     if 'caption.timeout' not in explicit:
-        out.setdefault('caption', {})['timeout'] = OFFLINE_CAPTION_TIMEOUT_S
+        section(out, 'caption')['timeout'] = OFFLINE_CAPTION_TIMEOUT_S
     return out
 
 
 class Stages:
     """The core stages of the node graph, loaded once per process and reused for every chunk."""
 
-    def __init__(self, params: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, params: dict[str, Any]) -> None:
+        """params: a parameter file's content ({node: {ros__parameters: {...}}})."""
         self.params = params
         self.perception_config = build_config(
             PerceptionConfig, stage_values(params, 'perception', PerceptionConfig))
@@ -208,6 +207,9 @@ class Stages:
             CaptionConfig, stage_values(params, 'caption', CaptionConfig)))
         self.visualization = build_config(
             VisualizationConfig, stage_values(params, 'visualization', VisualizationConfig))
+        # the perception node's own parameters (depth matching) apply to recordings alike
+        self.matching = build_config(
+            PerceptionNodeConfig, stage_values(params, 'perception', PerceptionNodeConfig))
         self.perception = PerceptionPipeline(self.perception_config)
 
     def new_sequence(self) -> None:
@@ -315,14 +317,14 @@ def _process(plan: Plan, stages: Stages, raw: RawMessage, depth: OrderedDict[int
     intrinsics = _intrinsics(plan, raw.log_time_ns)
     sensor_depth, depth_note = None, ''
     if depth is not None:
-        tolerance = int(stages.perception.config.depth_stamp_tolerance * 1e9)
+        tolerance = int(stages.matching.depth_stamp_tolerance * 1e9)
         nearest = min(depth, key=lambda s: abs(s - header.stamp_ns), default=None)
         if nearest is not None and abs(nearest - header.stamp_ns) <= tolerance:
             sensor_depth = conversions.depth_msg_to_metres(depth[nearest],
                                                            unit_m=plan.depth_unit_m)
         else:
             depth_note = ('no depth frame within '
-                          f'{stages.perception.config.depth_stamp_tolerance * 1e3:.0f} ms of the '
+                          f'{stages.matching.depth_stamp_tolerance * 1e3:.0f} ms of the '
                           'colour frame: no sensor depth for it')
     decode_ms = (time.perf_counter() - t0) * 1e3
     result = stages.perception.process(image, header, intrinsics, sensor_depth)

@@ -24,6 +24,8 @@ COMPRESSED = 'sensor_msgs/msg/CompressedImage'
 CAMERA_INFO = 'sensor_msgs/msg/CameraInfo'
 TF = 'tf2_msgs/msg/TFMessage'
 MCAP_MAGIC = b'\x89MCAP0\r\n'
+# rosbag2 custom_data key (metadata.yaml) of the metres per step of 16UC1 depth images.
+DEPTH_UNIT_KEY = 'depth_unit_m'
 STORAGE_SUFFIXES = {'.mcap': 'mcap', '.db3': 'sqlite3'}
 # Words that mark a depth image topic, and the preferred colour and depth topics among several.
 DEPTH_WORDS = ('depth',)
@@ -323,11 +325,11 @@ def _scan_sqlite(path: Path, problems: list[str],
         for topic, msgtype in names.values():
             topics_only[topic] = TopicInfo(topic, msgtype, counts.get(topic, 0))
         read = sum(counts.values())
-        if last is None:
+        if last is None or bad:
+            extent = (f'rows read by id until {MISSING_ROWS} in a row were unreadable'
+                      if last is None else f'{bad} of {last} rows unreadable')
             problems.append(f'{path.name}: damaged sqlite3 file; {read} messages could be read '
-                            f'(rows by id until {MISSING_ROWS} in a row were unreadable)')
-        elif bad:
-            problems.append(f'{path.name}: {bad} damaged message rows could not be read')
+                            f'({extent})')
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,9 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import get_typestore, Stores
 import yaml
 
+from spatial_caption_ros.bag.reader import DEPTH_UNIT_KEY
+from spatial_caption_ros.core.evaluation.tum import (
+    read_tum_sequence, TUM_DEPTH_UNITS_PER_METRE, TumFrame)
 from spatial_caption_ros.core.perception.models import repository_root
 
 TUM = (repository_root() or Path.cwd()).parent / 'shared' / 'eval' / 'tum_fr1_rpy'
@@ -31,7 +34,7 @@ DEPTH = '/camera/depth/image_raw'
 INFO = '/camera/color/camera_info'
 TF = '/tf'
 OPTICAL_FRAME = 'camera_color_optical_frame'
-DEPTH_UNIT_M = 1 / 5000
+DEPTH_UNIT_M = 1 / TUM_DEPTH_UNITS_PER_METRE     # the benchmark's 16-bit depth unit
 T = STORE.types
 
 
@@ -43,11 +46,6 @@ class Raw:
     msgtype: str
     log_time_ns: int
     data: bytes
-
-
-def _ns(seconds: str) -> int:
-    whole, _, frac = seconds.partition('.')
-    return int(whole) * 1_000_000_000 + int((frac + '000000000')[:9])
 
 
 def _header(stamp_ns: int, frame_id: str = OPTICAL_FRAME):
@@ -91,8 +89,26 @@ def camera_info_bytes(stamp_ns: int, k: list[float] | None = None, root: Path = 
     return serialize(msg, 'sensor_msgs/msg/CameraInfo')
 
 
-def tf_bytes(stamp_ns: int, pose: list[float]) -> bytes:
-    tx, ty, tz, qx, qy, qz, qw = pose
+def quaternion(rotation: np.ndarray) -> tuple[float, float, float, float]:
+    """(x, y, z, w) of a 3x3 rotation matrix (Shepperd's method, numerically stable)."""
+    m = rotation
+    trace = m[0, 0] + m[1, 1] + m[2, 2]
+    if trace > 0:
+        s = 2.0 * np.sqrt(1.0 + trace)
+        return ((m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s,
+                0.25 * s)
+    i = int(np.argmax(np.diag(m)))
+    j, k = (i + 1) % 3, (i + 2) % 3
+    s = 2.0 * np.sqrt(1.0 + m[i, i] - m[j, j] - m[k, k])
+    q = [0.0, 0.0, 0.0, (m[k, j] - m[j, k]) / s]
+    q[i], q[j], q[k] = 0.25 * s, (m[j, i] + m[i, j]) / s, (m[k, i] + m[i, k]) / s
+    return q[0], q[1], q[2], q[3]
+
+
+def tf_bytes(stamp_ns: int, world_from_camera: np.ndarray) -> bytes:
+    """A /tf message: world -> the colour camera's optical frame."""
+    tx, ty, tz = (float(v) for v in world_from_camera[:3, 3])
+    qx, qy, qz, qw = (float(v) for v in quaternion(world_from_camera[:3, :3]))
     transform = T['geometry_msgs/msg/TransformStamped'](
         header=_header(stamp_ns, 'world'), child_frame_id=OPTICAL_FRAME,
         transform=T['geometry_msgs/msg/Transform'](
@@ -102,24 +118,26 @@ def tf_bytes(stamp_ns: int, pose: list[float]) -> bytes:
                      'tf2_msgs/msg/TFMessage')
 
 
-def tum_frames(limit: int | None = None, root: Path = TUM) -> list[tuple[int, Path, int, Path]]:
-    """(colour stamp ns, colour png, depth stamp ns, depth png) of the slice's frames."""
-    rows = []
-    for line in (root / 'associations.txt').read_text().splitlines():
-        if line.startswith('#') or not line.strip():
-            continue
-        rgb_t, rgb, depth_t, depth = line.split()
-        rows.append((_ns(rgb_t), root / rgb, _ns(depth_t), root / depth))
-    return rows[:limit]
+def _stamp_ns(seconds: float) -> int:
+    """TUM stamps have microsecond resolution: round there, not to the float's last bit."""
+    return int(round(seconds * 1e6)) * 1000
+
+
+def tum_frames(limit: int | None = None, root: Path = TUM) -> list[TumFrame]:
+    """The sequence's frames in time order (core/evaluation/tum.py reads the folder)."""
+    return read_tum_sequence(root).frames[:limit]
 
 
 def tum_messages(limit: int | None = None, colour: str = 'rgb8', depth: bool = True,
                  camera_info: bool = True, tf: bool = True, root: Path = TUM) -> list[Raw]:
-    """The slice's messages in log-time order (log time = header stamp, as recorded)."""
-    frames = tum_frames(limit, root)
+    """The sequence's messages in log-time order (log time = header stamp, as recorded).
+
+    /tf carries the ground-truth pose interpolated at each colour frame's stamp.
+    """
     out: list[Raw] = []
-    for rgb_t, rgb, depth_t, depth_png in frames:
-        bgr = cv2.imread(str(rgb), cv2.IMREAD_COLOR)
+    for frame in tum_frames(limit, root):
+        rgb_t, depth_t = frame_stamp_ns(frame), _stamp_ns(frame.depth_stamp)
+        bgr = cv2.imread(str(frame.rgb_path), cv2.IMREAD_COLOR)
         pixels = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if colour == 'rgb8' else bgr
         out.append(Raw(COLOR, 'sensor_msgs/msg/Image', rgb_t,
                        image_bytes(rgb_t, pixels, colour)))
@@ -127,21 +145,18 @@ def tum_messages(limit: int | None = None, colour: str = 'rgb8', depth: bool = T
             out.append(Raw(INFO, 'sensor_msgs/msg/CameraInfo', rgb_t,
                            camera_info_bytes(rgb_t, root=root)))
         if depth:
-            mm = cv2.imread(str(depth_png), cv2.IMREAD_UNCHANGED)
+            units = cv2.imread(str(frame.depth_path), cv2.IMREAD_UNCHANGED)
             out.append(Raw(DEPTH, 'sensor_msgs/msg/Image', depth_t,
-                           image_bytes(depth_t, mm, '16UC1')))
-    if tf and frames:
-        first, last = frames[0][0], frames[-1][0]
-        for line in (root / 'groundtruth.txt').read_text().splitlines():
-            if line.startswith('#') or not line.strip():
-                continue
-            stamp, *pose = line.split()
-            t = _ns(stamp)
-            if first - 50_000_000 <= t <= last + 50_000_000:
-                out.append(Raw(TF, 'tf2_msgs/msg/TFMessage', t,
-                               tf_bytes(t, [float(v) for v in pose])))
+                           image_bytes(depth_t, units, '16UC1')))
+        if tf and frame.pose is not None:
+            out.append(Raw(TF, 'tf2_msgs/msg/TFMessage', rgb_t, tf_bytes(rgb_t, frame.pose)))
     out.sort(key=lambda m: m.log_time_ns)
     return out
+
+
+def frame_stamp_ns(frame: TumFrame) -> int:
+    """The colour stamp of a frame in nanoseconds (the header stamp of its messages)."""
+    return _stamp_ns(frame.rgb_stamp)
 
 
 def write_recording(path: Path, messages: list[Raw], storage: str = 'mcap',
@@ -149,8 +164,7 @@ def write_recording(path: Path, messages: list[Raw], storage: str = 'mcap',
     """A rosbag2 folder with these messages (types registered in the order first used)."""
     plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
     writer = Writer(path, version=9, storage_plugin=plugin)
-    for key, value in (custom if custom is not None
-                       else {'depth_unit_m': repr(DEPTH_UNIT_M)}).items():
+    for key, value in (custom or {}).items():
         writer.set_custom_data(key, value)
     writer.open()
     connections = {}
@@ -164,5 +178,10 @@ def write_recording(path: Path, messages: list[Raw], storage: str = 'mcap',
 
 def write_tum_recording(path: Path, storage: str = 'mcap', limit: int | None = None,
                         **kwargs) -> Path:
-    """The TUM slice (or its first `limit` frames) as a rosbag2 recording."""
-    return write_recording(path, tum_messages(limit, **kwargs), storage)
+    """The TUM sequence (or its first `limit` frames) as a rosbag2 recording.
+
+    Its depth unit goes into the recording's metadata (custom_data depth_unit_m).
+    """
+    root = kwargs.get('root', TUM)
+    return write_recording(path, tum_messages(limit, **kwargs), storage,
+                           {DEPTH_UNIT_KEY: repr(read_tum_sequence(root).depth_scale)})

@@ -22,9 +22,9 @@ import sys
 import time
 from typing import Any, TextIO
 
-import yaml
-
-from spatial_caption_ros.cli.config import dump_params, load_params
+from spatial_caption_ros.core.errors import ConfigError
+from spatial_caption_ros.params_file import (
+    apply_sets, dump_params, load_params, parse_set, section)
 
 RUN_FILE = 'run.json'          # <output>/: frames and timings of the last run
 RESUME_FILE = 'options.json'   # <output>/<recording>/: what its results were made with
@@ -110,31 +110,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def build_params(args: argparse.Namespace) -> tuple[dict[str, dict[str, Any]], frozenset[str]]:
-    """{node: {param: value}} from the parameter file, --model-dir and --set.
+def build_params(args: argparse.Namespace) -> tuple[dict[str, Any], frozenset[str]]:
+    """The parameter file's content with --model-dir and the --set overrides (checked).
 
     Also returns the 'node.param' names that --set gave.
     """
     try:
-        doc = load_params(args.config)
-    except (OSError, ValueError) as exc:
-        raise SystemExit(f'--config: {exc}') from None
-    params = {node: dict((section or {}).get('ros__parameters') or {})
-              for node, section in doc.items()}
-    if args.model_dir:
-        folder = str(Path(args.model_dir).expanduser().resolve())
-        params.setdefault('perception', {})['model_dir'] = folder
-        params.setdefault('caption', {})['model_dir'] = folder
-    for item in args.set:
-        key, eq, value = item.partition('=')
-        node, dot, name = key.partition('.')
-        if not (node and name and dot and eq):
-            raise SystemExit(f'--set {item!r}: expected NODE.PARAM=VALUE')
-        try:
-            params.setdefault(node, {})[name] = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise SystemExit(f'--set {item!r}: not a plain YAML value: {exc}') from None
-    return params, frozenset(item.partition('=')[0] for item in args.set)
+        params = load_params(args.config)
+        if args.model_dir:
+            folder = str(Path(args.model_dir).expanduser().resolve())
+            section(params, 'perception')['model_dir'] = folder
+            section(params, 'caption')['model_dir'] = folder
+        apply_sets(params, args.set)
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from None
+    return params, frozenset(f'{node}.{name}' for node, name, _ in map(parse_set, args.set))
 
 
 def _fingerprint(options: Any, params: dict[str, Any]) -> str:
@@ -266,9 +256,8 @@ def main(argv: list[str] | None = None) -> int:
                                f'{timing["load_s"]:.1f} s of it)',
             'executor': f'ray {args.ray} ({args.workers} workers)' if args.ray else 'local'}
     info.update({f'pipeline: {k}': v for k, v in describe.items()})
-    report = render_report({'info': info, 'warnings': failed,
-                            'params': dump_params({n: {'ros__parameters': v}
-                                                   for n, v in params.items()})}, sections)
+    report = render_report({'info': info, 'warnings': failed, 'params': dump_params(params)},
+                           sections)
     (out / REPORT_FILE).write_text(report, encoding='utf-8')
     timing['finish_s'] = time.perf_counter() - t_finish
     (out / RUN_FILE).write_text(json.dumps({'frames': progress.done, 'timing_s': timing,

@@ -6,6 +6,10 @@ results.json (every count, per-frame details, VSR verdicts) and results.md (a sh
 KITTI depth order, distance error and Kendall tau; COCO left/right/above/below precision and
 recall; VSR statements decided by the graph.
 
+`--depth-check` adds the KITTI depth check: every labelled object matched to a detection with its
+labelled and estimated depth, sigma, truncation and occlusion, and the median errors by subset
+(all, KITTI moderate, cars, vans, people) with the share within 1 and 2 sigma.
+
 `--oracle-depth` replaces the depth of detections matched to KITTI labels by the labelled depth:
 a self-check of the harness and the relation logic, labelled ORACLE in every output, never the
 accuracy of a depth source.
@@ -20,7 +24,7 @@ import sys
 
 import yaml
 
-from spatial_caption_ros.cli.config import load_params
+from spatial_caption_ros.params_file import load_params
 from spatial_caption_ros.core.errors import SpatialCaptionError
 from spatial_caption_ros.core.evaluation.dataset import SOURCES
 from spatial_caption_ros.core.evaluation.harness import EvalOptions, Harness, render_markdown
@@ -61,6 +65,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument('--oracle-depth', action='store_true',
                    help='KITTI: replace estimated depth by the labelled depth (harness '
                         'self-check, reported as ORACLE)')
+    p.add_argument('--depth-check', action='store_true',
+                   help='KITTI: list every matched object (labelled vs estimated depth, sigma, '
+                        'truncation, occlusion) and the errors by subset')
     p.add_argument('--quiet', action='store_true', help='print only the table')
     return p.parse_args(argv)
 
@@ -70,6 +77,24 @@ def stage_values(params: dict, node: str, config_cls: type) -> dict:
     section = (params.get(node) or {}).get('ros__parameters') or {}
     known = {f.name for f, _ in param_fields(config_cls)}
     return {k: v for k, v in section.items() if k in known}
+
+
+def depth_check_table(objects: list[dict]) -> str:
+    """One line per matched KITTI object: what the depth check lists."""
+    def num(v, fmt):
+        return format(v, fmt) if v is not None else 'n/a'
+
+    lines = [f'{"frame":13} {"KITTI":14} {"detected":8} {"trunc":>5} {"occl":>4} '
+             f'{"label z":>8} {"pred z":>7} {"sigma":>6} {"rel err":>8} {"label d":>8} '
+             f'{"pred d":>7}']
+    for o in objects:
+        err = (f'{100 * (o["depth"] - o["label_z"]) / o["label_z"]:+7.1f}%'
+               if o['depth'] is not None else '     n/a')
+        lines.append(f'{o["frame"]:13} {o["type"]:14} {o["detected"]:8} {o["truncated"]:5.2f} '
+                     f'{o["occluded"]:4d} {o["label_z"]:8.2f} {num(o["depth"], "7.2f"):>7} '
+                     f'{num(o["sigma"], "6.2f"):>6} {err} {num(o["label_distance"], "8.2f"):>8}'
+                     f' {num(o["distance"], "7.2f"):>7}')
+    return '\n'.join(lines) + '\n'
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         harness = Harness(build_config(PerceptionConfig, perception),
                           build_config(SceneGraphConfig, graph),
-                          EvalOptions(Path(args.data), sources, args.limit, args.oracle_depth))
+                          EvalOptions(Path(args.data), sources, args.limit, args.oracle_depth,
+                                      args.depth_check))
     except SpatialCaptionError as exc:
         print(f'cannot start the evaluation: {exc}', file=sys.stderr)
         return 2
@@ -115,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     (out / 'results.json').write_text(json.dumps(report, indent=1), encoding='utf-8')
     table = render_markdown(report)
     (out / 'results.md').write_text(table, encoding='utf-8')
+    if args.depth_check and report.get('kitti'):
+        print(depth_check_table(report['kitti']['depth_check']['objects']))
     print(table)
     log(f'wrote {out / "results.json"} and {out / "results.md"}')
     return 0

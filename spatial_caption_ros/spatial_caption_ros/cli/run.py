@@ -19,21 +19,16 @@ FASTDDS_DEFAULT_PROFILES_FILE or FASTDDS_BUILTIN_TRANSPORTS is already set, or -
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
-import random
 import signal
 import sys
 import threading
 import time
 from typing import Any
 
-import yaml
-
-from spatial_caption_ros.cli.config import dump_params, load_params
-from spatial_caption_ros.core.perception.models import default_model_dir, repository_root
-from spatial_caption_ros.core.runtime.resources import package_file
-from spatial_caption_ros.ros.graph import camera_remaps, DDS_PROFILE_FILE
+from spatial_caption_ros.core.perception.models import default_model_dir, shared_path
+from spatial_caption_ros.params_file import apply_sets, dump_params, load_params, section
+from spatial_caption_ros.ros.graph import camera_remaps, prepare_environment
 
 DEFAULT_OUTPUT = 'output'
 # Seconds the runner keeps receiving after Ctrl-C or the end, for outputs already in flight.
@@ -46,10 +41,8 @@ BATCH_IMAGE_READERS = 3
 
 def default_input() -> str | None:
     """../shared/data/images beside the repository, when present."""
-    root = repository_root()
-    if root is not None and (root.parent / 'shared' / 'data' / 'images').is_dir():
-        return str(root.parent / 'shared' / 'data' / 'images')
-    return None
+    images = shared_path('data', 'images')
+    return str(images) if images is not None else None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -88,35 +81,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def prepare_environment(discovery: str, dds_profile: str | None = None) -> dict[str, str]:
-    """Set the DDS environment for this process and its children before rclpy starts.
-
-    Large best-effort images between processes are lost with Fast DDS's default transports;
-    the shipped profile fixes that (figures in docs/ros_interface.md). A user's own Fast DDS
-    configuration (profile file or builtin transports) is left alone.
-    """
-    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE',
-                          'LOCALHOST' if discovery == 'localhost' else 'SUBNET')
-    os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 200)))
-    os.environ.setdefault('PYTHONUNBUFFERED', '1')     # node logs reach their files at once
-    if dds_profile is not None and dds_profile.lower() != 'none':
-        os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(Path(dds_profile).resolve())
-    elif dds_profile is None and not any(
-            k in os.environ for k in ('FASTDDS_DEFAULT_PROFILES_FILE',
-                                      'FASTDDS_BUILTIN_TRANSPORTS')):
-        os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(package_file(DDS_PROFILE_FILE))
-    return dict(os.environ)
-
-
 def build_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str], bool]:
     """The effective parameter file content, topic remaps, and whether the input is a topic."""
-    try:
-        params = load_params(args.config)
-    except (OSError, ValueError) as exc:
-        raise SystemExit(f'--config: {exc}') from None
-
-    def section(node: str) -> dict[str, Any]:
-        return params.setdefault(node, {}).setdefault('ros__parameters', {})
+    params = load_params(args.config)
 
     remaps: dict[str, str] = {}
     live = bool(args.input) and args.input.startswith('topic:')
@@ -125,7 +92,7 @@ def build_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, st
     else:
         if not args.input:
             raise SystemExit('no --input given and ../shared/data/images is not there')
-        src = section('image_source')
+        src = section(params, 'image_source')
         src['source'] = str(Path(args.input).expanduser().resolve())
         src['pace_on'] = 'caption'
         src['loop'] = False
@@ -142,20 +109,12 @@ def build_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, st
         # (reliable, transient local, newest one) closes that gap: the frame waits in the
         # source's history; the caption paces the source, so only one frame is ever in flight.
         src['output_qos'] = 'latched'
-        section('perception')['input_qos'] = 'latched'
-        section('visualization')['image_qos'] = 'latched'
+        section(params, 'perception')['input_qos'] = 'latched'
+        section(params, 'visualization')['image_qos'] = 'latched'
     if args.model_dir:
-        section('perception')['model_dir'] = str(Path(args.model_dir).expanduser().resolve())
-    for item in args.set:
-        key, _, value = item.partition('=')
-        node, _, name = key.partition('.')
-        if not node or not name or not _:
-            raise SystemExit(f'--set {item!r}: expected NODE.PARAM=VALUE')
-        try:
-            # safe_load: plain YAML values only; tags such as !!python/object are refused.
-            section(node)[name] = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise SystemExit(f'--set {item!r}: not a plain YAML value: {exc}') from None
+        model_dir = Path(args.model_dir).expanduser().resolve()
+        section(params, 'perception')['model_dir'] = str(model_dir)
+    apply_sets(params, args.set)
     return params, remaps, live
 
 

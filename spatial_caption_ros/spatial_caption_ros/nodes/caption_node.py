@@ -12,6 +12,7 @@ captions with a WARN diagnostic (llm_required: false, the default).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import time
 
 from diagnostic_msgs.msg import DiagnosticStatus
@@ -21,6 +22,7 @@ from std_msgs.msg import String
 from spatial_caption_ros.core.captioning.captioner import (
     CaptionConfig, Captioner, REASON_ERROR, REASON_TIMEOUT)
 from spatial_caption_ros.core.captioning.change import scene_change
+from spatial_caption_ros.core.params import param
 from spatial_caption_ros.core.types import SceneGraph as CoreGraph
 from spatial_caption_ros.ros import conversions
 from spatial_caption_ros.ros.managed_node import ManagedNode
@@ -33,10 +35,29 @@ _WAIT_STEP_S = 0.05
 LLM_FAULTS = (REASON_TIMEOUT, REASON_ERROR)
 
 
+@dataclass(frozen=True)
+class CaptionNodeConfig:
+    """Parameters only the node reads: when a graph is captioned (rate, scene changes)."""
+
+    min_period: float = param(
+        0.0, 'Minimum seconds between two captions (0: caption every graph that arrives while '
+        'idle; the latest graph always wins).', minimum=0.0, maximum=3600.0)
+    only_on_change: bool = param(
+        False, 'Caption a graph only when the scene changed (class counts, relations, or an '
+        'object moved more than change_threshold).')
+    change_threshold: float = param(
+        0.1, 'only_on_change: movement of an object, as a fraction of the image diagonal, '
+        'that counts as a change.', minimum=0.0, maximum=1.0)
+    refresh_period: float = param(
+        0.0, 'only_on_change: re-caption an unchanged scene after this many seconds '
+        '(0: never).', minimum=0.0, maximum=86400.0)
+
+
 class CaptionNode(ManagedNode):
     """Runs the core Captioner on the newest scene graph."""
 
     CONFIG = CaptionConfig
+    EXTRA_CONFIGS = (CaptionNodeConfig,)
     IO_DEFAULTS = {'input_qos': 'reliable_latest'}
 
     def __init__(self, **kwargs) -> None:
@@ -82,10 +103,11 @@ class CaptionNode(ManagedNode):
         if msg is None:
             return
         graph = conversions.msg_to_scene_graph(msg)
-        if self.config.only_on_change:
-            changed = scene_change(self._last_graph, graph, self.config.change_threshold)
-            stale = (self.config.refresh_period > 0 and time.monotonic()
-                     - self._last_caption_time >= self.config.refresh_period)
+        when = self.extra(CaptionNodeConfig)
+        if when.only_on_change:
+            changed = scene_change(self._last_graph, graph, when.change_threshold)
+            stale = (when.refresh_period > 0 and time.monotonic()
+                     - self._last_caption_time >= when.refresh_period)
             if not changed and not stale:
                 self.skipped_unchanged += 1
                 return
@@ -104,7 +126,8 @@ class CaptionNode(ManagedNode):
     def _wait_min_period(self, msg: SceneGraph) -> SceneGraph | None:
         """Wait out min_period, taking any newer graph that arrives meanwhile (latest wins)."""
         while self.active:
-            wait = self.config.min_period - (time.monotonic() - self._last_caption_time)
+            wait = (self.extra(CaptionNodeConfig).min_period
+                    - (time.monotonic() - self._last_caption_time))
             if wait <= 0:
                 return msg
             newer = self.worker.slot.take(timeout=min(wait, _WAIT_STEP_S))

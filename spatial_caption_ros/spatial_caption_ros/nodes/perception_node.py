@@ -9,6 +9,7 @@ Publishes:   detections (spatial_caption_interfaces/DetectionArray)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import time
 
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -17,6 +18,7 @@ from spatial_caption_interfaces.msg import DetectionArray
 from spatial_caption_ros.core.perception.depth.sensor import StampBuffer
 from spatial_caption_ros.core.errors import (
     InvalidCameraInfoError, InvalidImageError, OutOfOrderError)
+from spatial_caption_ros.core.params import CONFIGURE, param
 from spatial_caption_ros.core.perception.pipeline import PerceptionConfig, PerceptionPipeline
 from spatial_caption_ros.ros import conversions
 from spatial_caption_ros.ros.managed_node import ManagedNode
@@ -32,10 +34,32 @@ STARTUP_WINDOW_S = 5.0
 DEPTH_BUFFER_FRAMES = 10
 
 
+@dataclass(frozen=True)
+class PerceptionNodeConfig:
+    """Parameters only the node reads: which input topic, depth matching, stamp order."""
+
+    image_format: str = param(
+        'raw', 'Input images: raw (sensor_msgs/Image on `image`) or compressed '
+        '(sensor_msgs/CompressedImage on `image/compressed`).', choices=('raw', 'compressed'),
+        when=CONFIGURE)
+    depth_stamp_tolerance: float = param(
+        0.015, 'Seconds a depth frame stamp may differ from the colour frame stamp and still be '
+        'used (sensor depth); keep it under half the frame period.', minimum=0.0, maximum=1.0)
+    depth_wait: float = param(
+        0.05, 'Seconds the node waits for the depth frame of a colour frame that arrived first '
+        '(sensor depth).', minimum=0.0, maximum=1.0)
+    stamp_jump_back_reset: float = param(
+        1.0, 'A frame stamped earlier than the newest accepted frame is rejected as out of '
+        'order, unless it is earlier by more than this many seconds: then the camera restarted '
+        'or a bag looped, and a new sequence starts (tracks and depth scale reset).',
+        minimum=0.0, maximum=86400.0)
+
+
 class PerceptionNode(ManagedNode):
     """Runs the core PerceptionPipeline on the newest image."""
 
     CONFIG = PerceptionConfig
+    EXTRA_CONFIGS = (PerceptionNodeConfig,)
     IO_DEFAULTS = {'input_qos': 'sensor_data'}
 
     def __init__(self, **kwargs) -> None:
@@ -54,7 +78,7 @@ class PerceptionNode(ManagedNode):
 
     def create_inputs(self) -> None:
         self._newest_stamp_ns = None
-        if self.config.image_format == 'compressed':
+        if self.extra(PerceptionNodeConfig).image_format == 'compressed':
             self.subscribe_latest(CompressedImage, 'image/compressed',
                                   precheck=self._precheck_compressed)
         else:
@@ -85,7 +109,7 @@ class PerceptionNode(ManagedNode):
         newest = self._newest_stamp_ns
         if newest is not None and stamp < newest:
             back_s = (newest - stamp) / 1e9
-            if back_s <= self.config.stamp_jump_back_reset:
+            if back_s <= self.extra(PerceptionNodeConfig).stamp_jump_back_reset:
                 raise OutOfOrderError(
                     f'frame stamped {back_s * 1e3:.1f} ms before the newest processed frame '
                     '(late or reordered delivery): dropped')
@@ -112,13 +136,14 @@ class PerceptionNode(ManagedNode):
 
     def _matched_depth(self, stamp_ns: int) -> tuple[object, str | None]:
         """The aligned depth (metres) of the colour frame at `stamp_ns`, or None and why."""
-        tolerance_ns = int(self.config.depth_stamp_tolerance * 1e9)
-        match = self._depth_frames.match(stamp_ns, tolerance_ns, self.config.depth_wait)
+        node_config = self.extra(PerceptionNodeConfig)
+        tolerance_ns = int(node_config.depth_stamp_tolerance * 1e9)
+        match = self._depth_frames.match(stamp_ns, tolerance_ns, node_config.depth_wait)
         if not match.matched:
             self.depth_unmatched += 1
             nearest = ('no depth frame received' if match.offset_ns is None
                        else f'nearest {match.offset_ns / 1e6:+.0f} ms')
-            return None, (f'no depth frame within {1e3 * self.config.depth_stamp_tolerance:.0f} '
+            return None, (f'no depth frame within {1e3 * node_config.depth_stamp_tolerance:.0f} '
                           f'ms of the colour frame ({nearest}): no sensor depth for it')
         depth = conversions.depth_msg_to_metres(match.item)   # its header was checked on arrival
         self.depth_matched += 1

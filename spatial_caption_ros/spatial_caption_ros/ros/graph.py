@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+import random
 import subprocess
 import sys
+
+from spatial_caption_ros.core.runtime.resources import package_file
 
 PACKAGE = 'spatial_caption_ros'
 GRAPH_NODES = ('image_source', 'perception', 'scene_graph', 'caption', 'visualization')
@@ -56,6 +59,26 @@ def camera_remaps(image: str, camera_info: str | None = None,
     if depth:
         remaps['depth'] = depth
     return remaps
+
+
+def prepare_environment(discovery: str, dds_profile: str | None = None) -> dict[str, str]:
+    """Set the DDS environment for this process and its children before rclpy starts.
+
+    Large best-effort images between processes are lost with Fast DDS's default transports;
+    the shipped profile fixes that (figures in docs/ros_interface.md). A user's own Fast DDS
+    configuration (profile file or builtin transports) is left alone.
+    """
+    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE',
+                          'LOCALHOST' if discovery == 'localhost' else 'SUBNET')
+    os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 200)))
+    os.environ.setdefault('PYTHONUNBUFFERED', '1')     # node logs reach their files at once
+    if dds_profile is not None and dds_profile.lower() != 'none':
+        os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(Path(dds_profile).resolve())
+    elif dds_profile is None and not any(
+            k in os.environ for k in ('FASTDDS_DEFAULT_PROFILES_FILE',
+                                      'FASTDDS_BUILTIN_TRANSPORTS')):
+        os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(package_file(DDS_PROFILE_FILE))
+    return dict(os.environ)
 
 
 def node_class(name: str) -> type:

@@ -1,6 +1,6 @@
 """The ROS interface of every node: topics, message types, directions, QoS (one table, no drift).
 
-docs/ros_interface.md is generated from this (cli/interface_docs.py), the launch-file tests check
+docs/ros_interface.md is generated from this (tools/interface_docs.py), the launch-file tests check
 remaps against it, and test/ros/test_topics.py starts every node and compares the topics it
 really creates with this table, so a node that gains a topic fails the tests until it is listed
 here.

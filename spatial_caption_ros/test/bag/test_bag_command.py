@@ -21,7 +21,8 @@ import numpy as np
 from spatial_caption_ros.cli.bag import main
 from support import needs_shared
 from support.recordings import (
-    broken_recordings, COLOR, DEPTH_UNIT_M, INFO, tum_frames, write_tum_recording)
+    broken_recordings, COLOR, DEPTH_UNIT_M, frame_stamp_ns, INFO, tum_frames,
+    write_tum_recording)
 
 TEMPLATE = ['--set', 'caption.generator=template', '--quiet']
 OUTPUT_TOPICS = ('/spatial_caption/detections', '/spatial_caption/scene_graph',
@@ -57,7 +58,7 @@ def test_tum_recording_gives_runner_files_and_a_readable_mcap_with_llm_captions(
     out = tmp_path / 'out'
     assert main([str(tum_recordings['mcap']), '--output', str(out), '--quiet']) == 0
     rec = out / 'tum_mcap'
-    stamps = [t for t, *_ in tum_frames(3)]
+    stamps = [frame_stamp_ns(f) for f in tum_frames(3)]
     lines = captions(out, 'tum_mcap')
     assert [line['stamp_ns'] for line in lines] == stamps
     # the caption stage loaded the real LLM: each caption is its words or says why not
@@ -109,12 +110,12 @@ def test_sensor_depth_uses_the_recordings_depth_unit(tum_recordings, tmp_path):
     out = tmp_path / 'out'
     assert main([str(tum_recordings['mcap']), '--output', str(out), *TEMPLATE]) == 0
     checked = 0
-    for (stamp, _, _, depth_png), path in zip(
-            tum_frames(3), sorted((out / 'tum_mcap' / 'scene_graphs').glob('*.json')),
-            strict=True):
+    for frame, path in zip(tum_frames(3),
+                           sorted((out / 'tum_mcap' / 'scene_graphs').glob('*.json')),
+                           strict=True):
         graph = json.loads(path.read_text())['scene_graph']
-        assert graph['stamp_ns'] == stamp
-        depth = cv2.imread(str(depth_png), cv2.IMREAD_UNCHANGED).astype(np.float64)
+        assert graph['stamp_ns'] == frame_stamp_ns(frame)
+        depth = cv2.imread(str(frame.depth_path), cv2.IMREAD_UNCHANGED).astype(np.float64)
         for obj in graph['objects']:
             if obj['depth'] is None or obj['depth_source'] != 'sensor':
                 continue
@@ -207,6 +208,6 @@ def test_an_interrupted_run_resumes_without_redoing_or_duplicating(tmp_path):
     assert all(after[name] == mtime for name, mtime in first.items()
                if (frames / f'{int(name[:4]):06d}.json').exists())
     lines = captions(out, 'tum12')
-    assert [line['stamp_ns'] for line in lines] == [t for t, *_ in tum_frames(12)]
+    assert [line['stamp_ns'] for line in lines] == [frame_stamp_ns(f) for f in tum_frames(12)]
     counts = Counter(t for t, *_ in decoded_mcap(out / 'tum12' / 'captioned'))
     assert counts['/spatial_caption/caption'] == 12 and counts[COLOR] == 0

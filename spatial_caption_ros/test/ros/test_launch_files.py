@@ -18,7 +18,7 @@ import types
 import pytest
 import yaml
 
-from spatial_caption_ros.cli.config import load_params
+from spatial_caption_ros.params_file import load_params
 from spatial_caption_ros.core.inputs.sources import ImageSourceConfig
 from spatial_caption_ros.ros.graph import (
     camera_remaps, EXECUTABLES, GRAPH_NODES, PACKAGE, PIPELINE_NODES)

@@ -164,10 +164,10 @@ def test_parameter_changes_are_validated_with_reasons():
         assert not bad.successful and 'longer than' in bad.reason
         good = node.set_parameters([Parameter('confidence_threshold', value=0.6)])[0]
         assert good.successful
-        assert node.config.confidence_threshold == pytest.approx(0.6)
+        assert node.config.detector.confidence_threshold == pytest.approx(0.6)
         assert node.pipeline.detector.confidence_threshold == pytest.approx(0.6)
         good = node.set_parameters([Parameter('classes', value=['bus'])])[0]
-        assert good.successful and node.config.classes == ('bus',)
+        assert good.successful and node.config.detector.classes == ('bus',)
         dets = node.pipeline.detector.detect(read_image_file(BUS))
         assert {d.class_name for d in dets} == {'bus'}
     finally:

@@ -16,7 +16,7 @@ from visualization_msgs.msg import MarkerArray
 import yaml
 
 from support import BUS, IMAGES, MODELS, needs_shared, spin_until
-from spatial_caption_ros.cli.config import load_params
+from spatial_caption_ros.params_file import load_params
 from spatial_caption_ros.core.inputs.image import read_image_file
 from spatial_caption_ros.core.types import CameraIntrinsics, FrameHeader
 from spatial_caption_ros.ros import conversions

@@ -9,9 +9,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from spatial_caption_ros.bag.reader import DEPTH_UNIT_KEY
 from spatial_caption_ros.bag.tum import (  # noqa: F401 - re-exported for the tests
-    camera_info_bytes, COLOR, DEPTH, DEPTH_UNIT_M, image_bytes, INFO, Raw, serialize, STORE, T,
-    TF, TUM, tum_frames, tum_messages, write_recording, write_tum_recording)
+    camera_info_bytes, COLOR, DEPTH, DEPTH_UNIT_M, frame_stamp_ns, image_bytes, INFO, Raw,
+    serialize, STORE, T, TF, TUM, tum_frames, tum_messages, write_recording, write_tum_recording)
 
 
 # ---------------------------------------------------------------- broken recordings
@@ -52,20 +53,20 @@ def _cut(path: Path, suffix: str, fraction: float) -> None:
 def broken_recordings(root: Path, frames: int = 3) -> dict[str, Broken]:
     """Ten-plus kinds of damaged recordings made from the first TUM frames."""
     base = tum_messages(frames)
-    first_rgb = tum_frames(1)[0]
-    bgr = cv2.imread(str(first_rgb[1]), cv2.IMREAD_COLOR)
+    bgr = cv2.imread(str(tum_frames(1)[0].rgb_path), cv2.IMREAD_COLOR)
     out: dict[str, Broken] = {}
 
-    def rec(name: str, messages: list[Raw], storage: str = 'mcap', **custom) -> Path:
-        return write_recording(root / name, messages, storage, custom or None)
+    def rec(name: str, messages: list[Raw], storage: str = 'mcap') -> Path:
+        return write_recording(root / name, messages, storage,
+                               {DEPTH_UNIT_KEY: repr(DEPTH_UNIT_M)})
 
-    # 1, 2: storage files cut in the middle (the end of a recording that crashed)
+    # 1, 2: storage files cut short (the end of a recording that crashed)
     p = rec('truncated_mcap', base)
     _cut(p, '.mcap', 0.6)
     out['truncated_mcap'] = Broken(p, 1, said='whole messages recovered; the file ends inside')
     p = rec('truncated_sqlite3', base, 'sqlite3')
-    _cut(p, '.db3', 0.6)
-    out['truncated_sqlite3'] = Broken(p, 1, said='damaged sqlite3 file')
+    _cut(p, '.db3', 0.8)     # cut nearer the start, SQLite has lost the pages of every row
+    out['truncated_sqlite3'] = Broken(p, 2, said='damaged sqlite3 file')
     # 3: metadata.yaml missing
     p = rec('no_metadata', base)
     (p / 'metadata.yaml').unlink()
@@ -110,7 +111,7 @@ def broken_recordings(root: Path, frames: int = 3) -> dict[str, Broken]:
     stamps = [m.log_time_ns for m in colour][::-1]
     swapped = list(base)
     for m, stamp in zip(colour, stamps, strict=True):
-        rgb = cv2.cvtColor(cv2.imread(str(tum_frames(frames)[colour.index(m)][1])),
+        rgb = cv2.cvtColor(cv2.imread(str(tum_frames(frames)[colour.index(m)].rgb_path)),
                            cv2.COLOR_BGR2RGB)
         swapped[swapped.index(m)] = Raw(m.topic, m.msgtype, m.log_time_ns,
                                         image_bytes(stamp, rgb, 'rgb8'))

@@ -38,7 +38,7 @@ from spatial_caption_ros.ros import conversions
 from spatial_caption_ros.ros.lifecycle_client import LifecycleClient
 from spatial_caption_ros.ros.qos import qos_profile
 from spatial_caption_ros.ros.spin import spin_once
-from test_caption_verifier import street
+from support.scenes import street
 
 pytestmark = pytest.mark.usefixtures('rclpy_context')
 

@@ -32,8 +32,8 @@ from spatial_caption_ros.nodes.perception_node import PerceptionNode
 from spatial_caption_ros.nodes.scene_graph_node import SceneGraphNode
 from spatial_caption_ros.ros import conversions
 from spatial_caption_ros.ros.qos import qos_profile
-from test_caption_llm import needs_llm
-from test_caption_verifier import street
+from support.llm import needs_llm
+from support.scenes import street
 
 pytestmark = pytest.mark.usefixtures('rclpy_context')
 

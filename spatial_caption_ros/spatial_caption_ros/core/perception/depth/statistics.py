@@ -17,9 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 import math
 from statistics import NormalDist
+from typing import ClassVar
 
 import numpy as np
 
+from spatial_caption_ros.core.params import CONFIGURE, param
 from spatial_caption_ros.core.types import BoundingBox, NAN
 
 # Boxes are read on a grid of at most this many samples (a stride over big boxes): the
@@ -36,10 +38,17 @@ SPREAD_HALF_WIDTH = 20.0
 
 @dataclass(frozen=True)
 class BoxStatConfig:
-    """How a box's depth is read from a dense map."""
+    """How a box's depth is read from a dense map (DepthConfig.box; ROS names `box_*`)."""
 
-    inner_fraction: float = 0.5     # central part of the box (each side) that is read
-    percentile: float = 30.0        # near-side percentile (0 = nearest reading, 50 = median)
+    PARAM_PREFIX: ClassVar[str] = 'box_'
+
+    inner_fraction: float = param(
+        0.5, 'Central fraction of each box side read for the object depth statistic.',
+        minimum=0.05, maximum=1.0, when=CONFIGURE)
+    percentile: float = param(
+        30.0, 'Near-side percentile of the depth readings in a box taken as the object depth '
+        '(50 = median; lower ignores more background).', minimum=1.0, maximum=99.0,
+        when=CONFIGURE, name='box_depth_percentile')
     min_valid_fraction: float = 0.05  # fewer valid readings of the inner region: no estimate
 
 

@@ -35,17 +35,14 @@ import time
 from typing import Any
 
 import numpy as np
-import yaml
 
 STAGE_ORDER = ('decode', 'preprocess', 'inference', 'postprocess', 'depth')
 DETECTION_STAGES = ('preprocess', 'inference', 'postprocess')
 
 
 def default_image() -> Path | None:
-    from spatial_caption_ros.core.perception.models import repository_root
-    root = repository_root()
-    candidate = root.parent / 'shared' / 'data' / 'images' / 'bus.jpg' if root else None
-    return candidate if candidate is not None and candidate.is_file() else None
+    from spatial_caption_ros.core.perception.models import shared_path
+    return shared_path('data', 'images', 'bus.jpg')
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -79,11 +76,10 @@ def perception_values(args: argparse.Namespace) -> dict[str, Any]:
                      ('depth_source', args.depth_source), ('depth_model', args.depth_model)):
         if arg is not None:
             values[key] = arg
+    from spatial_caption_ros.params_file import parse_set
     for item in args.set:
-        key, sep, value = item.partition('=')
-        if not sep:
-            raise SystemExit(f'--set {item!r}: expected PARAM=VALUE')
-        values[key] = yaml.safe_load(value)
+        _, name, value = parse_set(item, nodes=('perception',), default_node='perception')
+        values[name] = value
     return values
 
 
@@ -128,8 +124,9 @@ def depth_raw_runner(name: str, config, threads: int) -> RawRunner | None:
     from spatial_caption_ros.core.perception.backends import create_backend
     from spatial_caption_ros.core.perception.models import resolve_model
     path = resolve_model(name, config.model_dir or None, task='depth')
-    backend = create_backend(path, config.backend, threads=threads, fp16=config.fp16,
-                             cache_dir=config.engine_cache_dir or None, io_binding=False,
+    run = config.inference
+    backend = create_backend(path, run.backend, threads=threads, fp16=run.fp16,
+                             cache_dir=run.engine_cache_dir or None, io_binding=False,
                              allow_spinning=False)
     inp = backend.inputs[0]
     shape = [d if d else (1 if i == 0 else 3 if i == 1 else 518)
@@ -165,7 +162,7 @@ def bench_pipeline(values: dict[str, Any], image_path: Path, frames: int,
     try:
         runners = [detector_raw_runner(pipeline, first)]
         depth_runner = depth_raw_runner(
-            depth_model, config, getattr(config, 'depth_threads', 0) or config.threads)
+            depth_model, config, config.depth.threads or config.detector.threads)
         if depth_runner is not None:
             runners.append(depth_runner)
         stages: dict[str, list[float]] = {}

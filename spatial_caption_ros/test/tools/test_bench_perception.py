@@ -7,7 +7,7 @@ import math
 import pytest
 
 from support import BUS, needs_shared
-from spatial_caption_ros.cli import bench_perception as bench
+from spatial_caption_ros.tools import bench_perception as bench
 from spatial_caption_ros.core.perception.models import cache_dir
 
 pytestmark = needs_shared

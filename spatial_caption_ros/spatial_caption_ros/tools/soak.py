@@ -23,11 +23,10 @@ import statistics
 import sys
 import time
 
-import yaml
-
-from spatial_caption_ros.cli.config import load_params
-from spatial_caption_ros.cli.run import default_input, prepare_environment
+from spatial_caption_ros.core.perception.models import shared_path
 from spatial_caption_ros.core.runtime.monitoring import percentile
+from spatial_caption_ros.params_file import apply_sets, dump_params, load_params, section
+from spatial_caption_ros.ros.graph import prepare_environment
 
 SAMPLE_PERIOD_S = 5.0
 MEMORY_WINDOW_S = 60.0
@@ -39,7 +38,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument('--warmup', type=float, default=60.0,
                    help='seconds before the memory baseline is taken (default 60)')
     p.add_argument('--rate', type=float, default=30.0, help='camera frames per second (30)')
-    p.add_argument('--input', default=default_input(), help='folder of images, played in a loop')
+    p.add_argument('--input', default=shared_path('data', 'images'),
+                   help='folder of images, played in a loop (default ../shared/data/images)')
     p.add_argument('--config', default=None, help='parameter file (default config/pipeline.yaml)')
     p.add_argument('--set', action='append', default=[], metavar='NODE.PARAM=VALUE')
     p.add_argument('--output', default='output/soak', help='report folder (default output/soak)')
@@ -52,18 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     params = load_params(args.config)
-
-    def section(node: str) -> dict:
-        return params.setdefault(node, {}).setdefault('ros__parameters', {})
-
-    section('image_source').update(source=str(Path(args.input).resolve()), rate=args.rate,
-                                   loop=True, pace_on='')
-    for item in args.set:
-        key, _, value = item.partition('=')
-        node, _, name = key.partition('.')
-        section(node)[name] = yaml.safe_load(value)
+    section(params, 'image_source').update(source=str(Path(args.input).resolve()),
+                                           rate=args.rate, loop=True, pace_on='')
+    apply_sets(params, args.set)
     params_file = out / 'params.yaml'
-    params_file.write_text(yaml.safe_dump(params, sort_keys=False), encoding='utf-8')
+    params_file.write_text(dump_params(params), encoding='utf-8')
 
     import psutil
     import rclpy

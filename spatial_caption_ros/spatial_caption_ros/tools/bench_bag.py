@@ -23,23 +23,27 @@ import cv2
 import numpy as np
 
 from spatial_caption_ros.bag.processor import effective_params, OFFLINE_CAPTION_TIMEOUT_S, Stages
-from spatial_caption_ros.bag.tum import DEPTH_UNIT_M, TUM, tum_frames, write_tum_recording
+from spatial_caption_ros.bag.tum import (
+    DEPTH_UNIT_M, frame_stamp_ns, TUM, tum_frames, write_tum_recording)
 from spatial_caption_ros.cli import bag
-from spatial_caption_ros.cli.config import load_params
 from spatial_caption_ros.core.inputs.image import ColorImage
 from spatial_caption_ros.core.inputs.sources import load_camera_info_file
 from spatial_caption_ros.core.types import FrameHeader
+from spatial_caption_ros.params_file import load_params, section
 
 
 def core_frames(count: int) -> list[tuple]:
     """(image, header, intrinsics, depth in metres) of the first frames, decoded beforehand."""
     intrinsics = load_camera_info_file(TUM / 'camera.yaml', 640, 480)
     out = []
-    for stamp, rgb, _, depth in tum_frames(count):
-        image = ColorImage(cv2.cvtColor(cv2.imread(str(rgb)), cv2.COLOR_BGR2RGB), 'rgb')
-        metres = cv2.imread(str(depth), cv2.IMREAD_UNCHANGED).astype(np.float32) * DEPTH_UNIT_M
+    for frame in tum_frames(count):
+        image = ColorImage(cv2.cvtColor(cv2.imread(str(frame.rgb_path)), cv2.COLOR_BGR2RGB),
+                           'rgb')
+        metres = cv2.imread(str(frame.depth_path), cv2.IMREAD_UNCHANGED).astype(np.float32)
+        metres *= np.float32(DEPTH_UNIT_M)
         metres[metres <= 0] = np.nan
-        out.append((image, FrameHeader(stamp, 'camera_color_optical_frame'), intrinsics, metres))
+        out.append((image, FrameHeader(frame_stamp_ns(frame), 'camera_color_optical_frame'),
+                    intrinsics, metres))
     return out
 
 
@@ -80,14 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix='bench_bag_'))
     recording = write_tum_recording(tmp / 'tum', 'mcap', args.frames)
     frames = core_frames(args.frames)
-    base = {node: dict((section or {}).get('ros__parameters') or {})
-            for node, section in load_params().items()}
     print(f'TUM fr1_rpy, first {args.frames} frames, MCAP; caption timeout '
           f'{OFFLINE_CAPTION_TIMEOUT_S:.0f} s in both (offline runs never time out)')
     print(f'{"generator":<10} {"turn":>4} {"core ms/frame":>14} {"bag ms/frame":>13} '
           f'{"bag/core":>9}  bag breakdown (s: plan, load, process, finish)')
     for generator in args.generator or ['template', 'llm']:
-        params = {**base, 'caption': {**base.get('caption', {}), 'generator': generator}}
+        params = load_params()
+        section(params, 'caption')['generator'] = generator
         core_params = effective_params(params, has_depth=True)
         ratios, cores, bags = [], [], []
         for turn in range(args.turns):
