@@ -13,7 +13,7 @@ tracker), so a chunk gives the same results wherever it runs (locally or as a Ra
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 import copy
 from collections import Counter, OrderedDict, deque
 from collections.abc import Iterator
@@ -240,7 +240,7 @@ def process_chunk(plan: Plan, chunk: list[int], stages: Stages,
     if plan.sorted_times:     # read only the chunk's span (plus the depth lookahead)
         start = max(0, plan.frame_times[todo[0]] - LOOKAHEAD_NS)
         stop = plan.frame_times[todo[-1]] + LOOKAHEAD_NS + 1
-        ordinal = sum(1 for t in plan.frame_times if t < start)
+        ordinal = bisect_left(plan.frame_times, start)
     todo_set = set(todo)
     pending: deque[tuple[int, RawMessage]] = deque()
     depth: OrderedDict[int, Image] = OrderedDict()

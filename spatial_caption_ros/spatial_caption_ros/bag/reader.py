@@ -116,8 +116,7 @@ def open_recording(path: str | Path) -> Recording:
         return _open_with_rosbags(path, path, problems)
     except Exception as exc:   # noqa: BLE001 - rosbags raises several types; salvage below
         problems.append(f'{path}: {type(exc).__name__}: {exc}')
-    files = sorted(f for f in (path.iterdir() if path.is_dir() else [path])
-                   if f.suffix in STORAGE_SUFFIXES)
+    files = _storage_files(path)
     if not files:
         raise RecordingError(f'{path}: not a readable rosbag2 recording ({problems[-1]}) and '
                              'no .mcap or .db3 storage file in it')
@@ -139,6 +138,12 @@ def open_recording(path: str | Path) -> Recording:
     return Recording(path, STORAGE_SUFFIXES[files[0].suffix], topics, {}, problems, files)
 
 
+def _storage_files(path: Path) -> list[Path]:
+    """The .mcap/.db3 files of a recording folder (or the file itself), sorted."""
+    return sorted(f for f in (path.iterdir() if path.is_dir() else [path])
+                  if f.suffix in STORAGE_SUFFIXES)
+
+
 def _open_with_rosbags(path: Path, reader_path: Path, problems: list[str]) -> Recording:
     with Reader(reader_path) as reader:
         topics = {}
@@ -147,13 +152,9 @@ def _open_with_rosbags(path: Path, reader_path: Path, problems: list[str]) -> Re
             if info.msgdef.format == MessageDefinitionFormat.MSG:
                 msgdef = info.msgdef.data
             topics[name] = TopicInfo(name, info.msgtype or '', info.msgcount, msgdef)
-        custom = dict(reader.storage.metadata.custom or {}) \
-            if hasattr(reader.storage, 'metadata') else {}
-        storage = 'mcap' if any(c.owner.__class__.__name__ == 'McapReader'
-                                for c in reader.connections) else 'sqlite3'
-        if reader_path.is_dir():
-            files = list(reader_path.glob('*.mcap')) + list(reader_path.glob('*.db3'))
-            storage = STORAGE_SUFFIXES[files[0].suffix] if files else storage
+        custom = getattr(getattr(reader.storage, 'metadata', None), 'custom', None) or {}
+    files = _storage_files(reader_path)
+    storage = STORAGE_SUFFIXES[files[0].suffix] if files else 'unknown'
     return Recording(path, storage, topics, {str(k): str(v) for k, v in custom.items()},
                      problems, [], reader_path)
 

@@ -42,3 +42,18 @@ def test_frame_selection_every_nth_and_rate_is_deterministic():
     assert select_frames(times, 10, 0) == [0, 10, 20]
     assert select_frames(times, 1, 5.0) == [0, 6, 12, 18, 24]
     assert select_frames(times, 2, 5.0) == select_frames(times, 2, 5.0) == [0, 6, 12, 18, 24]
+
+
+def test_progress_bar_shows_count_rate_and_eta(monkeypatch):
+    import io
+
+    from spatial_caption_ros.cli import bag
+    clock = iter([100.0, 102.0, 104.0])
+    monkeypatch.setattr(bag.time, 'monotonic', lambda: next(clock))
+    stream = io.StringIO()
+    progress = bag.Progress(4, stream)        # not a terminal: a line per 10 %
+    progress.update()
+    progress.update()
+    lines = stream.getvalue().splitlines()
+    assert lines[0].endswith('1/4 frames (25%) 0.50 frames/s ETA 00:00:06')
+    assert lines[1].endswith('2/4 frames (50%) 0.50 frames/s ETA 00:00:04')
