@@ -214,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             stages: dict[str, Stages] = {}
             for plan, output, eff in jobs:
+                if not set(plan.selected) - set(output.done):
+                    continue                  # finished in an earlier run: nothing to load
                 key = json.dumps(eff, sort_keys=True)
                 if key not in stages:
                     t_load = time.perf_counter()

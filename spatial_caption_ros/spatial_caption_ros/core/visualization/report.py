@@ -32,6 +32,7 @@ table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ddd;paddin
 text-align:left;vertical-align:top}
 .grid{display:grid;grid-template-columns:repeat(3,1fr);gap:8px}
 figure{margin:0}figure img{width:100%;display:block}figcaption{font-size:12px}
+.scroll{max-height:320px;overflow:auto;border:1px solid #ddd}
 .warn{color:#a40}.small{font-size:12px;color:#555}pre{font-size:11px;background:#f6f6f6;
 padding:8px;overflow:auto;max-height:400px}
 """
@@ -47,7 +48,7 @@ def _axes(x_max: float, y_max: float, y_label: str) -> list[str]:
            'fill="none" stroke="#999"/>',
            f'<text x="{PLOT_W / 2}" y="{PLOT_H - 4}" font-size="11" text-anchor="middle">'
            'time since the first frame (s)</text>',
-           f'<text x="4" y="20" font-size="11">{escape(y_label)}</text>']
+           f'<text x="{PAD + 4}" y="22" font-size="11">{escape(y_label)}</text>']
     for i in range(6):
         x = PAD + i * (PLOT_W - 2 * PAD) / 5
         out.append(f'<text x="{x:.0f}" y="{PLOT_H - PAD + 14}" font-size="10" '
@@ -198,14 +199,15 @@ def recording_section(summary: dict[str, Any], frames: list[dict[str, Any]],
         parts.append('<p class="warn">No frame could be processed.</p>')
     else:
         parts.append('<h3>Caption timeline</h3>' + timeline_svg(done, t0, x_max))
+        parts.append('<h3>Annotated keyframes</h3>' + _keyframes(keyframes, t0))
         runs = caption_runs(done, t0)
-        parts.append('<table id="captions"><tr><th>from (s)</th><th>to (s)</th><th>frames'
+        parts.append(f'<h3>Captions ({len(runs)} distinct)</h3><div class="scroll">'
+                     '<table id="captions"><tr><th>from (s)</th><th>to (s)</th><th>frames'
                      '</th><th>caption</th><th>generator</th></tr>')
         parts += [f'<tr><td>{r["start"]:.2f}</td><td>{r["end"]:.2f}</td><td>{r["frames"]}'
                   f'</td><td>{escape(r["text"])}</td><td>{escape(r["generator"])}'
                   f'{"" if r["verified"] else " (not verified)"}</td></tr>' for r in runs]
-        parts.append('</table>')
-        parts.append('<h3>Annotated keyframes</h3>' + _keyframes(keyframes, t0))
+        parts.append('</table></div>')
         totals = Counter()
         for m in done:
             totals.update(m['objects'])
