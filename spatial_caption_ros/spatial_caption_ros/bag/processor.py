@@ -132,23 +132,21 @@ def plan_recording(path: str, options: RunOptions) -> Plan:
     rec = open_recording(path)
     topics = find_topics(rec, options.image_topic, options.depth_topic,
                          options.camera_info_topic)
-    wanted = {topics.image, *topics.tf} | ({topics.camera_info} if topics.camera_info else set())
-    frame_times, infos, passthrough, skipped = [], [], [], []
-    counts: Counter[str] = Counter()
+    wanted = set(topics.tf) | ({topics.camera_info} if topics.camera_info else set())
+    frame_times = rec.log_times(topics.image)
+    infos, passthrough, skipped = [], [], []
+    counts: Counter[str] = Counter({topics.image: len(frame_times)})
     msgdefs = {name: info.msgdef for name, info in rec.topics.items()}
     for msg in rec.messages(wanted):
         counts[msg.topic] += 1
-        if msg.topic == topics.image:
-            frame_times.append(msg.log_time_ns)
-            continue
         if msg.topic == topics.camera_info:
             problem = _check_camera_info(msg)
             if problem:
                 skipped.append({'topic': msg.topic, 'log_time_ns': msg.log_time_ns,
                                 'reason': problem})
                 continue
-            infos.append((msg.log_time_ns, msg.data))
-        passthrough.append((msg.topic, msg.msgtype, msg.log_time_ns, msg.data,
+            infos.append((msg.log_time_ns, bytes(msg.data)))
+        passthrough.append((msg.topic, msg.msgtype, msg.log_time_ns, bytes(msg.data),
                             msgdefs.get(msg.topic, '')))
     infos.sort(key=lambda info: info[0])        # a salvaged file is read in file order
     warnings = list(topics.notes)

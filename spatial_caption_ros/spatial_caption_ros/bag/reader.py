@@ -53,7 +53,7 @@ class RawMessage:
     topic: str
     msgtype: str
     log_time_ns: int
-    data: bytes
+    data: bytes        # or a memoryview of the storage file's chunk (no copy)
 
 
 @dataclass
@@ -89,6 +89,24 @@ class Recording:
                         and (stop_ns is None or msg.log_time_ns < stop_ns):
                     yield msg
 
+    def log_times(self, topic: str) -> list[int]:
+        """Log times of a topic's messages in reading order, from the indexes when it can.
+
+        An intact MCAP file has the log time of every message in its message index records and
+        a sqlite3 file in its timestamp column: neither needs the (large) messages to be read.
+        A damaged recording is read message by message.
+        """
+        if self._reader_path is not None:
+            try:
+                times: list[int] = []
+                for path in _storage_files(self._reader_path):
+                    times += (_mcap_index_times if path.suffix == '.mcap'
+                              else _sqlite_times)(path, topic)
+                return sorted(times)
+            except Exception:   # noqa: BLE001 - an index that cannot be used: read instead
+                pass
+        return [m.log_time_ns for m in self.messages({topic})]
+
     def _rosbags_messages(self, topics: set[str], start_ns: int | None,
                           stop_ns: int | None) -> Iterator[RawMessage]:
         with Reader(self._reader_path) as reader:
@@ -97,7 +115,7 @@ class Recording:
                 return
             try:
                 for conn, stamp, data in reader.messages(conns, start_ns, stop_ns):
-                    yield RawMessage(conn.topic, conn.msgtype, stamp, bytes(data))
+                    yield RawMessage(conn.topic, conn.msgtype, stamp, data)
             except Exception as exc:   # noqa: BLE001 - any storage damage: keep what was read
                 self.problems.append(f'{self.path}: reading stopped early: '
                                      f'{type(exc).__name__}: {exc}')
@@ -157,6 +175,40 @@ def _open_with_rosbags(path: Path, reader_path: Path, problems: list[str]) -> Re
     storage = STORAGE_SUFFIXES[files[0].suffix] if files else 'unknown'
     return Recording(path, storage, topics, {str(k): str(v) for k, v in custom.items()},
                      problems, [], reader_path)
+
+
+def _mcap_index_times(path: Path, topic: str) -> list[int]:
+    """Log times of a topic's messages from an MCAP file's chunk and message indexes."""
+    from mcap.reader import make_reader
+    with open(path, 'rb') as f:
+        summary = make_reader(f).get_summary()
+        if summary is None or not summary.chunk_indexes:
+            raise ValueError('no chunk index')
+        channels = {c.id for c in summary.channels.values() if c.topic == topic}
+        times = []
+        for chunk in summary.chunk_indexes:
+            for cid, offset in chunk.message_index_offsets.items():
+                if cid not in channels:
+                    continue
+                f.seek(offset)
+                head = f.read(15)         # opcode, record length, channel id, entries length
+                if head[0] != 0x07:
+                    raise ValueError('not a message index record')
+                (size,) = struct.unpack_from('<I', head, 11)
+                entries = f.read(size)
+                times += [t for t, _ in struct.iter_unpack('<QQ', entries)]
+    return times
+
+
+def _sqlite_times(path: Path, topic: str) -> list[int]:
+    """Log times of a topic's messages from a rosbag2 sqlite3 file's timestamp column."""
+    db = sqlite3.connect(f'file:{path}?mode=ro', uri=True)
+    try:
+        return [t for (t,) in db.execute(
+            'SELECT messages.timestamp FROM messages JOIN topics ON messages.topic_id = '
+            'topics.id WHERE topics.name = ? ORDER BY messages.timestamp', (topic,))]
+    finally:
+        db.close()
 
 
 class _Cut(Exception):

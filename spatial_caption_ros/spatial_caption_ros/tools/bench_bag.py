@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+import statistics
 import tempfile
 import time
 
@@ -47,16 +48,20 @@ def core_frames(count: int) -> list[tuple]:
     return out
 
 
-def core_pass(frames: list[tuple], params: dict) -> float:
-    """Seconds per frame of the core stages alone (a fresh pipeline, like one bag run)."""
+def core_pass(frames: list[tuple], params: dict) -> tuple[float, float]:
+    """(mean, median) seconds per frame of the core stages alone, on a fresh pipeline.
+
+    Fresh like one bag run; the median leaves out the first frame (warm-up) and load spikes.
+    """
     stages = Stages(params)
-    t0 = time.perf_counter()
+    times = []
     for image, header, intrinsics, depth in frames:
+        t0 = time.perf_counter()
         graph = stages.builder.build(stages.perception.process(image, header, intrinsics, depth))
         stages.captioner.caption(graph)
-    elapsed = time.perf_counter() - t0
+        times.append(time.perf_counter() - t0)
     stages.close()
-    return elapsed / len(frames)
+    return sum(times) / len(times), statistics.median(times[1:])
 
 
 def bag_pass(recording: Path, out: Path, args: list[str]) -> dict:
@@ -67,6 +72,11 @@ def bag_pass(recording: Path, out: Path, args: list[str]) -> dict:
     run = json.loads((out / bag.RUN_FILE).read_text())
     t = run['timing_s']
     run['per_frame_s'] = (t['plan_s'] + t['process_s'] + t['finish_s']) / run['frames']
+    # each frame's whole cost: the time between two frames being finished (frames/<n>.json
+    # written), plus its share of planning and of the MCAP and report at the end
+    done = sorted(p.stat().st_mtime_ns for p in (out / recording.name / 'frames').glob('*.json'))
+    gaps = [(b - a) / 1e9 for a, b in zip(done, done[1:], strict=False)]
+    run['median_s'] = statistics.median(gaps) + (t['plan_s'] + t['finish_s']) / run['frames']
     return run
 
 
@@ -86,29 +96,33 @@ def main(argv: list[str] | None = None) -> int:
     frames = core_frames(args.frames)
     print(f'TUM fr1_rpy, first {args.frames} frames, MCAP; caption timeout '
           f'{OFFLINE_CAPTION_TIMEOUT_S:.0f} s in both (offline runs never time out)')
-    print(f'{"generator":<10} {"turn":>4} {"core ms/frame":>14} {"bag ms/frame":>13} '
-          f'{"bag/core":>9}  bag breakdown (s: plan, load, process, finish)')
+    print('ms per frame: mean over the frames, and median (without the first frame for the\n'
+          'core; for the bag, the median time between two finished frames plus its share of\n'
+          'planning, MCAP and report)')
+    print(f'{"generator":<10} {"turn":>4} {"core mean":>9} {"core med":>9} {"bag mean":>9} '
+          f'{"bag med":>9} {"mean x":>8} {"med x":>8}  bag s: plan, load, process, finish')
     for generator in args.generator or ['template', 'llm']:
         params = load_params()
         section(params, 'caption')['generator'] = generator
         core_params = effective_params(params, has_depth=True)
-        ratios, cores, bags = [], [], []
+        cores, bags, core_medians, bag_medians = [], [], [], []
         for turn in range(args.turns):
-            core = core_pass(frames, core_params)
+            core, core_median = core_pass(frames, core_params)
             run = bag_pass(recording, tmp / 'out', ['--set', f'caption.generator={generator}'])
-            ratios.append(run['per_frame_s'] / core)
             cores.append(core)
             bags.append(run['per_frame_s'])
+            core_medians.append(core_median)
+            bag_medians.append(run['median_s'])
             t = run['timing_s']
-            print(f'{generator:<10} {turn + 1:>4} {core * 1e3:>14.1f} '
-                  f'{run["per_frame_s"] * 1e3:>13.1f} {ratios[-1]:>9.3f}  '
+            print(f'{generator:<10} {turn + 1:>4} {core * 1e3:>9.1f} {core_median * 1e3:>9.1f} '
+                  f'{run["per_frame_s"] * 1e3:>9.1f} {run["median_s"] * 1e3:>9.1f} '
+                  f'{run["per_frame_s"] / core:>8.3f} {run["median_s"] / core_median:>8.3f}  '
                   f'{t["plan_s"]:.2f}, {t["load_s"]:.2f}, {t["process_s"]:.2f}, '
                   f'{t["finish_s"]:.2f}')
-        cores.sort()
-        bags.sort()
-        print(f'{generator:<10} best turns: core {cores[0] * 1e3:.1f} ms/frame, bag '
-              f'{bags[0] * 1e3:.1f} ms/frame, ratio {bags[0] / cores[0]:.3f}; median of the '
-              f'turn ratios {sorted(ratios)[len(ratios) // 2]:.3f} ({len(ratios)} turns, '
+        print(f'{generator:<10} best turns: core {min(cores) * 1e3:.1f}, bag '
+              f'{min(bags) * 1e3:.1f} ms/frame: ratio {min(bags) / min(cores):.3f}; medians: '
+              f'core {min(core_medians) * 1e3:.1f}, bag {min(bag_medians) * 1e3:.1f} ms/frame: '
+              f'ratio {min(bag_medians) / min(core_medians):.3f} ({args.turns} turns, '
               f'{args.frames} frames each)')
     workers = [int(w) for w in args.ray_workers.split(',') if w]
     if workers:
