@@ -162,8 +162,10 @@ def main(argv: list[str] | None = None) -> int:
                          args.rate, args.chunk_frames, args.depth_unit, params)
     failed: list[str] = []
     jobs = []            # (plan, output, effective params)
+    # wall and CPU seconds (CPU: every thread of this process, the models' included)
     timing = {'plan_s': 0.0, 'load_s': 0.0, 'process_s': 0.0, 'finish_s': 0.0}
-    t_plan = time.perf_counter()
+    cpu = dict(timing)
+    t_plan, c_plan = time.perf_counter(), time.process_time()
     for path, folder in zip(args.inputs, _folders(args.inputs), strict=True):
         try:
             plan = plan_recording(path, options)
@@ -191,10 +193,11 @@ def main(argv: list[str] | None = None) -> int:
             f'{len(plan.frame_times)} frames from {plan.topics.image}; depth '
             f'{plan.topics.depth or "none"}; camera_info {plan.topics.camera_info or "none"}')
         jobs.append((plan, output, eff))
-    timing['plan_s'] = time.perf_counter() - t_plan
+    timing['plan_s'], cpu['plan_s'] = (time.perf_counter() - t_plan,
+                                       time.process_time() - c_plan)
     total = sum(len(p.selected) - len(o.done) for p, o, _ in jobs)
     progress = Progress(total, quiet=args.quiet)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     outputs = {id(plan): output for plan, output, _ in jobs}
     describe: dict[str, str] = {}
     try:
@@ -202,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             from spatial_caption_ros.bag.distributed import ray_init, run_on_ray
             ray = ray_init(args.ray, args.workers)
             timing['load_s'] = time.perf_counter() - t0     # Ray start (models load in tasks)
+            cpu['load_s'] = time.process_time() - c0
             tasks = [(plan, chunk, eff, set(output.done))
                      for plan, output, eff in jobs for chunk in plan.chunks
                      if set(chunk) - set(output.done)]
@@ -218,9 +222,10 @@ def main(argv: list[str] | None = None) -> int:
                     continue                  # finished in an earlier run: nothing to load
                 key = json.dumps(eff, sort_keys=True)
                 if key not in stages:
-                    t_load = time.perf_counter()
+                    t_load, c_load = time.perf_counter(), time.process_time()
                     stages[key] = Stages(eff)
                     timing['load_s'] += time.perf_counter() - t_load
+                    cpu['load_s'] += time.process_time() - c_load
                 describe = stages[key].describe()
                 for chunk in plan.chunks:
                     for record in process_chunk(plan, chunk, stages[key], set(output.done)):
@@ -240,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     progress.close()
     elapsed = time.perf_counter() - t0
     timing['process_s'] = elapsed - timing['load_s']
-    t_finish = time.perf_counter()
+    cpu['process_s'] = time.process_time() - c0 - cpu['load_s']
+    t_finish, c_finish = time.perf_counter(), time.process_time()
     sections, code = [], 1 if failed else 0
     for plan, output, _ in jobs:
         summary = output.finish()
@@ -262,8 +268,10 @@ def main(argv: list[str] | None = None) -> int:
                            sections)
     (out / REPORT_FILE).write_text(report, encoding='utf-8')
     timing['finish_s'] = time.perf_counter() - t_finish
+    cpu['finish_s'] = time.process_time() - c_finish
     (out / RUN_FILE).write_text(json.dumps({'frames': progress.done, 'timing_s': timing,
-                                            'failed': failed}, indent=1), encoding='utf-8')
+                                            'cpu_s': cpu, 'failed': failed}, indent=1),
+                                encoding='utf-8')
     log(f'[bag] report: {out / REPORT_FILE}')
     return code
 

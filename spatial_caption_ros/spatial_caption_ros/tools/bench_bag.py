@@ -5,8 +5,8 @@ On the first N frames of the TUM fr1_rpy slice (written as an MCAP recording fir
   already decoded in memory (no reading, no drawing, no writing: the stages alone);
 - bag: `spatial-caption-bag` on the recording (reading, deserializing, the same stages, drawing,
   serializing, the files, the MCAP and the report), model loading excluded;
-measured in turns (core, bag, core, bag...) so that a busy machine slows both alike; the best
-turn of each is the least disturbed one. With
+measured in turns (core, bag, core, bag...) so that a busy machine slows both alike, in wall
+clock and CPU time. With
 --ray-workers, the bag run again as Ray tasks (chunks of --chunk-frames) with each worker count.
 Prints the figures; asserts nothing.
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-import statistics
 import tempfile
 import time
 
@@ -49,19 +48,18 @@ def core_frames(count: int) -> list[tuple]:
 
 
 def core_pass(frames: list[tuple], params: dict) -> tuple[float, float]:
-    """(mean, median) seconds per frame of the core stages alone, on a fresh pipeline.
+    """(wall, CPU) seconds per frame of the core stages alone, on a fresh pipeline.
 
-    Fresh like one bag run; the median leaves out the first frame (warm-up) and load spikes.
+    Fresh as in one bag run; CPU counts every thread of the process (the models' included).
     """
     stages = Stages(params)
-    times = []
+    t0, c0 = time.perf_counter(), time.process_time()
     for image, header, intrinsics, depth in frames:
-        t0 = time.perf_counter()
         graph = stages.builder.build(stages.perception.process(image, header, intrinsics, depth))
         stages.captioner.caption(graph)
-        times.append(time.perf_counter() - t0)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     stages.close()
-    return sum(times) / len(times), statistics.median(times[1:])
+    return wall / len(frames), cpu / len(frames)
 
 
 def bag_pass(recording: Path, out: Path, args: list[str]) -> dict:
@@ -71,12 +69,9 @@ def bag_pass(recording: Path, out: Path, args: list[str]) -> dict:
         raise SystemExit(f'spatial-caption-bag failed with {code}')
     run = json.loads((out / bag.RUN_FILE).read_text())
     t = run['timing_s']
+    c = run['cpu_s']
     run['per_frame_s'] = (t['plan_s'] + t['process_s'] + t['finish_s']) / run['frames']
-    # each frame's whole cost: the time between two frames being finished (frames/<n>.json
-    # written), plus its share of planning and of the MCAP and report at the end
-    done = sorted(p.stat().st_mtime_ns for p in (out / recording.name / 'frames').glob('*.json'))
-    gaps = [(b - a) / 1e9 for a, b in zip(done, done[1:], strict=False)]
-    run['median_s'] = statistics.median(gaps) + (t['plan_s'] + t['finish_s']) / run['frames']
+    run['cpu_per_frame_s'] = (c['plan_s'] + c['process_s'] + c['finish_s']) / run['frames']
     return run
 
 
@@ -96,34 +91,33 @@ def main(argv: list[str] | None = None) -> int:
     frames = core_frames(args.frames)
     print(f'TUM fr1_rpy, first {args.frames} frames, MCAP; caption timeout '
           f'{OFFLINE_CAPTION_TIMEOUT_S:.0f} s in both (offline runs never time out)')
-    print('ms per frame: mean over the frames, and median (without the first frame for the\n'
-          'core; for the bag, the median time between two finished frames plus its share of\n'
-          'planning, MCAP and report)')
-    print(f'{"generator":<10} {"turn":>4} {"core mean":>9} {"core med":>9} {"bag mean":>9} '
-          f'{"bag med":>9} {"mean x":>8} {"med x":>8}  bag s: plan, load, process, finish')
+    print('ms per frame, wall clock and CPU time (all threads of the process; less disturbed\n'
+          'by the other programs on a shared machine than the wall clock)')
+    print(f'{"generator":<10} {"turn":>4} {"core wall":>9} {"bag wall":>9} {"wall x":>7} '
+          f'{"core cpu":>9} {"bag cpu":>9} {"cpu x":>7}  bag wall s: plan, load, process, '
+          'finish')
     for generator in args.generator or ['template', 'llm']:
         params = load_params()
         section(params, 'caption')['generator'] = generator
         core_params = effective_params(params, has_depth=True)
-        cores, bags, core_medians, bag_medians = [], [], [], []
+        walls, cpus = [], []
         for turn in range(args.turns):
-            core, core_median = core_pass(frames, core_params)
+            core, core_cpu = core_pass(frames, core_params)
             run = bag_pass(recording, tmp / 'out', ['--set', f'caption.generator={generator}'])
-            cores.append(core)
-            bags.append(run['per_frame_s'])
-            core_medians.append(core_median)
-            bag_medians.append(run['median_s'])
+            walls.append((core, run['per_frame_s']))
+            cpus.append((core_cpu, run['cpu_per_frame_s']))
             t = run['timing_s']
-            print(f'{generator:<10} {turn + 1:>4} {core * 1e3:>9.1f} {core_median * 1e3:>9.1f} '
-                  f'{run["per_frame_s"] * 1e3:>9.1f} {run["median_s"] * 1e3:>9.1f} '
-                  f'{run["per_frame_s"] / core:>8.3f} {run["median_s"] / core_median:>8.3f}  '
-                  f'{t["plan_s"]:.2f}, {t["load_s"]:.2f}, {t["process_s"]:.2f}, '
-                  f'{t["finish_s"]:.2f}')
-        print(f'{generator:<10} best turns: core {min(cores) * 1e3:.1f}, bag '
-              f'{min(bags) * 1e3:.1f} ms/frame: ratio {min(bags) / min(cores):.3f}; medians: '
-              f'core {min(core_medians) * 1e3:.1f}, bag {min(bag_medians) * 1e3:.1f} ms/frame: '
-              f'ratio {min(bag_medians) / min(core_medians):.3f} ({args.turns} turns, '
-              f'{args.frames} frames each)')
+            print(f'{generator:<10} {turn + 1:>4} {core * 1e3:>9.1f} '
+                  f'{run["per_frame_s"] * 1e3:>9.1f} {run["per_frame_s"] / core:>7.3f} '
+                  f'{core_cpu * 1e3:>9.1f} {run["cpu_per_frame_s"] * 1e3:>9.1f} '
+                  f'{run["cpu_per_frame_s"] / core_cpu:>7.3f}  {t["plan_s"]:.2f}, '
+                  f'{t["load_s"]:.2f}, {t["process_s"]:.2f}, {t["finish_s"]:.2f}')
+        core_w, bag_w = (sum(x) / len(walls) for x in zip(*walls, strict=True))
+        core_c, bag_c = (sum(x) / len(cpus) for x in zip(*cpus, strict=True))
+        print(f'{generator:<10} mean of {args.turns} turns ({args.frames} frames each): wall '
+              f'core {core_w * 1e3:.1f}, bag {bag_w * 1e3:.1f} ms/frame, ratio '
+              f'{bag_w / core_w:.3f}; CPU core {core_c * 1e3:.1f}, bag {bag_c * 1e3:.1f} '
+              f'ms/frame, ratio {bag_c / core_c:.3f}')
     workers = [int(w) for w in args.ray_workers.split(',') if w]
     if workers:
         ray_rec = write_tum_recording(tmp / 'tum_ray', 'mcap', args.ray_frames)
