@@ -6,7 +6,7 @@ ENV := scripts/env.sh
 ARGS ?=
 
 .PHONY: setup run test test-quick lint config clean bench engines dav2-timing-model eval bench-graph \
-	eval-captions soak bag
+	eval-captions soak bench-memory bag
 
 setup:  ## create/refresh the venv (idempotent; fast when up to date)
 	@scripts/setup.sh
@@ -44,6 +44,9 @@ dav2-timing-model:  ## Depth Anything V2 Small-architecture ONNX (random weights
 
 eval: setup  ## scene graph vs ../shared/eval labels -> output/eval/results.{json,md} (ARGS="--depth-source geometric")
 	@$(ENV) $(PY) -m spatial_caption_ros.cli.evaluate $(ARGS)
+
+bench-memory: setup  ## scene memory: update ms per graph with 500 remembered objects, query ms
+	@$(ENV) $(PY) -m spatial_caption_ros.tools.bench_memory $(ARGS)
 
 bench-graph: setup  ## scene-graph build time for 10..200 objects, k-NN vs all pairs (prints ms)
 	@$(ENV) $(PY) -m spatial_caption_ros.tools.bench_graph $(ARGS)

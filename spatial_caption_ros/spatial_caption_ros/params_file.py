@@ -43,8 +43,8 @@ class ParamsFileError(ConfigError):
 
 def node_parameters() -> dict[str, list[ParamSpec]]:
     """Node name -> every parameter it declares, with its defaults (parameter_specs())."""
-    from spatial_caption_ros.ros.graph import GRAPH_NODES, node_class
-    return {name: node_class(name).parameter_specs() for name in GRAPH_NODES}
+    from spatial_caption_ros.ros.graph import ALL_NODES, node_class
+    return {name: node_class(name).parameter_specs() for name in ALL_NODES}
 
 
 def plain_default(spec: ParamSpec) -> Any:
@@ -152,7 +152,8 @@ def parse_set(item: str, nodes: Iterable[str] | None = None,
         value = text
     if info.kind == 'str' and not isinstance(value, str):
         value = text
-    problem = check_value(info, coerce_value(info, value))
+    value = coerce_value(info, value)   # `60` for a float parameter is 60.0, as ROS expects
+    problem = check_value(info, value)
     if problem:
         raise ParamsFileError(f'--set {item!r}: {node}.{name}: {problem}')
     return node, name, list(value) if isinstance(value, tuple) else value

@@ -15,8 +15,12 @@ def test_set_parses_plain_yaml_values_of_declared_parameters():
     assert parse_set('caption.only_on_change=true')[2] is True
     # a string parameter takes the text as written, even when YAML would read a number
     assert parse_set('image_source.frame_id=123')[2] == '123'
-    assert parse_set('confidence_threshold=1', nodes=('perception',),
-                     default_node='perception') == ('perception', 'confidence_threshold', 1)
+    # an integer for a float parameter is passed on as a float: ROS refuses an integer value
+    # for a parameter declared as double (seen: `--set image_source.assumed_hfov_deg=60`)
+    node, name, value = parse_set('confidence_threshold=1', nodes=('perception',),
+                                  default_node='perception')
+    assert (node, name, value) == ('perception', 'confidence_threshold', 1.0)
+    assert isinstance(value, float)
 
 
 @pytest.mark.parametrize('item,expected', [

@@ -35,7 +35,7 @@ from spatial_caption_ros.core.perception.pipeline import PerceptionConfig, Perce
 from spatial_caption_ros.core.runtime.outputs import annotated_jpeg
 from spatial_caption_ros.core.scene_graph.builder import SceneGraphBuilder, SceneGraphConfig
 from spatial_caption_ros.core.types import (
-    Caption, CameraIntrinsics, DEPTH_AUTO, DEPTH_SENSOR, SceneGraph)
+    Caption, CameraIntrinsics, SceneGraph)
 from spatial_caption_ros.core.visualization.render import scene_markers
 from spatial_caption_ros.nodes.perception_node import PerceptionNodeConfig
 from spatial_caption_ros.nodes.visualization_node import VisualizationConfig
@@ -52,8 +52,6 @@ ANNOTATED = (f'{OUTPUT_NAMESPACE}/annotated_image/compressed', COMPRESSED)
 LOOKAHEAD_NS = 500_000_000
 # Depth frames kept for matching (30 Hz x LOOKAHEAD is 15).
 DEPTH_BUFFER = 64
-# 16UC1 depth: metres per unit unless the recording's metadata or --depth-unit say otherwise.
-DEFAULT_DEPTH_UNIT_M = 0.001
 # Offline, the LLM is given as long as it takes (the largest caption.timeout), so that a caption
 # never depends on the load of the machine.
 OFFLINE_CAPTION_TIMEOUT_S = 600.0
@@ -69,7 +67,9 @@ class RunOptions:
     every: int = 1                     # every Nth colour frame
     rate: float = 0.0                  # at most this many frames per second (log time); 0: all
     chunk_frames: int = 0              # frames per chunk (0: the whole recording is one)
-    depth_unit_m: float = 0.0          # 0: from the recording's metadata, else 1 mm
+    # metres per 16UC1 step: given explicitly (--set perception.depth_image_scale), else 0: the
+    # recording's metadata (custom_data depth_unit_m), else the parameter's value
+    depth_unit_m: float = 0.0
     params: dict[str, Any] = field(default_factory=dict)   # a parameter file's content
 
 
@@ -153,8 +153,10 @@ def plan_recording(path: str, options: RunOptions) -> Plan:
     if topics.camera_info and not infos:
         warnings.append(f'{topics.camera_info}: no valid CameraInfo message; processed without '
                         'intrinsics')
+    param_unit = build_config(PerceptionNodeConfig, stage_values(
+        options.params, 'perception', PerceptionNodeConfig)).depth_image_scale
     depth_unit = options.depth_unit_m or float(rec.custom.get(DEPTH_UNIT_KEY, 0) or 0) \
-        or DEFAULT_DEPTH_UNIT_M
+        or param_unit
     selected = select_frames(frame_times, options.every, options.rate)
     size = options.chunk_frames or max(1, len(selected))
     chunks = [selected[i:i + size] for i in range(0, len(selected), size)]
@@ -172,20 +174,16 @@ def _check_camera_info(msg: RawMessage) -> str:
     return ''
 
 
-def effective_params(params: dict[str, Any], has_depth: bool,
+def effective_params(params: dict[str, Any],
                      explicit: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The run's parameters for offline processing of one recording.
 
-    depth_source auto becomes sensor when the recording has a depth topic (the camera's own
-    measurement beats any estimate); without one, auto keeps its own choice (Depth Anything V2
-    when its weights are found, else geometric). caption.timeout is a real-time bound: offline,
-    a caption that depended on how busy the machine was would make runs differ, so it becomes
-    OFFLINE_CAPTION_TIMEOUT_S unless given explicitly (`explicit`: 'node.param' names).
+    caption.timeout is a real-time bound: offline, a caption that depended on how busy the
+    machine was would make two runs differ, so it becomes OFFLINE_CAPTION_TIMEOUT_S unless
+    given explicitly (`explicit`: 'node.param' names). (The depth source needs nothing: auto,
+    the default, measures every frame that has a depth image with the sensor source.)
     """
     out = copy.deepcopy(params)
-    perception = section(out, 'perception')
-    if has_depth and perception.get('depth_source', DEPTH_AUTO) == DEPTH_AUTO:
-        perception['depth_source'] = DEPTH_SENSOR
     if 'caption.timeout' not in explicit:
         section(out, 'caption')['timeout'] = OFFLINE_CAPTION_TIMEOUT_S
     return out
@@ -318,8 +316,7 @@ def _process(plan: Plan, stages: Stages, raw: RawMessage, depth: OrderedDict[int
         tolerance = int(stages.matching.depth_stamp_tolerance * 1e9)
         nearest = min(depth, key=lambda s: abs(s - header.stamp_ns), default=None)
         if nearest is not None and abs(nearest - header.stamp_ns) <= tolerance:
-            sensor_depth = conversions.depth_msg_to_metres(depth[nearest],
-                                                           unit_m=plan.depth_unit_m)
+            sensor_depth = conversions.depth_msg_to_metres(depth[nearest], plan.depth_unit_m)
         else:
             depth_note = ('no depth frame within '
                           f'{stages.matching.depth_stamp_tolerance * 1e3:.0f} ms of the '

@@ -91,9 +91,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help='split recordings into chunks of N processed frames, each a new '
                         'sequence (fresh tracker) and, with --ray, a task of its own '
                         '(default 0: a recording is one chunk)')
-    p.add_argument('--depth-unit', type=float, default=0.0, metavar='METRES',
-                   help="metres per step of 16UC1 depth (default: the recording's custom_data "
-                        "depth_unit_m, else 0.001; TUM RGB-D: 0.0002)")
     p.add_argument('--restart', action='store_true',
                    help='discard the results of an earlier run in --output instead of resuming')
     p.add_argument('--ray', default=None, metavar='local|ADDRESS',
@@ -103,10 +100,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help='CPUs of the local Ray (--ray local; default 2)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     args = p.parse_args(argv)
-    if args.every < 1 or args.rate < 0 or args.chunk_frames < 0 or args.depth_unit < 0 \
-            or args.workers < 1:
-        p.error('--every and --workers must be >= 1; --rate, --chunk-frames and --depth-unit '
-                '>= 0')
+    if args.every < 1 or args.rate < 0 or args.chunk_frames < 0 or args.workers < 1:
+        p.error('--every and --workers must be >= 1; --rate and --chunk-frames >= 0')
     return args
 
 
@@ -158,8 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
+    # 16UC1 depth unit: --set perception.depth_image_scale wins over the recording's metadata
+    unit = (float(section(params, 'perception')['depth_image_scale'])
+            if 'perception.depth_image_scale' in explicit else 0.0)
     options = RunOptions(args.image_topic, args.depth_topic, args.camera_info_topic, args.every,
-                         args.rate, args.chunk_frames, args.depth_unit, params)
+                         args.rate, args.chunk_frames, unit, params)
     failed: list[str] = []
     jobs = []            # (plan, output, effective params)
     # wall and CPU seconds (CPU: every thread of this process, the models' included)
@@ -173,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(str(exc))
             print(f'[bag] {exc}', file=sys.stderr)
             continue
-        eff = effective_params(params, plan.topics.depth is not None, explicit)
+        eff = effective_params(params, explicit)
         folder_path = out / folder
         folder_path.mkdir(parents=True, exist_ok=True)
         fingerprint = _fingerprint(options, eff)

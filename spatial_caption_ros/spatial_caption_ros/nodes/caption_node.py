@@ -16,16 +16,18 @@ from dataclasses import dataclass
 import time
 
 from diagnostic_msgs.msg import DiagnosticStatus
-from spatial_caption_interfaces.msg import Caption as CaptionMsg, SceneGraph
+from spatial_caption_interfaces.msg import Caption as CaptionMsg, MemoryFacts, SceneGraph
 from std_msgs.msg import String
 
 from spatial_caption_ros.core.captioning.captioner import (
     CaptionConfig, Captioner, REASON_ERROR, REASON_TIMEOUT)
 from spatial_caption_ros.core.captioning.change import scene_change
+from spatial_caption_ros.core.memory.facts import MemoryFactsConfig, with_memory_facts
 from spatial_caption_ros.core.params import param
 from spatial_caption_ros.core.types import SceneGraph as CoreGraph
 from spatial_caption_ros.ros import conversions
 from spatial_caption_ros.ros.managed_node import ManagedNode
+from spatial_caption_ros.ros.qos import qos_profile
 from spatial_caption_ros.ros.spin import run_node
 
 # Longest sleep between checks for a newer graph or a stop while min_period runs out.
@@ -57,11 +59,13 @@ class CaptionNode(ManagedNode):
     """Runs the core Captioner on the newest scene graph."""
 
     CONFIG = CaptionConfig
-    EXTRA_CONFIGS = (CaptionNodeConfig,)
+    EXTRA_CONFIGS = (CaptionNodeConfig, MemoryFactsConfig)
     IO_DEFAULTS = {'input_qos': 'reliable_latest'}
+    MEMORY_FACTS_KEPT = 16     # frames of memory facts kept for graphs still being captioned
 
     def __init__(self, **kwargs) -> None:
         self.captioner: Captioner | None = None
+        self._memory_facts: dict[int, list[str]] = {}
         self._last_caption_time = float('-inf')
         self._last_graph: CoreGraph | None = None
         self.skipped_unchanged = 0
@@ -80,6 +84,16 @@ class CaptionNode(ManagedNode):
     def create_inputs(self) -> None:
         self.subscribe_latest(SceneGraph, 'scene_graph',
                               precheck=conversions.check_scene_graph_msg)
+        if self.extra(MemoryFactsConfig).memory_facts:
+            self.subscribe(MemoryFacts, 'memory/facts', self._on_memory_facts,
+                           qos_profile('reliable'))
+
+    def _on_memory_facts(self, msg: MemoryFacts) -> None:
+        """Keep the memory's statements per frame stamp (hook: core/memory/facts.py)."""
+        stamp, statements = conversions.msg_to_memory_statements(msg)
+        self._memory_facts[stamp] = statements
+        while len(self._memory_facts) > self.MEMORY_FACTS_KEPT:
+            self._memory_facts.pop(next(iter(self._memory_facts)))
 
     def apply_live(self, config: CaptionConfig) -> None:
         if self.captioner is not None:
@@ -112,6 +126,9 @@ class CaptionNode(ManagedNode):
                 self.skipped_unchanged += 1
                 return
         caption = self.captioner.caption(graph)
+        if self.extra(MemoryFactsConfig).memory_facts:
+            caption.text = with_memory_facts(
+                caption.text, self._memory_facts.get(graph.header.stamp_ns, []))
         code = caption.fallback_reason.split(':')[0]
         if code in LLM_FAULTS:
             self._throttled_log('warning', f'caption:{code}',

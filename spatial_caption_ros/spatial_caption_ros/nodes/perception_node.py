@@ -2,8 +2,8 @@
 
 Subscribes:  image (sensor_msgs/Image) or image/compressed (sensor_msgs/CompressedImage),
              camera_info (sensor_msgs/CameraInfo),
-             depth (sensor_msgs/Image, 16UC1 mm or 32FC1 m, aligned to the colour image; only
-             with depth_source sensor or sensor scale anchors)
+             depth (sensor_msgs/Image, 16UC1 x depth_image_scale or 32FC1 m, aligned to the
+             colour image; with depth_source sensor or auto, or sensor scale anchors)
 Publishes:   detections (spatial_caption_interfaces/DetectionArray)
 """
 
@@ -20,6 +20,7 @@ from spatial_caption_ros.core.errors import (
     InvalidCameraInfoError, InvalidImageError, OutOfOrderError)
 from spatial_caption_ros.core.params import CONFIGURE, param
 from spatial_caption_ros.core.perception.pipeline import PerceptionConfig, PerceptionPipeline
+from spatial_caption_ros.core.types import DEPTH_AUTO
 from spatial_caption_ros.ros import conversions
 from spatial_caption_ros.ros.managed_node import ManagedNode
 from spatial_caption_ros.ros.qos import qos_profile
@@ -48,6 +49,11 @@ class PerceptionNodeConfig:
     depth_wait: float = param(
         0.05, 'Seconds the node waits for the depth frame of a colour frame that arrived first '
         '(sensor depth).', minimum=0.0, maximum=1.0)
+    depth_image_scale: float = param(
+        0.001, 'Metres per unit of a 16UC1 depth image on `depth`: 0.001 for the millimetre '
+        'convention (REP 118: RealSense, Azure Kinect, OpenNI2 drivers), 0.0002 for TUM RGB-D '
+        'recordings (1/5000). 32FC1 images are metres and ignore it.', minimum=1e-6,
+        maximum=1.0)
     stamp_jump_back_reset: float = param(
         1.0, 'A frame stamped earlier than the newest accepted frame is rejected as out of '
         'order, unless it is earlier by more than this many seconds: then the camera restarted '
@@ -70,6 +76,8 @@ class PerceptionNode(ManagedNode):
         self._depth_frames: StampBuffer[Image] = StampBuffer(DEPTH_BUFFER_FRAMES)
         self.depth_matched = 0
         self.depth_unmatched = 0
+        self._depth_seen = False
+        self.depth_unregistered = 0
         super().__init__('perception', **kwargs)
 
     def configure_stage(self, config: PerceptionConfig) -> None:
@@ -87,6 +95,7 @@ class PerceptionNode(ManagedNode):
                        qos_profile('sensor_data'))
         if self.config.uses_sensor_depth:
             self._depth_frames.clear()
+            self._depth_seen = False
             self.subscribe(Image, 'depth', self._on_depth, qos_profile(self.io.input_qos))
 
     # Subscription callbacks: header checks only, nothing slow (the worker decodes).
@@ -121,7 +130,8 @@ class PerceptionNode(ManagedNode):
         try:
             conversions.camera_info_to_intrinsics(msg)
         except InvalidCameraInfoError as exc:
-            self.reject('invalid_camera_info', f'{exc} (the last valid CameraInfo stays in use)')
+            self.reject('invalid_camera_info', f'{exc} (the last valid CameraInfo stays in use)',
+                        main_input=False)
             return
         self._camera_info = msg
 
@@ -130,12 +140,15 @@ class PerceptionNode(ManagedNode):
         try:
             conversions.check_image_msg(msg, depth=True)
         except InvalidImageError as exc:
-            self.reject('invalid_depth', str(exc))
+            self.reject('invalid_depth', str(exc), main_input=False)
             return
+        self._depth_seen = True
         self._depth_frames.put(conversions.stamp_to_ns(msg.header.stamp), msg)
 
-    def _matched_depth(self, stamp_ns: int) -> tuple[object, str | None]:
+    def _matched_depth(self, stamp_ns: int, frame_id: str) -> tuple[object, str | None]:
         """The aligned depth (metres) of the colour frame at `stamp_ns`, or None and why."""
+        if self.config.depth.source == DEPTH_AUTO and not self._depth_seen:
+            return None, None        # auto without a depth camera: monocular, nothing to wait for
         node_config = self.extra(PerceptionNodeConfig)
         tolerance_ns = int(node_config.depth_stamp_tolerance * 1e9)
         match = self._depth_frames.match(stamp_ns, tolerance_ns, node_config.depth_wait)
@@ -145,8 +158,18 @@ class PerceptionNode(ManagedNode):
                        else f'nearest {match.offset_ns / 1e6:+.0f} ms')
             return None, (f'no depth frame within {1e3 * node_config.depth_stamp_tolerance:.0f} '
                           f'ms of the colour frame ({nearest}): no sensor depth for it')
-        depth = conversions.depth_msg_to_metres(match.item)   # its header was checked on arrival
+        # its header was checked on arrival
+        depth = conversions.depth_msg_to_metres(match.item, node_config.depth_image_scale)
         self.depth_matched += 1
+        depth_frame = match.item.header.frame_id
+        if depth_frame and frame_id and depth_frame != frame_id:
+            # A registered ("aligned to colour") depth image carries the colour camera's frame;
+            # one in another frame was taken from another viewpoint and would put objects at
+            # the depth of what lies beside them.
+            self.depth_unregistered += 1
+            return depth, (f'depth frame_id {depth_frame!r} is not the colour frame_id '
+                           f'{frame_id!r}: the depth image may not be registered to the colour '
+                           "image (use the driver's aligned/registered depth topic)")
         return depth, None
 
     def on_activate(self, state):
@@ -180,6 +203,7 @@ class PerceptionNode(ManagedNode):
         if self.config is not None and self.config.uses_sensor_depth:
             out['depth_frames_matched'] = str(self.depth_matched)
             out['depth_frames_unmatched'] = str(self.depth_unmatched)
+            out['depth_frames_unregistered'] = str(self.depth_unregistered)
         return out
 
     def process(self, msg) -> None:
@@ -202,7 +226,7 @@ class PerceptionNode(ManagedNode):
         sensor_depth, depth_note, match_ms = None, None, 0.0
         if self.config.uses_sensor_depth:
             t1 = time.perf_counter()
-            sensor_depth, depth_note = self._matched_depth(header.stamp_ns)
+            sensor_depth, depth_note = self._matched_depth(header.stamp_ns, header.frame_id)
             match_ms = (time.perf_counter() - t1) * 1e3
         result = self.pipeline.process(image, header, intrinsics, sensor_depth)
         result.stage_times_ms['decode'] = decode_ms

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from spatial_caption_ros.core.runtime.resources import package_file
 from spatial_caption_ros.ros.graph import (
-    CAMERA_TOPICS, COMPRESSED_SUFFIX, DDS_PROFILE_FILE, EXECUTABLES, PACKAGE, PARAMS_FILE,
-    PIPELINE_NODES, RVIZ_CONFIG_FILE)
+    CAMERA_TOPICS, COMPRESSED_SUFFIX, DDS_PROFILE_FILE, EXECUTABLES, OPTIONAL_NODES, PACKAGE,
+    PARAMS_FILE, PIPELINE_NODES, RVIZ_CONFIG_FILE)
 from spatial_caption_ros.ros.interface import NODE_TOPICS
 
 
@@ -55,6 +55,11 @@ RVIZ_ARGUMENTS = (
     LaunchArgument('rviz_config', _share(RVIZ_CONFIG_FILE),
                    'rviz2 configuration (camera image, annotated image, markers).'),
 )
+MEMORY_ARGUMENTS = (
+    LaunchArgument('use_memory', 'false',
+                   'Also start the memory node (objects remembered in `world_frame`, changes, '
+                   'queries; docs/memory.md).'),
+)
 DEMO_ARGUMENTS = (
     LaunchArgument('source', '', 'Folder of images, image file or video file to publish.',
                    required=True),
@@ -64,12 +69,15 @@ DEMO_ARGUMENTS = (
 
 # Launch file -> the arguments it declares (documented in docs/ros_interface.md).
 LAUNCH_FILES = {
-    'spatial_caption.launch.py': COMMON_ARGUMENTS + CAMERA_ARGUMENTS + RVIZ_ARGUMENTS,
-    'demo.launch.py': COMMON_ARGUMENTS + CAMERA_ARGUMENTS + RVIZ_ARGUMENTS + DEMO_ARGUMENTS,
+    'spatial_caption.launch.py': COMMON_ARGUMENTS + CAMERA_ARGUMENTS + RVIZ_ARGUMENTS
+    + MEMORY_ARGUMENTS,
+    'demo.launch.py': COMMON_ARGUMENTS + CAMERA_ARGUMENTS + RVIZ_ARGUMENTS + MEMORY_ARGUMENTS
+    + DEMO_ARGUMENTS,
     'perception.launch.py': COMMON_ARGUMENTS + CAMERA_ARGUMENTS,
     'scene_graph.launch.py': COMMON_ARGUMENTS,
     'caption.launch.py': COMMON_ARGUMENTS,
     'visualization.launch.py': COMMON_ARGUMENTS + CAMERA_ARGUMENTS,
+    'memory.launch.py': COMMON_ARGUMENTS + CAMERA_ARGUMENTS,
     'rviz.launch.py': RVIZ_ARGUMENTS[1:],
 }
 LAUNCH_PURPOSE = {
@@ -81,6 +89,7 @@ LAUNCH_PURPOSE = {
     'scene_graph.launch.py': 'The scene-graph node alone.',
     'caption.launch.py': 'The caption node alone.',
     'visualization.launch.py': 'The visualization node alone.',
+    'memory.launch.py': 'The memory node alone.',
     'rviz.launch.py': 'rviz2 with the shipped configuration.',
 }
 
@@ -124,7 +133,7 @@ def _camera_remappings(node: str) -> list:
     return [(topic, targets[topic]) for topic in camera_topics(node)]
 
 
-def node_action(node: str, extra_parameters: dict | None = None):
+def node_action(node: str, extra_parameters: dict | None = None, condition=None):
     """The launch_ros Node of one graph node: name, parameter file, camera remaps, log level."""
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node
@@ -134,7 +143,8 @@ def node_action(node: str, extra_parameters: dict | None = None):
     return Node(package=PACKAGE, executable=EXECUTABLES[node], name=node,
                 namespace=LaunchConfiguration('namespace'), parameters=parameters,
                 remappings=_camera_remappings(node), output='screen', emulate_tty=True,
-                ros_arguments=['--log-level', LaunchConfiguration('log_level')])
+                ros_arguments=['--log-level', LaunchConfiguration('log_level')],
+                condition=condition)
 
 
 def rviz_action(condition=None):
@@ -153,6 +163,9 @@ def nodes_description(launch_file: str, nodes: tuple[str, ...], with_rviz: bool 
     from launch.substitutions import LaunchConfiguration
     actions = _declare(LAUNCH_FILES[launch_file]) + [_dds_profile_action()]
     actions += [node_action(n, (extra_parameters or {}).get(n)) for n in nodes]
+    if any(a.name == 'use_memory' for a in LAUNCH_FILES[launch_file]):
+        actions += [node_action(n, condition=IfCondition(LaunchConfiguration(f'use_{n}')))
+                    for n in OPTIONAL_NODES]
     if with_rviz:
         actions.append(rviz_action(IfCondition(LaunchConfiguration('use_rviz'))))
     return LaunchDescription(actions)

@@ -226,9 +226,12 @@ class ManagedNode(LifecycleNode):
         if missed:
             self.counters.supersede(topic, missed)
 
-    def reject(self, reason: str, message: str) -> None:
-        """Count a rejected input and log why (at most once per LOG_THROTTLE_S per reason)."""
-        self.counters.reject(reason)
+    def reject(self, reason: str, message: str, main_input: bool = True) -> None:
+        """Count a rejected input and log why (at most once per LOG_THROTTLE_S per reason).
+
+        main_input=False: a side input (camera_info, depth), outside StageCounters.in_flight.
+        """
+        self.counters.reject(reason, main_input)
         self._throttled_log('warning', f'rejected:{reason}', f'rejected input ({reason}): '
                                                              f'{message}')
 

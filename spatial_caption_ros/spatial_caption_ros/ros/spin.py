@@ -11,6 +11,8 @@ step is simply repeated.
 
 from __future__ import annotations
 
+import os
+
 import rclpy
 from rclpy._rclpy_pybind11 import InvalidHandle
 from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor
@@ -32,18 +34,31 @@ def spin(executor: Executor) -> None:
         spin_once(executor, timeout_sec=0.5)
 
 
+# On Ctrl-C / SIGTERM a node process waits this long for the frame in hand (the runner stops the
+# whole graph within 2 s); longer, e.g. an LLM generation llama.cpp cannot abort, is left behind.
+INTERRUPT_WORKER_WAIT_S = 0.5
+
+
 def run_node(node_cls, args=None) -> None:
     """rclpy.init, spin the node on a MultiThreadedExecutor, shut down cleanly on Ctrl-C."""
     rclpy.init(args=args)
     node = None
+    interrupted = False
     try:
         node = node_cls()
         executor = MultiThreadedExecutor()
         executor.add_node(node)
         spin(executor)
+        interrupted = True          # spin() ends when the context is shut down (a signal)
     except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        interrupted = True
     finally:
+        worker = getattr(node, 'worker', None)
+        if interrupted and worker is not None and not worker.stop(INTERRUPT_WORKER_WAIT_S):
+            # Still busy: releasing its models under it could crash, waiting could take
+            # seconds. Nothing is left to publish (the context is down): end the process.
+            rclpy.try_shutdown()
+            os._exit(0)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     for generator in args.generator or ['template', 'llm']:
         params = load_params()
         section(params, 'caption')['generator'] = generator
-        core_params = effective_params(params, has_depth=True)
+        core_params = effective_params(params)
         walls, cpus = [], []
         for turn in range(args.turns):
             core, core_cpu = core_pass(frames, core_params)

@@ -323,10 +323,12 @@ def format_report(pipe: dict[str, Any], node: dict[str, Any] | None, frames: int
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.image is None or not args.image.is_file():
-        raise SystemExit('no --image given and ../shared/data/images/bus.jpg is not there')
+        print(f'error: --image {args.image or ""}: no such file (default: '
+              '../shared/data/images/bus.jpg)', file=sys.stderr)
+        return 2
     from spatial_caption_ros.core.errors import SpatialCaptionError
-    values = perception_values(args)
     try:
+        values = perception_values(args)
         pipe = bench_pipeline(values, args.image, args.frames, args.warmup)
         node_values = {k: v for k, v in values.items()
                        if k != 'depth_model' or not pipe['notes']}

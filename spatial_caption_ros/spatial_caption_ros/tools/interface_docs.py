@@ -79,8 +79,29 @@ def topic_tables() -> list[str]:
         for t in topics:
             when = ', or '.join(f'`{c[0]}` = ' + ' / '.join(f'`{json.dumps(v)}`' for v in c[1])
                                 for c in (t.when, t.or_when) if c) or 'always'
+            if t.unless:
+                when += f', unless `{t.unless[0]}` = ' + ' / '.join(
+                    f'`{json.dumps(v)}`' for v in t.unless[1])
             lines.append(f'| `{t.name}` | {t.msg_type} | {t.direction} | `{t.qos}` | {when} | '
                          f'{_cell(t.description)} |')
+        lines.append('')
+    return lines
+
+
+def service_tables() -> list[str]:
+    """One table per node with services: name, type, what it answers, a CLI call."""
+    from spatial_caption_ros.ros.interface import NODE_SERVICES
+    lines = ['### Services', '',
+             'Names as the nodes create them (`~/` = under the node name, e.g. '
+             '`/memory/last_seen`). Request and response fields: the `.srv` tables below.', '']
+    for node, services in NODE_SERVICES.items():
+        lines += [f'#### `{node}`', '', '| service | type | description | example |',
+                  '|---|---|---|---|']
+        for sv in services:
+            call = f'`ros2 service call /{node}/{sv.name[2:]} {sv.srv_type} {sv.example}`' \
+                if sv.example else ''
+            lines.append(f'| `{sv.name}` | {sv.srv_type} | {_cell(sv.description)} | '
+                         f'{_cell(call)} |')
         lines.append('')
     return lines
 
@@ -113,9 +134,11 @@ _FIELD = re.compile(r'^\s*([\w/]+(?:\[\])?)\s+(\w+)(?:\s*=\s*("[^"]*"|\S+))?\s*(
 
 
 def message_tables(msg_dir: Path = MSG_DIR) -> list[str]:
-    """One table per message of spatial_caption_interfaces: fields and constants."""
-    lines = ['### Messages (`spatial_caption_interfaces/msg`)', '']
-    for path in sorted(msg_dir.glob('*.msg')):
+    """One table per message and service of spatial_caption_interfaces: fields, constants."""
+    lines = ['### Messages (`spatial_caption_interfaces/msg`) and services (`srv`)', '',
+             'In a service table the `---` row separates the request (above) from the response.',
+             '']
+    for path in sorted(msg_dir.glob('*.msg')) + sorted(msg_dir.parent.glob('srv/*.srv')):
         text = path.read_text(encoding='utf-8').splitlines()
         intro = []
         for line in text:
@@ -125,6 +148,9 @@ def message_tables(msg_dir: Path = MSG_DIR) -> list[str]:
         lines += [f'#### `{path.stem}`', '', ' '.join(intro), '',
                   '| field | type | description |', '|---|---|---|']
         for line in text:
+            if line.strip() == '---':
+                lines.append('| `---` | | response: |')
+                continue
             m = _FIELD.match(line)
             if not m or line.lstrip().startswith('#'):
                 continue
@@ -139,7 +165,8 @@ def message_tables(msg_dir: Path = MSG_DIR) -> list[str]:
 
 def render() -> str:
     """The generated block, markers included."""
-    body = parameter_tables() + topic_tables() + launch_tables() + message_tables()
+    body = parameter_tables() + topic_tables() + service_tables() + launch_tables() + \
+        message_tables()
     return '\n'.join([BEGIN, ''] + body + [END])
 
 

@@ -132,13 +132,13 @@ def test_sensor_depth_uses_the_recordings_depth_unit(tum_recordings, tmp_path):
     assert checked >= 2
     # the same recording read with the REP 118 millimetre unit puts everything 5x farther
     out_mm = tmp_path / 'mm'
-    assert main([str(tum_recordings['mcap']), '--output', str(out_mm), '--depth-unit',
-                 '0.001', *TEMPLATE]) == 0
+    assert main([str(tum_recordings['mcap']), '--output', str(out_mm), '--set',
+                 'perception.depth_image_scale=0.001', *TEMPLATE]) == 0
     a = json.loads(sorted((out / 'tum_mcap' / 'scene_graphs').glob('*.json'))[0].read_text())
     b = json.loads(sorted((out_mm / 'tum_mcap' / 'scene_graphs').glob('*.json'))[0].read_text())
     pairs = [(x['depth'], y['depth']) for x, y in zip(a['scene_graph']['objects'],
                                                       b['scene_graph']['objects'], strict=True)
-             if x['depth'] is not None]
+             if x['depth'] is not None and x['depth_source'] == 'sensor']
     assert pairs and all(y > 2 * x for x, y in pairs)
 
 

@@ -21,7 +21,7 @@ import yaml
 from spatial_caption_ros.params_file import load_params
 from spatial_caption_ros.core.inputs.sources import ImageSourceConfig
 from spatial_caption_ros.ros.graph import (
-    camera_remaps, EXECUTABLES, GRAPH_NODES, PACKAGE, PIPELINE_NODES)
+    ALL_NODES, camera_remaps, EXECUTABLES, GRAPH_NODES, OPTIONAL_NODES, PACKAGE, PIPELINE_NODES)
 from spatial_caption_ros.ros.interface import node_topics
 from spatial_caption_ros.ros.launch_builder import camera_topics, LAUNCH_FILES
 
@@ -191,7 +191,7 @@ def test_launch_file_references_only_things_that_exist(fake_launch, launch_file)
         if node.executable == 'rviz2':
             assert node.arguments == ['-d', LaunchConfiguration('rviz_config')]
             continue
-        assert node.package == PACKAGE and node.name in GRAPH_NODES
+        assert node.package == PACKAGE and node.name in ALL_NODES
         assert node.executable == EXECUTABLES[node.name] and node.executable in scripts
         assert node.parameters[0] == LaunchConfiguration('config')
         assert node.ros_arguments == ['--log-level', LaunchConfiguration('log_level')]
@@ -212,19 +212,26 @@ def test_launch_file_references_only_things_that_exist(fake_launch, launch_file)
 
 def test_the_pipeline_launch_starts_the_runner_graph(fake_launch):
     desc = _load(LAUNCH_DIR / 'spatial_caption.launch.py')
-    names = [e.name for e in desc.entities if isinstance(e, Node) and e.executable != 'rviz2']
+    names = [e.name for e in desc.entities if isinstance(e, Node) and e.executable != 'rviz2'
+             and e.condition is None]
     # the runner starts GRAPH_NODES, without the image source on a live camera
     assert names == [n for n in GRAPH_NODES if n != 'image_source'] == list(PIPELINE_NODES)
+    # optional nodes (runner --memory) start only with use_<name>:=true
+    optional = [e for e in desc.entities if isinstance(e, Node) and e.condition is not None
+                and e.executable != 'rviz2']
+    assert [(e.name, e.condition.predicate) for e in optional] == [
+        (n, LaunchConfiguration(f'use_{n}')) for n in OPTIONAL_NODES]
     rviz = [e for e in desc.entities if isinstance(e, Node) and e.executable == 'rviz2']
     assert rviz[0].condition.predicate == LaunchConfiguration('use_rviz')
 
 
 def test_each_node_alone_and_the_demo(fake_launch):
-    for name in PIPELINE_NODES:
+    for name in PIPELINE_NODES + OPTIONAL_NODES:
         desc = _load(LAUNCH_DIR / f'{name}.launch.py')
         assert [e.name for e in desc.entities if isinstance(e, Node)] == [name]
     demo = _load(LAUNCH_DIR / 'demo.launch.py')
-    nodes = [e for e in demo.entities if isinstance(e, Node) and e.executable != 'rviz2']
+    nodes = [e for e in demo.entities if isinstance(e, Node) and e.executable != 'rviz2'
+             and e.condition is None]
     assert [n.name for n in nodes] == ['image_source'] + list(PIPELINE_NODES)
     source = nodes[0]
     overrides = source.parameters[1]

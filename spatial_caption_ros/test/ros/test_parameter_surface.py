@@ -9,7 +9,7 @@ from rclpy.parameter_client import AsyncParameterClient
 from support import MODELS, needs_shared, spin_until
 from spatial_caption_ros.params_file import dump_params, load_params, node_parameters
 from spatial_caption_ros.core.params import CONFIGURE, READ_ONLY
-from spatial_caption_ros.ros.graph import GRAPH_NODES, node_class
+from spatial_caption_ros.ros.graph import ALL_NODES, node_class
 from spatial_caption_ros.ros.params import CONFIGURE_TIME_NOTE
 
 pytestmark = [needs_shared, pytest.mark.usefixtures('rclpy_context')]
@@ -25,7 +25,7 @@ def _make(name, namespace, autostart=True, **params):
     return node_class(name)(namespace=namespace, parameter_overrides=overrides)
 
 
-@pytest.mark.parametrize('name', GRAPH_NODES)
+@pytest.mark.parametrize('name', ALL_NODES)
 def test_every_parameter_has_a_descriptor_matching_its_declaration(name):
     node = _make(name, f'/desc_{name}', autostart=False)
     try:

@@ -44,6 +44,19 @@ def clear_depth_order(za: float, zb: float) -> int:
     return 1 if za < zb else -1
 
 
+def sigma_coverage(records: Sequence[tuple[float, float, float]]) -> dict[str, float | None]:
+    """Share of (estimate, reference, sigma) whose error is within 1 and 2 sigma.
+
+    Honest normal uncertainties cover about 68 % and 95 %. Records with a NaN are left out.
+    """
+    known = [(e, r, s) for e, r, s in records
+             if math.isfinite(e) and math.isfinite(r) and math.isfinite(s)]
+    n = len(known)
+    return {'n': n,
+            'one': round(sum(abs(e - r) <= s for e, r, s in known) / n, 4) if n else None,
+            'two': round(sum(abs(e - r) <= 2.0 * s for e, r, s in known) / n, 4) if n else None}
+
+
 def match_objects(truth: Sequence[GroundTruthObject], objects: Sequence[SceneObject],
                   iou_min: float = MATCH_IOU) -> dict[int, int]:
     """Greedy one-to-one matching, highest IoU first: truth index -> object index."""

@@ -9,6 +9,7 @@ Public API (used by the evaluation, and meant for anyone who replays the sequenc
         frame.rgb_path, frame.depth_path   # Path to the 8-bit colour / 16-bit depth PNG
         frame.rgb_stamp, frame.depth_stamp # seconds (float, as in associations.txt)
         frame.pose                         # 4x4 world_from_camera (optical frame), or None
+        frame.gravity                      # "down" in the optical frame (world z is up), or None
         depth = seq.read_depth(frame)      # float32 metres, NaN where the Kinect has no reading
 
 Files read (../shared/eval/README.md): `associations.txt` (`rgb_stamp rgb_file depth_stamp
@@ -51,6 +52,15 @@ class TumFrame:
     @property
     def name(self) -> str:
         return self.rgb_path.stem
+
+    @property
+    def gravity(self) -> np.ndarray | None:
+        """The "down" direction in the camera optical frame, None without a pose.
+
+        The motion-capture world's z axis points up (the camera is held about 1.5 m above its
+        origin, looking down at the desk).
+        """
+        return None if self.pose is None else self.pose[:3, :3].T @ np.array([0.0, 0.0, -1.0])
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,9 @@ from spatial_caption_ros.core.perception.backends.base import MAX_AUTO_THREADS, 
 from spatial_caption_ros.core.perception.depth import (
     create_depth_source, DepthConfig, DepthInput, DepthOutput, DepthSource)
 from spatial_caption_ros.core.perception.depth.depth_anything import DEPTH_CONTRACT
-from spatial_caption_ros.core.perception.depth.geometric import GeometricDepth, truncation
-from spatial_caption_ros.core.perception.depth.sensor import align_to_image
+from spatial_caption_ros.core.perception.depth.geometric import (
+    GeometricDepth, gravity_from_pitch_roll, truncation)
+from spatial_caption_ros.core.perception.depth.sensor import align_to_image, SensorDepth
 from spatial_caption_ros.core.perception.detection import (
     DetectorConfig, YOLO_CONTRACT, YoloDetector)
 from spatial_caption_ros.core.errors import ConfigError, ModelNotFoundError
@@ -34,7 +35,7 @@ from spatial_caption_ros.core.perception.models import expecting, resolve_model
 from spatial_caption_ros.core.params import CONFIGURE, group, param
 from spatial_caption_ros.core.perception.tracker import IouTracker, Track, TrackingConfig
 from spatial_caption_ros.core.types import (
-    CameraIntrinsics, DEPTH_ANYTHING_V2, DEPTH_AUTO, DEPTH_GEOMETRIC, Detection,
+    CameraIntrinsics, DEPTH_ANYTHING_V2, DEPTH_AUTO, DEPTH_GEOMETRIC, DEPTH_SENSOR, Detection,
     DetectionResult, FrameHeader, ObjectDepth, SceneObject)
 
 PARALLEL_MODES = ('auto', 'on', 'off')
@@ -118,18 +119,22 @@ def choose_depth_source(config: PerceptionConfig) -> tuple[str, str]:
     """(the depth source to run, why it was chosen: '' unless depth_source is auto).
 
     auto runs Depth Anything V2 when `depth_model` resolves in the model folders, and the
-    weights-free geometric source otherwise. A depth model that is found but cannot be loaded
-    is a configure failure, never a silent fallback.
+    weights-free geometric source otherwise; a frame that comes with an aligned depth image
+    is measured by the sensor source instead (PerceptionPipeline.process). A depth model that
+    is found but cannot be loaded is a configure failure, never a silent fallback.
     """
     depth = config.depth
     if depth.source != DEPTH_AUTO:
         return depth.source, ''
+    sensor = (f'; frames with an aligned depth image on `depth` use {DEPTH_SENSOR} (an RGB-D '
+              'camera measures what the others estimate)')
     try:
         resolve_model(depth.model, config.model_dir or None, task='depth')
     except ModelNotFoundError:
         return DEPTH_GEOMETRIC, (f'auto: geometric, because depth_model {depth.model!r} '
-                                 'was not found (`spatial-caption-models list`: how to get it)')
-    return DEPTH_ANYTHING_V2, f'auto: depth_anything_v2 ({depth.model!r} found)'
+                                 'was not found (`spatial-caption-models list`: how to get it)'
+                                 + sensor)
+    return DEPTH_ANYTHING_V2, f'auto: depth_anything_v2 ({depth.model!r} found)' + sensor
 
 
 class PerceptionPipeline:
@@ -174,6 +179,10 @@ class PerceptionPipeline:
         if self.parallel:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix='depth')
         self.geometric = GeometricDepth(self.knowledge, config.depth.border_margin_px)
+        # auto: a frame that comes with an aligned depth image is measured, not estimated
+        self.auto_sensor = (SensorDepth(self.knowledge, config.depth.box,
+                                        config.depth.border_margin_px)
+                            if config.depth.source == DEPTH_AUTO else None)
         self.tracker = IouTracker.from_config(config.tracking)
         self.frames = 0                   # frames processed
         self.depth_frames = 0             # frames the dense depth model ran on
@@ -252,11 +261,13 @@ class PerceptionPipeline:
 
     def process(self, image: ColorImage, header: FrameHeader,
                 intrinsics: CameraIntrinsics | None = None,
-                sensor_depth=None) -> DetectionResult:
+                sensor_depth=None, gravity=None) -> DetectionResult:
         """Detect objects and estimate their depth and 3D position.
 
         sensor_depth: HxW float32 metres aligned to the image (NaN = no reading), already
         matched to this frame, for the sensor source or sensor scale anchors.
+        gravity: the "down" direction in the camera optical frame (3 floats) when known (from
+        /tf or the camera's mount): the geometric cues then account for pitch and roll.
         """
         t_start = time.perf_counter()
         timings: dict[str, float] = {}
@@ -273,7 +284,16 @@ class PerceptionPipeline:
                              '(aspect ratio differs): not used')
             sensor_depth = aligned
         self._reset_if_time_went_back(header)
-        dense_due = self._dense_due()
+        depth_config = self.config.depth
+        if gravity is None and depth_config.camera_orientation == 'parameters':
+            gravity = gravity_from_pitch_roll(depth_config.camera_pitch_deg,
+                                              depth_config.camera_roll_deg)
+        measured = self.auto_sensor is not None and sensor_depth is not None
+        source = self.auto_sensor if measured else self.depth
+        if measured:
+            notes.append('depth_source auto: this frame came with an aligned depth image, so '
+                         'its depth is measured (sensor)')
+        dense_due = self._dense_due() and not measured
         future: Future | None = None
         if dense_due and self._pool is not None:
             future = self._pool.submit(self._prepare, image)
@@ -287,8 +307,9 @@ class PerceptionPipeline:
         if dense_due and prepared is None:
             prepared = self._prepare(image)
         depth: DepthOutput | None = None
-        if dense_due or not self.depth.dense:
-            depth = self.depth.estimate(DepthInput(image, detections, intrinsics, sensor_depth),
+        if dense_due or not source.dense:
+            depth = source.estimate(DepthInput(image, detections, intrinsics, sensor_depth,
+                                               gravity),
                                         prepared[0] if prepared is not None else None)
         depth_ms = (time.perf_counter() - t_depth) * 1e3
         t_track = time.perf_counter()
@@ -310,7 +331,7 @@ class PerceptionPipeline:
             for key, value in depth.timings_ms.items():
                 timings[f'depth_{key}'] = value
         else:
-            od_list, depth_notes = self._carry(detections, tracks, intrinsics, image)
+            od_list, depth_notes = self._carry(detections, tracks, intrinsics, image, gravity)
             known = [o for o in od_list if o.known]
             depth_map = None
             metric = all(o.metric for o in known) if known else self._last_depth_metric
@@ -329,15 +350,15 @@ class PerceptionPipeline:
         total = time.perf_counter() - t_start
         return DetectionResult(
             header=header, image_width=image.width, image_height=image.height, objects=objects,
-            depth_source=self.depth.name,
+            depth_source=source.name,
             depth_metric=metric and all(o.depth_metric and math.isfinite(o.depth)
                                         for o in objects),
             has_camera_info=intrinsics is not None, stage_times_ms=timings, notes=notes,
             processing_latency=total, depth_map=depth_map)
 
     def _carry(self, detections: list[Detection], tracks: list[Track],
-               intrinsics: CameraIntrinsics | None,
-               image: ColorImage) -> tuple[list[ObjectDepth], list[str]]:
+               intrinsics: CameraIntrinsics | None, image: ColorImage,
+               gravity=None) -> tuple[list[ObjectDepth], list[str]]:
         """Depth of a frame without dense depth: from the tracks, else geometric when metric."""
         carried: list[ObjectDepth | None] = []
         for det, track in zip(detections, tracks, strict=True):
@@ -346,7 +367,8 @@ class PerceptionPipeline:
             carried.append(track.carried_depth(det.box, self.tracker.frame, cut_y))
         known = [o for o in carried if o is not None]
         metric = bool(known) and all(o.metric for o in known)
-        fallback = (self.geometric.estimates(detections, intrinsics, image.width, image.height)
+        fallback = (self.geometric.estimates(detections, intrinsics, image.width, image.height,
+                                             gravity)
                     if metric and intrinsics is not None and len(known) < len(carried)
                     else None)
         out, from_geometric = [], 0

@@ -96,5 +96,10 @@ class FrameOutputWriter:
             (self.out / ANNOTATED_DIR / f'{stem}.jpg').write_bytes(jpeg)
         return jpeg
 
+    def write_skipped(self, name: str, reason: str) -> None:
+        """A caption line saying that an input could not be processed, and why."""
+        self._captions.write(json.dumps({'frame': name, 'skipped': reason}) + '\n')
+        self._captions.flush()
+
     def close(self) -> None:
         self._captions.close()

@@ -323,7 +323,7 @@ def test_real_run_on_a_few_shared_eval_items(depth_source):
         report = harness.run()
     finally:
         harness.close()
-    assert report['items'] == {'kitti': 2, 'coco': 2, 'vsr_only': 2}
+    assert report['items'] == {'kitti': 2, 'coco': 2, 'vsr_only': 2, 'tum': 2}
     assert report['failed_items'] == [] and report['depth_source'] == depth_source
     k = report['kitti']
     assert k['objects'] >= 4 and k['objects_matched'] >= 2
@@ -335,3 +335,15 @@ def test_real_run_on_a_few_shared_eval_items(depth_source):
         assert k['value_order']['decided'] >= 1
     assert report['coco']['all']['predicted'] > 0
     assert sum(f['detections'] for f in report['frames']) > 0
+    # the TUM RGB-D section with exactly the keys of issue 12, and KITTI's within_25
+    tum = report['tum']
+    assert set(tum['graph_order']) >= {'decided', 'correct', 'accuracy', 'coverage'}
+    assert set(tum['depth_rel_error']) == {'n', 'median', 'within_25'}
+    assert set(tum['sigma_coverage']) >= {'one', 'two'}
+    assert 'within_25' in k['distance_rel_error']
+    assert tum['frames'] == 2 and tum['objects_with_reference'] >= 1
+    if depth_source == 'none':
+        assert tum['depth_rel_error']['n'] == 0 and tum['graph_order']['decided'] == 0
+    else:          # the Kinect's intrinsics and the poses' gravity: metric on every object
+        assert tum['depth_rel_error']['n'] >= 1
+        assert 0.0 <= tum['depth_rel_error']['within_25'] <= 1.0

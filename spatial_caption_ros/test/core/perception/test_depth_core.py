@@ -264,7 +264,8 @@ def test_sensor_source_reads_depth_with_holes():
     out = src.estimate(DepthInput(_image(), dets, CAM, metres))
     chair_obj, person_obj = out.objects
     assert out.metric and chair_obj.source == DEPTH_SENSOR and chair_obj.metric
-    assert chair_obj.value == pytest.approx(2.5 + 0.25, abs=0.01)   # surface + half the extent
+    # the middle of what the sensor sees of it (a flat surface: no depth extent seen)
+    assert chair_obj.value == pytest.approx(2.5, abs=0.01) and chair_obj.extent == 0.0
     assert chair_obj.uncertainty == pytest.approx(0.025, abs=0.01)
     assert not person_obj.known and any('too few valid' in n for n in out.notes)
     nothing = src.estimate(DepthInput(_image(), dets, CAM, None))

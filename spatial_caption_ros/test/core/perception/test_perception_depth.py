@@ -141,7 +141,7 @@ def test_sensor_source_in_the_pipeline_with_a_half_size_depth_image(bus, bus_cam
         result = pipe.process(bus, FrameHeader(1, 'c'), bus_camera, depth)
         assert result.depth_metric and result.depth_source == 'sensor'
         people = [o for o in result.objects if o.class_name == 'person']
-        assert all(6.0 < p.depth < 6.3 for p in people)          # surface + half a body depth
+        assert all(p.depth == pytest.approx(6.0) for p in people)   # the surface it sees
         skewed = pipe.process(bus, FrameHeader(2, 'c'), bus_camera,
                               np.full((100, 300), 6.0, np.float32))
         assert not skewed.depth_metric and any('not aligned' in n for n in skewed.notes)

@@ -47,7 +47,7 @@ def create_depth_source(name: str, config: DepthConfig | None = None, *,
         return GeometricDepth(knowledge, config.border_margin_px)
     if name == DEPTH_SENSOR:
         from spatial_caption_ros.core.perception.depth.sensor import SensorDepth
-        return SensorDepth(knowledge, config.box)
+        return SensorDepth(knowledge, config.box, config.border_margin_px)
     if name == DEPTH_ANYTHING_V2:
         if model_path is None:
             raise ConfigError('depth_anything_v2 needs a depth model file')

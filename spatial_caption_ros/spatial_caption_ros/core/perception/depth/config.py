@@ -46,8 +46,9 @@ class DepthConfig:
     PARAM_PREFIX: ClassVar[str] = 'depth_'
 
     source: str = param(
-        DEPTH_AUTO, 'Depth source: auto (depth_anything_v2 when depth_model is found, else '
-        'geometric), none, geometric (box size + class size priors + camera_info, no weights), '
+        DEPTH_AUTO, 'Depth source: auto (sensor for frames with a matched aligned depth image on '
+        '`depth`; otherwise depth_anything_v2 when depth_model is found, else geometric), none, '
+        'geometric (box size + class size priors + camera_info, no weights), '
         'depth_anything_v2 (dense model) or sensor (aligned depth image on `depth`).',
         choices=(DEPTH_AUTO,) + DEPTH_SOURCES, when=CONFIGURE)
     model: str = param(
@@ -74,6 +75,20 @@ class DepthConfig:
     threads: int = param(
         0, 'CPU inference threads of the depth model; 0: every core, or a share of them when '
         'depth runs in parallel.', minimum=0, maximum=256, when=CONFIGURE)
+    camera_orientation: str = param(
+        'unknown', 'How the camera is turned against gravity, for the geometric depth cues: '
+        'unknown (the optical axis is taken as level), or parameters (camera_pitch_deg and '
+        'camera_roll_deg of a fixed mount). Known, pitch and roll are removed from the box '
+        'geometry (an object seen from above, a rolled camera).',
+        choices=('unknown', 'parameters'), name='camera_orientation')
+    camera_pitch_deg: float = param(
+        0.0, 'Angle of the optical axis below the horizontal in degrees (camera_orientation '
+        'parameters; positive: looking down).', minimum=-90.0, maximum=90.0,
+        name='camera_pitch_deg')
+    camera_roll_deg: float = param(
+        0.0, 'Rotation of the camera about its optical axis in degrees (camera_orientation '
+        'parameters; positive: the scene turned clockwise in the image).', minimum=-180.0,
+        maximum=180.0, name='camera_roll_deg')
 
     def validate(self) -> None:
         """Cross-parameter checks (messages name the ROS parameters)."""
@@ -91,5 +106,9 @@ class DepthConfig:
 
     @property
     def uses_sensor(self) -> bool:
-        """Whether the aligned depth image is needed (the node subscribes to `depth`)."""
-        return self.source == DEPTH_SENSOR or self.scale.source == 'sensor'
+        """Whether the aligned depth image is used (the node subscribes to `depth`).
+
+        auto subscribes too: a depth image that arrives is used (and said so), none costs
+        nothing.
+        """
+        return self.source in (DEPTH_SENSOR, DEPTH_AUTO) or self.scale.source == 'sensor'

@@ -300,11 +300,11 @@ class DepthAnythingSource(DepthSource):
         if inp.sensor_depth is not None and inp.sensor_depth.shape != disparity.shape:
             notes.append(f'sensor depth {inp.sensor_depth.shape[::-1]} does not match the image '
                          f'{disparity.shape[::-1]}: not used')
-            inp = DepthInput(inp.image, inp.detections, inp.intrinsics, None)
+            inp = DepthInput(inp.image, inp.detections, inp.intrinsics, None, inp.gravity)
         stats = [box_depth(disparity, d.box, self.box_stats, larger_is_nearer=True)
                  for d in inp.detections]
         estimates = (self.geometric.estimates(inp.detections, inp.intrinsics, inp.image.width,
-                                              inp.image.height)
+                                              inp.image.height, inp.gravity)
                      if inp.intrinsics is not None else [None] * len(stats))
         anchors, why = (None, 'depth_scale_source is none') if self.scale_source == 'none' \
             else self._anchors(inp, disparity, stats, estimates)
