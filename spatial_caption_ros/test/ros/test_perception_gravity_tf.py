@@ -16,7 +16,7 @@ from spatial_caption_interfaces.msg import DetectionArray
 from support import EVAL, MODELS, needs_shared, spin_until
 from spatial_caption_ros.core.evaluation.tum import read_tum_sequence
 from spatial_caption_ros.core.inputs.image import read_image_file
-from spatial_caption_ros.core.memory.transforms import matrix_to_quaternion
+from spatial_caption_ros.core.rotations import matrix_to_quaternion
 from spatial_caption_ros.core.params import build_config
 from spatial_caption_ros.core.perception.pipeline import PerceptionConfig, PerceptionPipeline
 from spatial_caption_ros.core.types import FrameHeader
