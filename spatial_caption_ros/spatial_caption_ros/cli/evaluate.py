@@ -80,7 +80,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         'as level)')
     p.add_argument('--memory', action='store_true',
                    help='add the memory section: scene memory on tum_fr1_rpy with sensor and '
-                        'geometric depth (world spread, fragmentation, place retrieval)')
+                        'geometric depth (world spread, fragmentation, false changes, '
+                        'synthetic changes, place retrieval)')
     p.add_argument('--quiet', action='store_true', help='print only the table')
     return p.parse_args(argv)
 
