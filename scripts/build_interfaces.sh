@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Build spatial_caption_interfaces with cmake and install it into a virtual environment that
-# holds the ROS 2 Kilted PyPI wheels. No ROS install or sourcing is needed.
-# Usage: scripts/build_interfaces.sh VENV [BUILD_DIR]
+# holds the ROS 2 Kilted PyPI wheels. No ROS install or sourcing is needed. SOURCE_DIR builds
+# another rosidl package the same way (composition_interfaces for launch_ros, scripts/ros_tools.sh).
+# Usage: scripts/build_interfaces.sh VENV [BUILD_DIR] [SOURCE_DIR]
 set -euo pipefail
 
 VENV="$(cd "$1" && pwd)"
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 BUILD_DIR="${2:-$REPO/build/spatial_caption_interfaces}"
+SOURCE_DIR="${3:-$REPO/spatial_caption_interfaces}"
 PY="$VENV/bin/python"
 
 # The wheels' exported cmake files name the wheel builder's Python and numpy include dirs;
@@ -24,7 +26,7 @@ export AMENT_PREFIX_PATH="$VENV"
 export CMAKE_PREFIX_PATH="$VENV"
 export PATH="$VENV/bin:$PATH"
 mkdir -p "$BUILD_DIR"
-cmake -S "$REPO/spatial_caption_interfaces" -B "$BUILD_DIR" \
+cmake -S "$SOURCE_DIR" -B "$BUILD_DIR" \
   -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_INSTALL_PREFIX="$VENV" \
   -DPython3_EXECUTABLE="$PY" \

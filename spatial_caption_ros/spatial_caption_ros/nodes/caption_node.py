@@ -7,12 +7,14 @@ The subscription only stores the newest graph; the base class's worker thread ca
 slow LLM never blocks callbacks and never builds a queue (the latest graph wins, replaced ones
 are counted as dropped_stale). min_period and only_on_change bound the load. The LLM is loaded in
 configure: if it cannot be, configure fails (llm_required: true) or the node publishes template
-captions with a WARN diagnostic (llm_required: false, the default).
+captions with a WARN diagnostic (llm_required: false, the default). min_period and
+refresh_period run on the node clock: with use_sim_time they follow /clock. `log_captions`
+also logs each caption at INFO (the launch files turn it on: captions on the console).
 """
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from spatial_caption_interfaces.msg import Caption as CaptionMsg, SceneGraph
@@ -21,6 +23,7 @@ from std_msgs.msg import String
 from spatial_caption_ros.core.captioning.captioner import (
     CaptionConfig, Captioner, REASON_ERROR, REASON_TIMEOUT)
 from spatial_caption_ros.core.captioning.change import scene_change
+from spatial_caption_ros.core.params import param
 from spatial_caption_ros.core.types import SceneGraph as CoreGraph
 from spatial_caption_ros.ros import conversions
 from spatial_caption_ros.ros.managed_node import ManagedNode
@@ -33,10 +36,20 @@ _WAIT_STEP_S = 0.05
 LLM_FAULTS = (REASON_TIMEOUT, REASON_ERROR)
 
 
+@dataclass(frozen=True)
+class CaptionConsoleConfig:
+    """ROS-side option of the caption node: captions on the console too."""
+
+    log_captions: bool = param(
+        False, 'Also log each published caption at INFO (the launch files turn it on, so '
+        '`ros2 launch` shows the captions on the console).')
+
+
 class CaptionNode(ManagedNode):
     """Runs the core Captioner on the newest scene graph."""
 
     CONFIG = CaptionConfig
+    EXTRA_CONFIGS = (CaptionConsoleConfig,)
     IO_DEFAULTS = {'input_qos': 'reliable_latest'}
 
     def __init__(self, **kwargs) -> None:
@@ -84,7 +97,7 @@ class CaptionNode(ManagedNode):
         graph = conversions.msg_to_scene_graph(msg)
         if self.config.only_on_change:
             changed = scene_change(self._last_graph, graph, self.config.change_threshold)
-            stale = (self.config.refresh_period > 0 and time.monotonic()
+            stale = (self.config.refresh_period > 0 and self._clock_s()
                      - self._last_caption_time >= self.config.refresh_period)
             if not changed and not stale:
                 self.skipped_unchanged += 1
@@ -95,16 +108,18 @@ class CaptionNode(ManagedNode):
             self._throttled_log('warning', f'caption:{code}',
                                 f'LLM failed, template caption published: '
                                 f'{caption.fallback_reason}')
-        self._last_caption_time = time.monotonic()
+        self._last_caption_time = self._clock_s()
         self._last_graph = graph
         self.caption_pub.publish(conversions.caption_to_msg(caption))
         self.text_pub.publish(String(data=caption.text))
+        if self.extra(CaptionConsoleConfig).log_captions:
+            self.get_logger().info(f'caption [{caption.generator}]: {caption.text}')
         self.record_timings({'caption': caption.latency * 1e3})
 
     def _wait_min_period(self, msg: SceneGraph) -> SceneGraph | None:
         """Wait out min_period, taking any newer graph that arrives meanwhile (latest wins)."""
         while self.active:
-            wait = self.config.min_period - (time.monotonic() - self._last_caption_time)
+            wait = self.config.min_period - (self._clock_s() - self._last_caption_time)
             if wait <= 0:
                 return msg
             newer = self.worker.slot.take(timeout=min(wait, _WAIT_STEP_S))
@@ -112,6 +127,10 @@ class CaptionNode(ManagedNode):
                 self.counters.dropped_stale += 1
                 msg = newer
         return None
+
+    def _clock_s(self) -> float:
+        """Node clock in seconds (sim time with use_sim_time): min_period and refresh_period."""
+        return self.get_clock().now().nanoseconds / 1e9
 
     def diagnostic_values(self) -> dict[str, str]:
         """Caption counters: verified vs fallen back, by generator and by reason."""

@@ -1,7 +1,8 @@
 """Image source node: publishes a folder of images or a video as a camera would.
 
 For demos, simulation stand-ins and tests. With `pace_on` it waits for a stage's output for each
-frame before publishing the next, so a batch run processes every frame.
+frame before publishing the next, so a batch run processes every frame. Rate, stamps and
+pace_timeout run on the node clock: with use_sim_time they follow /clock.
 
 Publishes:   image (sensor_msgs/Image, bgr8), camera_info (sensor_msgs/CameraInfo, when
              calibrated or assumed), ~/done (std_msgs/UInt32, latched: frames published, sent
@@ -13,7 +14,6 @@ Subscribes:  detections | scene_graph | caption (only with pace_on)
 from __future__ import annotations
 
 import json
-import time
 
 from sensor_msgs.msg import CameraInfo, Image
 from spatial_caption_interfaces.msg import Caption, DetectionArray, SceneGraph
@@ -155,7 +155,8 @@ class ImageSourceNode(ManagedNode):
         if not self.active or self.finished:
             return
         if self._pending_stamp is not None:
-            if time.monotonic() - self._pending_since < self.config.pace_timeout:
+            if self.get_clock().now().nanoseconds / 1e9 - self._pending_since \
+                    < self.config.pace_timeout:
                 return
             self.counters.error('pace_timeout')
             self.get_logger().warning(
@@ -195,7 +196,7 @@ class ImageSourceNode(ManagedNode):
         self.input_rate.tick()
         if self.config.pace_on:
             self._pending_stamp, self._pending_since, self._pending_name = (
-                stamp_ns, time.monotonic(), name)
+                stamp_ns, stamp_ns / 1e9, name)
 
 
 def main(args=None) -> None:

@@ -11,6 +11,8 @@ step is simply repeated.
 
 from __future__ import annotations
 
+import signal
+
 import rclpy
 from rclpy._rclpy_pybind11 import InvalidHandle
 from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor
@@ -33,7 +35,10 @@ def spin(executor: Executor) -> None:
 
 
 def run_node(node_cls, args=None) -> None:
-    """rclpy.init, spin the node on a MultiThreadedExecutor, shut down cleanly on Ctrl-C."""
+    """rclpy.init, spin the node on a MultiThreadedExecutor, shut down cleanly on Ctrl-C.
+
+    Exits 0 on Ctrl-C / SIGINT, as `ros2 launch` expects of a node that stopped cleanly.
+    """
     rclpy.init(args=args)
     node = None
     try:
@@ -44,6 +49,10 @@ def run_node(node_cls, args=None) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # Ctrl-C in a terminal signals the whole process group, then `ros2 launch` signals each
+        # node again: a second SIGINT must not interrupt the clean-up (the node would die with
+        # exit code -2 and launch report "process has died"). SIGTERM still ends a hung one.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
