@@ -122,15 +122,16 @@ def test_demo_launch_with_sim_time_remaps_cli_and_console_captions(rclpy_context
         with Launch('demo.launch.py', f'source:={folder}', 'rate:=1.0', f'namespace:={ns}',
                     f'image:={cam}/image', f'camera_info:={cam}/camera_info',
                     'use_sim_time:=true') as launch:
-            console = launch.wait_for(r'\[caption\]: caption \[(\w+)\]: (.+)', START_S)
+            console = launch.wait_for(r'\[[\w.]*caption\]: caption \[(\w+)\]: (.+)', START_S)
             assert console, launch.output
             for node in ('image_source',) + PIPELINE_NODES:
                 assert launch.wait_for(active_line(node), 5), (node, launch.output)
 
             # the CLI sees the nodes in the namespace and the remapped camera topics
-            nodes = ros2('node', 'list').stdout.split()
-            assert {f'{ns}/{n}' for n in ('image_source',) + PIPELINE_NODES} <= set(nodes)
-            topics = ros2('topic', 'list').stdout.split()
+            expected = tuple(f'{ns}/{n}\n' for n in ('image_source',) + PIPELINE_NODES)
+            nodes = ros2('node', 'list', expect=expected).stdout
+            assert all(n in nodes for n in expected), nodes
+            topics = ros2('topic', 'list', expect=(f'{cam}/image\n',)).stdout.split()
             assert f'{cam}/image' in topics and f'{ns}/image' not in topics, topics
             echo = ros2('topic', 'echo', '--once', f'{ns}/caption/text',
                         'std_msgs/msg/String')

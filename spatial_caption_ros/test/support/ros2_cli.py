@@ -50,9 +50,13 @@ def ros2_env(extra: dict[str, str] | None = None, prefix: Path | None = None) ->
     return env
 
 
-def ros2(*args: str, env: dict[str, str] | None = None,
-         timeout: float = 60.0) -> subprocess.CompletedProcess:
-    """Run `ros2 ARGS` to the end; stdout and stderr together in .stdout."""
+def ros2(*args: str, env: dict[str, str] | None = None, timeout: float = 60.0,
+         expect: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """Run `ros2 ARGS` to the end; stdout and stderr together in .stdout.
+
+    A graph verb runs again while it did not discover the node, or while its output lacks one of
+    `expect` (at most GRAPH_ATTEMPTS times; the last result is returned either way).
+    """
     graph = tuple(args[:2]) in GRAPH_VERBS
     if graph:
         args = (*args, '--no-daemon', '--spin-time', str(GRAPH_SPIN_S))
@@ -60,7 +64,8 @@ def ros2(*args: str, env: dict[str, str] | None = None,
         result = subprocess.run(['ros2', *args], env=env or ros2_env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, timeout=timeout,
                                 check=False)
-        if not any(text in result.stdout for text in NOT_DISCOVERED):
+        if not any(text in result.stdout for text in NOT_DISCOVERED) and \
+                all(text in result.stdout for text in expect):
             break
     return result
 
@@ -138,10 +143,10 @@ class Probe:
 
     def __init__(self, name: str) -> None:
         import rclpy
-        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.executors import SingleThreadedExecutor
         from rosgraph_msgs.msg import Clock
         self.node = rclpy.create_node(name)
-        self.executor = MultiThreadedExecutor()
+        self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
         self.received: dict[str, list] = {}
         self.sim_ns = int(SIM_START_S * 1e9)
