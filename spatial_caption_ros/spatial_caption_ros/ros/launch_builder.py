@@ -38,8 +38,9 @@ COMMON_ARGUMENTS = (
     LaunchArgument('namespace', '', 'Namespace of the nodes and their relative topics.'),
     LaunchArgument('log_level', 'info', 'Log level of the nodes (debug, info, warn, error).'),
     LaunchArgument('use_sim_time', 'false',
-                   'Every node takes its time from /clock (rosgraph_msgs/Clock): stamps, rates '
-                   'and waits follow the simulation or the played-back bag.'),
+                   'Every node takes its time from /clock (rosgraph_msgs/Clock): stamps, timers, '
+                   'rates, the pace timeout and the caption periods follow the simulation or a '
+                   'played-back bag.'),
     LaunchArgument('use_dds_profile', 'true',
                    'Set FASTDDS_DEFAULT_PROFILES_FILE to `dds_profile` for the nodes (large '
                    'best-effort images between processes need it with Fast DDS).'),

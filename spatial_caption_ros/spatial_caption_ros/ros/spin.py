@@ -1,5 +1,12 @@
 """Spinning that survives rclpy's destroyed-entity race; run_node for each node's process.
 
+The nodes' processes spin a SingleThreadedExecutor (node_executor): their callbacks only store
+the newest message for the node's worker thread (ros/managed_node.py), answer services or
+publish diagnostics, so one thread serves them all. A MultiThreadedExecutor hands every callback
+to a thread pool: measured on the perception node (make bench, docs/perception_engine.md) that
+hand-off, and its threads competing with the inference threads for 2 cores, cost about 10 ms
+per frame of publish-to-detections latency. Lifecycle transitions run one at a time either way.
+
 rclpy's executors collect the node's waitables (the QoS event handlers of subscriptions and
 publishers among them) for each wait set. A lifecycle cleanup destroys the stage's subscriptions
 and publishers; when that runs in one thread of a MultiThreadedExecutor while another thread
@@ -15,7 +22,7 @@ import signal
 
 import rclpy
 from rclpy._rclpy_pybind11 import InvalidHandle
-from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 
 
 def spin_once(executor: Executor, timeout_sec: float | None = None) -> None:
@@ -34,8 +41,13 @@ def spin(executor: Executor) -> None:
         spin_once(executor, timeout_sec=0.5)
 
 
+def node_executor(context=None) -> Executor:
+    """The executor a node process spins (see the module docstring for why single-threaded)."""
+    return SingleThreadedExecutor(context=context)
+
+
 def run_node(node_cls, args=None) -> None:
-    """rclpy.init, spin the node on a MultiThreadedExecutor, shut down cleanly on Ctrl-C.
+    """rclpy.init, spin the node on node_executor(), shut down cleanly on Ctrl-C.
 
     Exits 0 on Ctrl-C / SIGINT, as `ros2 launch` expects of a node that stopped cleanly.
     """
@@ -43,7 +55,7 @@ def run_node(node_cls, args=None) -> None:
     node = None
     try:
         node = node_cls()
-        executor = MultiThreadedExecutor()
+        executor = node_executor()
         executor.add_node(node)
         spin(executor)
     except (KeyboardInterrupt, ExternalShutdownException):

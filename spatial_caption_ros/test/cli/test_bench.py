@@ -53,10 +53,16 @@ def test_depth_model_is_timed_raw_beside_the_stage():
 
 
 @pytest.mark.slow
-def test_node_path_publishes_through_the_real_perception_node():
-    node = bench.bench_node({'threads': 1}, BUS, frames=3)
-    assert node['frames'] == 3 and node['latency_ms_median'] > 0 and node['fps'] > 0
+def test_node_paths_through_the_real_perception_node_in_and_across_processes():
+    node = bench.bench_node_paths({'threads': 1}, BUS, frames=3, warmup=1)
+    assert node['frames'] == 3 and node['executor'] == 'SingleThreadedExecutor'
+    assert set(node['median_ms']) == {'process()', 'in-process', 'processes'}
+    assert all(v > 0 for v in node['median_ms'].values())
+    assert node['ratio_in_process'] == pytest.approx(
+        node['median_ms']['in-process'] / node['median_ms']['process()'])
     assert {'decode', 'preprocess', 'inference', 'postprocess'} <= set(node['node_stage_ms'])
+    report = '\n'.join(bench.format_node_paths(node))
+    assert 'ratio to process()' in report and 'node in its own process' in report
 
 
 @pytest.mark.skipif(not TIMING_MODEL.is_file(),
