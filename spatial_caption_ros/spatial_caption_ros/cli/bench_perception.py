@@ -19,8 +19,10 @@ so machine load (other processes on a shared machine) affects numerator and deno
 Then the node path, side by side: per frame, process() alone, publish -> detections through a
 PerceptionNode in this process, and through a perception node in its own process (the shipped
 Fast DDS profile), in rotating order (real rclpy, loopback DDS); the ratio in-process node /
-process() and the milliseconds the separate process adds are printed (`--repeats N`: N such runs,
-for the spread on a loaded machine).
+process() and the milliseconds the separate process adds are printed, and the path cost: each
+frame's latency minus the node's own process() time for that frame (from its DetectionArray), the
+transport, conversions and hand-offs alone (`--repeats N`: N such runs, for the spread on a
+loaded machine).
 Nothing here asserts a time: it prints measurements.
 """
 
@@ -327,6 +329,7 @@ def bench_node_paths(values: dict[str, Any], image_path: Path, frames: int,
                                       else _pipeline_config(values))
         times: dict[str, list[float]] = {m: [] for m in ('process()',) + modes}
         path: dict[str, list[float]] = {m: [] for m in modes}
+        path_ratio: dict[str, list[float]] = {m: [] for m in modes}
         steps = ('process()',) + modes
         for i in range(1, warmup + frames + 1):
             header = FrameHeader(i, 'camera_optical_frame')
@@ -350,6 +353,7 @@ def bench_node_paths(values: dict[str, Any], image_path: Path, frames: int,
                     elapsed = arrived - t0
                     if i > warmup:
                         path[step].append(elapsed * 1e3 - inner_ms)
+                        path_ratio[step].append(elapsed * 1e3 / inner_ms)
                 if i > warmup:
                     times[step].append(elapsed * 1e3)
         pipeline.close()
@@ -357,7 +361,8 @@ def bench_node_paths(values: dict[str, Any], image_path: Path, frames: int,
         out: dict[str, Any] = {'frames': frames, 'executor': type(executor).__name__,
                                'median_ms': medians,
                                'max_ms': {k: max(v) for k, v in times.items()},
-                               'path_ms': {k: _median(v) for k, v in path.items()}}
+                               'path_ms': {k: _median(v) for k, v in path.items()},
+                               'path_ratio': {k: _median(v) for k, v in path_ratio.items()}}
         # Paired per frame (the three ran within a second of each other), so that load changing
         # over the run cancels out; the ratio of the medians is kept beside it.
         base_times = times['process()']
@@ -427,8 +432,8 @@ def format_node_paths(node: dict[str, Any], run: int = 1, runs: int = 1) -> list
                      f'{node["difference_of_medians_processes_ms"]:+.1f})')
     for mode, ms in node['path_ms'].items():
         lines.append(f'  path cost {mode + ":":21s} {ms:9.2f}   latency minus the node\'s own '
-                     'process() time of the same frame (transport both ways, conversions, '
-                     'hand-off)')
+                     f'process() of the same frame; latency / that process(): '
+                     f'{node["path_ratio"][mode]:.3f}')
     return lines
 
 
