@@ -6,7 +6,7 @@ ENV := scripts/env.sh
 ARGS ?=
 
 .PHONY: setup run test test-quick lint config clean bench engines dav2-timing-model eval bench-graph \
-	eval-captions soak
+	eval-captions soak bench-memory
 
 setup:  ## create/refresh the venv (idempotent; fast when up to date)
 	@scripts/setup.sh
@@ -28,11 +28,11 @@ lint: setup
 
 config: setup  ## regenerate config/pipeline.yaml and the reference tables (docs/ros_interface.md, README.md)
 	@$(ENV) $(PY) -m spatial_caption_ros.cli.config --output spatial_caption_ros/config/pipeline.yaml
-	@$(ENV) $(PY) -m spatial_caption_ros.cli.interface_docs --output docs/ros_interface.md
-	@$(ENV) $(PY) -m spatial_caption_ros.cli.interface_docs --output README.md
+	@$(ENV) $(PY) -m spatial_caption_ros.tools.interface_docs --output docs/ros_interface.md
+	@$(ENV) $(PY) -m spatial_caption_ros.tools.interface_docs --output README.md
 
 bench: setup  ## perception benchmark: per-stage times, raw model runs, ratios, node path (ARGS=...)
-	@$(ENV) $(PY) -m spatial_caption_ros.cli.bench_perception $(ARGS)
+	@$(ENV) $(PY) -m spatial_caption_ros.tools.bench_perception $(ARGS)
 
 engines: setup  ## build TensorRT FP16 engines for YOLO11n and DA-V2-S timing model (GPU machines)
 	@scripts/gpu_benchmark.sh --build-only
@@ -40,16 +40,19 @@ engines: setup  ## build TensorRT FP16 engines for YOLO11n and DA-V2-S timing mo
 dav2-timing-model:  ## Depth Anything V2 Small-architecture ONNX (random weights) for timing
 	@test -x .bench-venv/bin/python || (python3 -m venv .bench-venv && .bench-venv/bin/pip install -q \
 		$${TORCH_WHEEL:-torch==2.13.0} onnx==1.23.2 onnxscript)
-	@.bench-venv/bin/python scripts/make_dav2_timing_model.py $(ARGS)
+	@.bench-venv/bin/python spatial_caption_ros/spatial_caption_ros/tools/make_dav2_timing_model.py $(ARGS)
 
 eval: setup  ## scene graph vs ../shared/eval labels -> output/eval/results.{json,md} (ARGS="--depth-source geometric")
 	@$(ENV) $(PY) -m spatial_caption_ros.cli.evaluate $(ARGS)
 
+bench-memory: setup  ## scene memory: update ms per graph with 500 remembered objects, query ms
+	@$(ENV) $(PY) -m spatial_caption_ros.tools.bench_memory $(ARGS)
+
 bench-graph: setup  ## scene-graph build time for 10..200 objects, k-NN vs all pairs (prints ms)
-	@$(ENV) $(PY) -m spatial_caption_ros.cli.bench_graph $(ARGS)
+	@$(ENV) $(PY) -m spatial_caption_ros.tools.bench_graph $(ARGS)
 
 soak: setup  ## long run at a camera rate: RSS growth, scene-graph age vs processing time (ARGS="--duration 600 --rate 30")
-	@$(ENV) $(PY) -m spatial_caption_ros.cli.soak $(ARGS)
+	@$(ENV) $(PY) -m spatial_caption_ros.tools.soak $(ARGS)
 
 clean:
 	rm -rf $(VENV) build output

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Build spatial_caption_interfaces with cmake and install it into a virtual environment that
-# holds the ROS 2 Kilted PyPI wheels. No ROS install or sourcing is needed. SOURCE_DIR builds
-# another rosidl package the same way (composition_interfaces for launch_ros, scripts/ros_tools.sh).
+# Build spatial_caption_interfaces (or another rosidl message package: SOURCE_DIR) with cmake and
+# install it into a virtual environment that holds the ROS 2 Kilted PyPI wheels. No ROS install or
+# sourcing is needed.
 # Usage: scripts/build_interfaces.sh VENV [BUILD_DIR] [SOURCE_DIR]
 set -euo pipefail
 

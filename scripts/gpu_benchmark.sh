@@ -9,7 +9,7 @@
 #
 # Needs, in the venv given by PY (default .venv): the package (make setup) plus
 # `pip install -r requirements/gpu.txt` (tensorrt, cuda-python, onnxruntime-gpu). The DA-V2-S
-# timing model (random weights, ~99 MB) is made with torch by scripts/make_dav2_timing_model.py
+# timing model (random weights, ~99 MB) is made with torch by tools/make_dav2_timing_model.py
 # in TORCH_PY (default .bench-venv/bin/python; `make dav2-timing-model` creates that venv).
 # Goals on an H100: YOLO11n < 1 ms, DA-V2-S < 3 ms, whole perception stage > 300 frames/s.
 # Results are written to gpu_benchmark.json (OUT=path to change). Loopback-only DDS as always.
@@ -38,7 +38,7 @@ if [[ ! -f "$DAV2" ]]; then
     exit 2
   fi
   say "making the Depth Anything V2 Small-architecture timing model (random weights)"
-  "$TORCH_PY" "$REPO/scripts/make_dav2_timing_model.py" --output "$DAV2"
+  "$TORCH_PY" "$REPO/spatial_caption_ros/spatial_caption_ros/tools/make_dav2_timing_model.py" --output "$DAV2"
 fi
 
 say "YOLO11n 640 FP16 engine"
@@ -49,9 +49,9 @@ say "Depth Anything V2 Small-architecture 518 FP16 engine"
 [[ "${1:-}" == "--build-only" ]] && exit 0
 
 say "perception stage on TensorRT: YOLO11n alone"
-"$ENV" "$PY" -m spatial_caption_ros.cli.bench_perception --backend tensorrt --frames "$FRAMES" \
+"$ENV" "$PY" -m spatial_caption_ros.tools.bench_perception --backend tensorrt --frames "$FRAMES" \
   --json "${OUT%.json}_detection.json"
 say "perception stage on TensorRT: YOLO11n + Depth Anything V2 Small (timing model)"
-"$ENV" "$PY" -m spatial_caption_ros.cli.bench_perception --backend tensorrt --frames "$FRAMES" \
+"$ENV" "$PY" -m spatial_caption_ros.tools.bench_perception --backend tensorrt --frames "$FRAMES" \
   --depth-source depth_anything_v2 --depth-model "$DAV2" --json "$OUT"
 say "figures written to ${OUT%.json}_detection.json and $OUT"

@@ -25,7 +25,8 @@ pip_q() { "$PY" -m pip "$@" "${PIP_QUIET[@]}" 2>&1 | { grep -v -e "is ignored: i
 fingerprint() {
   (cd "$REPO" && cat requirements/*.txt scripts/setup.sh scripts/build_interfaces.sh scripts/ros_tools.sh \
     spatial_caption_interfaces/package.xml spatial_caption_interfaces/CMakeLists.txt \
-    spatial_caption_interfaces/msg/*.msg spatial_caption_ros/setup.py \
+    spatial_caption_interfaces/msg/*.msg spatial_caption_interfaces/srv/*.srv \
+    scripts/build_tf2_msgs.sh spatial_caption_ros/setup.py \
     spatial_caption_ros/setup.cfg) | sha256sum | cut -d' ' -f1
 }
 
@@ -81,6 +82,8 @@ PYEOF
 
 step "building spatial_caption_interfaces into the venv (cmake)"
 "$REPO/scripts/build_interfaces.sh" "$VENV" "$REPO/build/spatial_caption_interfaces"
+
+step "building tf2_msgs into the venv (cmake; /tf for the memory node)"; "$REPO/scripts/build_tf2_msgs.sh" "$VENV"
 
 step "installing spatial_caption_ros (editable)"
 pip_q install --no-deps --no-build-isolation -e "$REPO/spatial_caption_ros"

@@ -26,6 +26,7 @@ import numpy as np
 from spatial_caption_ros.core.perception.backends import default_engine_dir
 from spatial_caption_ros.core.perception.backends.engine_cache import PRECISIONS
 from spatial_caption_ros.core.errors import SpatialCaptionError
+from spatial_caption_ros.core.runtime.monitoring import percentile
 
 
 def _named_shapes(items: list[str] | None) -> dict[str, tuple[int, ...]]:
@@ -93,8 +94,7 @@ def benchmark_engine(engine, runs: int, device_id: int = 0) -> dict[str, float]:
             times.append((time.perf_counter() - t0) * 1e3)
     finally:
         backend.close()
-    times.sort()
-    return {'median_ms': statistics.median(times), 'p90_ms': times[int(0.9 * (len(times) - 1))],
+    return {'median_ms': statistics.median(times), 'p90_ms': percentile(times, 90),
             'runs': runs}
 
 

@@ -4,7 +4,16 @@ Runs PerceptionPipeline (the real detector, the configured depth source, KITTI c
 intrinsics) and SceneGraphBuilder over a folder in the format of ../shared/eval, and writes
 results.json (every count, per-frame details, VSR verdicts) and results.md (a short table):
 KITTI depth order, distance error and Kendall tau; COCO left/right/above/below precision and
-recall; VSR statements decided by the graph.
+recall; VSR statements decided by the graph; the TUM RGB-D sequence (tum_fr1_rpy: per-object
+depth and sigma against the Kinect, the graph's in front of / behind against the Kinect order).
+
+`--depth-check` adds the KITTI depth check: every labelled object matched to a detection with its
+labelled and estimated depth, sigma, truncation and occlusion, and the median errors by subset
+(all, KITTI moderate, cars, vans, people) with the share within 1 and 2 sigma.
+
+`--memory` adds the `memory` section (core/memory/evaluation.py): the scene memory over the
+tum_fr1_rpy sequence with its ground-truth poses, with sensor and with geometric depth: world
+spread, fragmentation, place retrieval against its baseline.
 
 `--oracle-depth` replaces the depth of detections matched to KITTI labels by the labelled depth:
 a self-check of the harness and the relation logic, labelled ORACLE in every output, never the
@@ -20,10 +29,12 @@ import sys
 
 import yaml
 
-from spatial_caption_ros.cli.config import load_params
+from spatial_caption_ros.params_file import load_params
 from spatial_caption_ros.core.errors import SpatialCaptionError
-from spatial_caption_ros.core.evaluation.dataset import SOURCES
-from spatial_caption_ros.core.evaluation.harness import EvalOptions, Harness, render_markdown
+from spatial_caption_ros.core.evaluation.harness import (
+    ALL_SOURCES, EvalOptions, Harness, render_markdown)
+from spatial_caption_ros.core.memory.config import MemoryConfig
+from spatial_caption_ros.core.memory.evaluation import evaluate_memory, render_memory_markdown
 from spatial_caption_ros.core.perception.models import repository_root
 from spatial_caption_ros.core.params import build_config, param_fields
 from spatial_caption_ros.core.perception.pipeline import PerceptionConfig
@@ -55,12 +66,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument('--model-dir', default=None, help='perception model_dir')
     p.add_argument('--set', action='append', default=[], metavar='NODE.PARAM=VALUE',
                    help='override a perception or scene_graph parameter (value parsed as YAML)')
-    p.add_argument('--sources', default=','.join(SOURCES),
-                   help=f'comma-separated subset of {",".join(SOURCES)}')
+    p.add_argument('--sources', default=','.join(ALL_SOURCES),
+                   help=f'comma-separated subset of {",".join(ALL_SOURCES)} (tum: the '
+                        'tum_fr1_rpy RGB-D sequence against its Kinect depth)')
     p.add_argument('--limit', type=int, default=0, help='first N items of each source only')
     p.add_argument('--oracle-depth', action='store_true',
                    help='KITTI: replace estimated depth by the labelled depth (harness '
                         'self-check, reported as ORACLE)')
+    p.add_argument('--depth-check', action='store_true',
+                   help='KITTI: list every matched object (labelled vs estimated depth, sigma, '
+                        'truncation, occlusion) and the errors by subset')
+    p.add_argument('--no-gravity', action='store_true',
+                   help='TUM: do not give the pipeline gravity from the ground-truth poses (a '
+                        'camera of unknown orientation: the geometric cues take the optical axis '
+                        'as level)')
+    p.add_argument('--memory', action='store_true',
+                   help='add the memory section: scene memory on tum_fr1_rpy with sensor and '
+                        'geometric depth (world spread, fragmentation, place retrieval)')
     p.add_argument('--quiet', action='store_true', help='print only the table')
     return p.parse_args(argv)
 
@@ -72,6 +94,24 @@ def stage_values(params: dict, node: str, config_cls: type) -> dict:
     return {k: v for k, v in section.items() if k in known}
 
 
+def depth_check_table(objects: list[dict]) -> str:
+    """One line per matched KITTI object: what the depth check lists."""
+    def num(v, fmt):
+        return format(v, fmt) if v is not None else 'n/a'
+
+    lines = [f'{"frame":13} {"KITTI":14} {"detected":8} {"trunc":>5} {"occl":>4} '
+             f'{"label z":>8} {"pred z":>7} {"sigma":>6} {"rel err":>8} {"label d":>8} '
+             f'{"pred d":>7}']
+    for o in objects:
+        err = (f'{100 * (o["depth"] - o["label_z"]) / o["label_z"]:+7.1f}%'
+               if o['depth'] is not None else '     n/a')
+        lines.append(f'{o["frame"]:13} {o["type"]:14} {o["detected"]:8} {o["truncated"]:5.2f} '
+                     f'{o["occluded"]:4d} {o["label_z"]:8.2f} {num(o["depth"], "7.2f"):>7} '
+                     f'{num(o["sigma"], "6.2f"):>6} {err} {num(o["label_distance"], "8.2f"):>8}'
+                     f' {num(o["distance"], "7.2f"):>7}')
+    return '\n'.join(lines) + '\n'
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.data:
@@ -80,13 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     params = load_params(args.config)
     perception = stage_values(params, 'perception', PerceptionConfig)
     graph = stage_values(params, 'scene_graph', SceneGraphConfig)
+    memory = stage_values(params, 'memory', MemoryConfig)
     for item in args.set:
         key, eq, value = item.partition('=')
         node, dot, name = key.partition('.')
-        target = {'perception': perception, 'scene_graph': graph}.get(node)
+        target = {'perception': perception, 'scene_graph': graph, 'memory': memory}.get(node)
         if not eq or not dot or target is None:
-            print(f'--set {item!r}: expected perception.PARAM=VALUE or scene_graph.PARAM=VALUE',
-                  file=sys.stderr)
+            print(f'--set {item!r}: expected perception.PARAM=VALUE, scene_graph.PARAM=VALUE '
+                  'or memory.PARAM=VALUE', file=sys.stderr)
             return 2
         target[name] = yaml.safe_load(value)
     if args.depth_source:
@@ -94,14 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.model_dir:
         perception['model_dir'] = str(Path(args.model_dir).expanduser().resolve())
     sources = tuple(s.strip() for s in args.sources.split(',') if s.strip())
-    unknown = sorted(set(sources) - set(SOURCES))
+    unknown = sorted(set(sources) - set(ALL_SOURCES))
     if unknown:
-        print(f'unknown sources {unknown}; known: {", ".join(SOURCES)}', file=sys.stderr)
+        print(f'unknown sources {unknown}; known: {", ".join(ALL_SOURCES)}', file=sys.stderr)
         return 2
     try:
         harness = Harness(build_config(PerceptionConfig, perception),
                           build_config(SceneGraphConfig, graph),
-                          EvalOptions(Path(args.data), sources, args.limit, args.oracle_depth))
+                          EvalOptions(Path(args.data), sources, args.limit, args.oracle_depth,
+                                      args.depth_check, not args.no_gravity))
     except SpatialCaptionError as exc:
         print(f'cannot start the evaluation: {exc}', file=sys.stderr)
         return 2
@@ -110,11 +152,22 @@ def main(argv: list[str] | None = None) -> int:
         report = harness.run(log)
     finally:
         harness.close()
+    table = render_markdown(report)
+    if args.memory:
+        try:
+            report['memory'] = evaluate_memory(Path(args.data), perception,
+                                               build_config(SceneGraphConfig, graph),
+                                               build_config(MemoryConfig, memory), log)
+        except SpatialCaptionError as exc:
+            print(f'memory evaluation failed: {exc}', file=sys.stderr)
+            return 2
+        table += '\n' + render_memory_markdown(report['memory'])
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     (out / 'results.json').write_text(json.dumps(report, indent=1), encoding='utf-8')
-    table = render_markdown(report)
     (out / 'results.md').write_text(table, encoding='utf-8')
+    if args.depth_check and report.get('kitti'):
+        print(depth_check_table(report['kitti']['depth_check']['objects']))
     print(table)
     log(f'wrote {out / "results.json"} and {out / "results.md"}')
     return 0

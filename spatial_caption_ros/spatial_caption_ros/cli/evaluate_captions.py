@@ -26,19 +26,19 @@ import sys
 import time
 from typing import Any
 
-from spatial_caption_ros.cli.config import load_params
+from spatial_caption_ros.params_file import load_params
 from spatial_caption_ros.core.captioning.captioner import CaptionConfig, Captioner
-from spatial_caption_ros.core.captioning.evaluation import (
-    chair, coco_ground_truth, GroundTruth, judge_caption, kitti_ground_truth, kitti_intrinsics,
-    load_index, load_vsr)
+from spatial_caption_ros.core.captioning.evaluation import chair, judge_caption
 from spatial_caption_ros.core.captioning.language import NounLexicon
-from spatial_caption_ros.core.inputs.image import read_image_file
+from spatial_caption_ros.core.evaluation.dataset import load_items
+from spatial_caption_ros.core.evaluation.ground_truth import caption_ground_truth
+from spatial_caption_ros.core.evaluation.harness import EvalOptions, Harness
 from spatial_caption_ros.core.perception.models import repository_root
 from spatial_caption_ros.core.runtime.monitoring import percentile
 from spatial_caption_ros.core.params import build_config, CONFIGURE, param_fields
-from spatial_caption_ros.core.perception.pipeline import PerceptionConfig, PerceptionPipeline
-from spatial_caption_ros.core.scene_graph.builder import SceneGraphBuilder, SceneGraphConfig
-from spatial_caption_ros.core.types import FrameHeader, STYLE_JSON
+from spatial_caption_ros.core.perception.pipeline import PerceptionConfig
+from spatial_caption_ros.core.scene_graph.builder import SceneGraphConfig
+from spatial_caption_ros.core.types import STYLE_JSON
 
 # name -> (caption parameters over the pipeline file's, style)
 RUNS: dict[str, tuple[dict[str, Any], str]] = {
@@ -69,51 +69,38 @@ def default_eval_dir() -> Path | None:
 
 def build_graphs(eval_dir: Path, params: dict, model_dir: str | None, limit: int,
                  log) -> list[dict]:
-    """Run perception + scene graph on every eval image; ground truth beside each graph."""
+    """Run perception + scene graph on every eval image; ground truth beside each graph.
+
+    The loop, the readers and the ground truth are the evaluation package's (the same as
+    `make eval`): core/evaluation/harness.py, dataset.py, ground_truth.py.
+    """
     pconf = _section(params, 'perception', PerceptionConfig)
     if model_dir:
         pconf['model_dir'] = model_dir
-    perception = PerceptionPipeline(build_config(PerceptionConfig, pconf))
-    builder = SceneGraphBuilder(build_config(
-        SceneGraphConfig, _section(params, 'scene_graph', SceneGraphConfig)))
-    vsr = load_vsr(eval_dir)
-    instances: dict[str, dict] = {}
-    items = load_index(eval_dir)[:limit or None]
+    harness = Harness(build_config(PerceptionConfig, pconf),
+                      build_config(SceneGraphConfig,
+                                   _section(params, 'scene_graph', SceneGraphConfig)),
+                      EvalOptions(eval_dir))
+    items = load_items(eval_dir)[:limit or None]
     out = []
-    for n, item in enumerate(items):
-        image = read_image_file(eval_dir / item['image'])
-        intrinsics, gt = None, None
-        if item['source'] == 'kitti':
-            intrinsics = kitti_intrinsics(eval_dir / item['calib'], image.width, image.height)
-            gt = kitti_ground_truth(eval_dir / item['labels'], image.width, image.height)
-        elif item.get('instances'):
-            path = item['instances']
-            if path not in instances:
-                instances[path] = json.loads((eval_dir / path).read_text())
-            gt = coco_ground_truth(instances[path], item['coco_image_id'], image.width,
-                                   image.height)
-        else:
-            gt = GroundTruth([], set(), set())       # VSR-only: statements, no boxes
-        gt.vsr = vsr.get(Path(item['image']).name, [])
-        perception.reset()                 # unrelated images: no tracks or depth carried over
-        detections = perception.process(image, FrameHeader(n + 1, 'camera'), intrinsics)
-        out.append({'item': item, 'graph': builder.build(detections), 'gt': gt})
-        log(f'[eval] graph {n + 1}/{len(items)} {item["id"]}: '
-            f'{len(out[-1]["graph"].objects)} objects')
-    perception.close()
+    try:
+        for n, frame in enumerate(harness.frames(items)):
+            if frame.error:
+                log(f'[eval] graph {n + 1}/{len(items)} {frame.item.id}: FAILED: {frame.error}')
+                continue
+            out.append({'item': frame.item.record, 'graph': frame.graph,
+                        'gt': caption_ground_truth(frame.item),
+                        'references': frame.item.references})
+            log(f'[eval] graph {n + 1}/{len(items)} {frame.item.id}: '
+                f'{len(frame.graph.objects)} objects')
+    finally:
+        harness.close()
     return out
 
 
-def coco_references(eval_dir: Path, frames: list[dict]) -> dict[int, list[str]]:
-    refs: dict[int, list[str]] = {}
-    for frame in frames:
-        item = frame['item']
-        if 'coco_image_id' not in item or not item.get('captions'):
-            continue
-        data = json.loads((eval_dir / item['captions']).read_text())
-        refs[item['coco_image_id']] = [a['caption'] for a in data['annotations']
-                                       if a['image_id'] == item['coco_image_id']]
-    return refs
+def coco_references(frames: list[dict]) -> dict[int, list[str]]:
+    """The COCO reference captions of the frames' images (read by the evaluation package)."""
+    return {f['item']['coco_image_id']: f['references'] for f in frames if f['references']}
 
 
 def coco_metrics(refs: dict[int, list[str]], texts: dict[int, str]) -> dict[str, float]:
@@ -255,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         params.setdefault(node, {}).setdefault('ros__parameters', {})[name] = yaml.safe_load(
             value)
     frames = build_graphs(eval_dir, params, args.model_dir, args.limit, log)
-    refs = coco_references(eval_dir, frames)
+    refs = coco_references(frames)
     results: list[dict] = []
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -7,8 +7,18 @@ Live input (--input topic:/camera/image_raw): the graph subscribes to that topic
 beside it unless --camera-info) and runs until Ctrl-C (or --max-frames).
 
 Same graph as the launch files: the nodes of ros/graph.py with the same names, one parameter file
-and the same camera remaps, as processes (--mode processes) or in one process. Ctrl-C stops every
-node cleanly (children first get SIGINT, as `ros2 launch` does) and exits with 0.
+and the same camera remaps, as processes (--mode processes) or in one process. Ctrl-C or SIGTERM
+stops every node cleanly within about 2 s (children first get SIGINT, as `ros2 launch` does),
+keeping every output already written.
+
+An unreadable input file (empty, truncated, not an image) is skipped, not the end of the batch:
+it is named with its reason on stderr and in captions.jsonl ({"frame", "skipped"}). A node that
+cannot configure (e.g. a missing model) ends the run at once with its reason.
+
+Exit codes: 0 every frame captioned (or a live run stopped by Ctrl-C); 1 the run failed (a node
+could not start or exited, timeout, frames without a caption); 2 bad command line, parameter
+file, --set or input (nothing was run); 3 finished, but unreadable input files were skipped;
+130 / 143 a batch stopped by SIGINT / SIGTERM before its end (what was done is written).
 
 ROS traffic stays on this machine by default (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a
 random ROS_DOMAIN_ID unless set); --discovery subnet lets a live camera on the network in.
@@ -22,23 +32,25 @@ import argparse
 import json
 import os
 from pathlib import Path
-import random
 import signal
 import sys
 import threading
 import time
 from typing import Any
 
-import yaml
-
-from spatial_caption_ros.cli.config import dump_params, load_params
-from spatial_caption_ros.core.perception.models import default_model_dir, repository_root
-from spatial_caption_ros.core.runtime.resources import package_file
-from spatial_caption_ros.ros.graph import camera_remaps, DDS_PROFILE_FILE
+from spatial_caption_ros.core.errors import ConfigError
+from spatial_caption_ros.core.inputs.sources import FrameSource
+from spatial_caption_ros.core.perception.models import default_model_dir, shared_path
+from spatial_caption_ros.params_file import apply_sets, dump_params, load_params, section
+from spatial_caption_ros.ros.graph import camera_remaps, prepare_environment
 
 DEFAULT_OUTPUT = 'output'
-# Seconds the runner keeps receiving after Ctrl-C or the end, for outputs already in flight.
+# Seconds the runner keeps receiving after the end, for outputs already in flight; after
+# Ctrl-C or SIGTERM only INTERRUPT_GRACE_S, so that the whole stop takes under 2 s.
 SHUTDOWN_GRACE_S = 2.0
+INTERRUPT_GRACE_S = 0.5
+# Exit codes (module docstring, README).
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SKIPPED = 0, 1, 2, 3
 
 
 # Image readers in a batch run: perception, visualization and the runner's collector.
@@ -47,10 +59,8 @@ BATCH_IMAGE_READERS = 3
 
 def default_input() -> str | None:
     """../shared/data/images beside the repository, when present."""
-    root = repository_root()
-    if root is not None and (root.parent / 'shared' / 'data' / 'images').is_dir():
-        return str(root.parent / 'shared' / 'data' / 'images')
-    return None
+    images = shared_path('data', 'images')
+    return str(images) if images is not None else None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -85,39 +95,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument('--dds-profile', default=None, metavar='XML|none',
                    help='Fast DDS profile for every node (default: the shipped '
                         'config/fastdds_large_images.xml; none: Fast DDS defaults)')
+    p.add_argument('--memory', action='store_true',
+                   help='also run the memory node (objects remembered across frames, changes, '
+                        'queries; its database goes to <output>/memory.sqlite unless set)')
     p.add_argument('--quiet', action='store_true', help='print only the captions')
     return p.parse_args(argv)
 
 
-def prepare_environment(discovery: str, dds_profile: str | None = None) -> dict[str, str]:
-    """Set the DDS environment for this process and its children before rclpy starts.
-
-    Large best-effort images between processes are lost with Fast DDS's default transports;
-    the shipped profile fixes that (figures in docs/ros_interface.md). A user's own Fast DDS
-    configuration (profile file or builtin transports) is left alone.
-    """
-    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE',
-                          'LOCALHOST' if discovery == 'localhost' else 'SUBNET')
-    os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 200)))
-    os.environ.setdefault('PYTHONUNBUFFERED', '1')     # node logs reach their files at once
-    if dds_profile is not None and dds_profile.lower() != 'none':
-        os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(Path(dds_profile).resolve())
-    elif dds_profile is None and not any(
-            k in os.environ for k in ('FASTDDS_DEFAULT_PROFILES_FILE',
-                                      'FASTDDS_BUILTIN_TRANSPORTS')):
-        os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(package_file(DDS_PROFILE_FILE))
-    return dict(os.environ)
-
-
 def build_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str], bool]:
     """The effective parameter file content, topic remaps, and whether the input is a topic."""
-    try:
-        params = load_params(args.config)
-    except (OSError, ValueError) as exc:
-        raise SystemExit(f'--config: {exc}') from None
-
-    def section(node: str) -> dict[str, Any]:
-        return params.setdefault(node, {}).setdefault('ros__parameters', {})
+    params = load_params(args.config)
 
     remaps: dict[str, str] = {}
     live = bool(args.input) and args.input.startswith('topic:')
@@ -125,9 +112,14 @@ def build_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, st
         remaps = camera_remaps(args.input[len('topic:'):], args.camera_info, args.depth)
     else:
         if not args.input:
-            raise SystemExit('no --input given and ../shared/data/images is not there')
-        src = section('image_source')
-        src['source'] = str(Path(args.input).expanduser().resolve())
+            raise ConfigError('no --input given and ../shared/data/images is not there')
+        source = Path(args.input).expanduser().resolve()
+        try:
+            FrameSource(source)        # a folder with images, an image or a video file
+        except ConfigError as exc:
+            raise ConfigError(f'--input: {exc}') from None
+        src = section(params, 'image_source')
+        src['source'] = str(source)
         src['pace_on'] = 'caption'
         src['loop'] = False
         # Started by the runner once every stage is connected, so no frame is lost to discovery.
@@ -143,27 +135,27 @@ def build_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, st
         # (reliable, transient local, newest one) closes that gap: the frame waits in the
         # source's history; the caption paces the source, so only one frame is ever in flight.
         src['output_qos'] = 'latched'
-        section('perception')['input_qos'] = 'latched'
-        section('visualization')['image_qos'] = 'latched'
+        section(params, 'perception')['input_qos'] = 'latched'
+        section(params, 'visualization')['image_qos'] = 'latched'
     if args.model_dir:
-        section('perception')['model_dir'] = str(Path(args.model_dir).expanduser().resolve())
-    for item in args.set:
-        key, _, value = item.partition('=')
-        node, _, name = key.partition('.')
-        if not node or not name or not _:
-            raise SystemExit(f'--set {item!r}: expected NODE.PARAM=VALUE')
-        try:
-            # safe_load: plain YAML values only; tags such as !!python/object are refused.
-            section(node)[name] = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise SystemExit(f'--set {item!r}: not a plain YAML value: {exc}') from None
+        model_dir = Path(args.model_dir).expanduser().resolve()
+        if not model_dir.is_dir():
+            raise ConfigError(f'--model-dir {args.model_dir}: not a folder')
+        section(params, 'perception')['model_dir'] = str(model_dir)
+    apply_sets(params, args.set)
+    if args.memory and section(params, 'memory').get('database', ':memory:') == ':memory:':
+        section(params, 'memory')['database'] = str(Path(args.output).resolve() / 'memory.sqlite')
     return params, remaps, live
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        params, remaps, live = build_params(args)
+    except ConfigError as exc:
+        print(f'[run] error: {exc}', file=sys.stderr)
+        return EXIT_USAGE
     env = prepare_environment(args.discovery, args.dds_profile)
-    params, remaps, live = build_params(args)
     out = Path(args.output)
     for sub, pattern in (('annotated', '*.jpg'), ('scene_graphs', '*.json')):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -172,19 +164,34 @@ def main(argv: list[str] | None = None) -> int:
     params_file = out / 'params.yaml'
     params_file.write_text(dump_params(params), encoding='utf-8')
 
+    # Ctrl-C / SIGTERM end the run gracefully: rclpy's own handler would shut the context down
+    # at once, losing the outputs still in flight (a caption whose graph is a moment behind).
+    # Installed first: every wait below checks `stop`, so a signal ends any phase of the run.
+    stop = threading.Event()
+    signals: list[int] = []
+
+    def on_signal(signum, _frame) -> None:
+        signals.append(signum)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
+
     import cv2
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
     from spatial_caption_ros.core.inputs.serialization import caption_to_dict, graph_to_dict
     from spatial_caption_ros.core.visualization.render import annotate
     from spatial_caption_ros.ros.collector import FrameResult, ResultCollector
     from spatial_caption_ros.ros.spin import spin_once
     from spatial_caption_ros.ros.graph import (
-        create_nodes, GRAPH_NODES, spawn_node, start_source_when_connected, stop_processes,
-        wait_until_connected)
+        create_nodes, GRAPH_NODES, GraphStartError, spawn_node, start_source_when_connected,
+        stop_processes, wait_until_connected)
 
     names = [n for n in GRAPH_NODES if not (live and n == 'image_source')]
+    names += ['memory'] if args.memory else []
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
     log(f'[run] ROS_DOMAIN_ID={env["ROS_DOMAIN_ID"]} '
         f'discovery={env["ROS_AUTOMATIC_DISCOVERY_RANGE"]} mode={args.mode}')
@@ -213,79 +220,98 @@ def main(argv: list[str] | None = None) -> int:
         print(f'{result.name}: {result.caption.text}  [{result.caption.generator}, {tag}]',
               flush=True)
 
-    # Ctrl-C / SIGTERM end the run gracefully: rclpy's own handler would shut the context down
-    # at once, losing the outputs still in flight (a caption whose graph is a moment behind).
-    from rclpy.signals import SignalHandlerOptions
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
     collector = ResultCollector(on_frame=on_frame, topics={'image': remaps.get('image', 'image')},
                                 image_qos='sensor_data' if live else 'reliable',
                                 expect_names=not live, graph_nodes=names)
     executor = MultiThreadedExecutor()
     executor.add_node(collector)
     nodes, procs, logs = [], [], []
-    code = 0
+
+    def stopped() -> bool:
+        """Stop requested, or a node process died (the graph cannot complete any more)."""
+        return stop.is_set() or any(p.poll() is not None for p in procs)
+
+    code = EXIT_OK
     try:
-        if args.mode == 'inprocess':
-            nodes = create_nodes(names, params_file, remaps)
-            for node in nodes:
-                executor.add_node(node)
-        else:
-            for name in names:
+        for name in names:
+            if stop.is_set():
+                break
+            if args.mode == 'inprocess':
+                nodes += create_nodes([name], params_file, remaps)
+                executor.add_node(nodes[-1])
+            else:
                 logs.append(open(out / f'{name}.log', 'w', encoding='utf-8'))
                 procs.append(spawn_node(name, params_file, remaps, env, logs[-1]))
-        if live:
+        if stopped():
+            pass
+        elif live:
             collector.recording = False
             collector.ignore_earlier_frames = True
-            if not wait_until_connected(executor, collector, args.timeout):
-                raise RuntimeError('the nodes did not connect; see their logs')
-            collector.recording = True
-            log(f'[run] graph connected; recording captions of {remaps["image"]}')
+            if not wait_until_connected(executor, collector, args.timeout, stopped):
+                if not stopped():
+                    raise GraphStartError('the nodes did not connect within '
+                                          f'{args.timeout:.0f} s: '
+                                          f'{", ".join(collector.missing_endpoints())}')
+            else:
+                collector.recording = True
+                log(f'[run] graph connected; recording captions of {remaps["image"]}')
         else:
-            start_source_when_connected(executor, collector, args.timeout)
+            start_source_when_connected(executor, collector, args.timeout, stop=stopped)
         start = time.monotonic()
-        while rclpy.ok() and not stop.is_set():
+        while rclpy.ok() and not stopped():
             spin_once(executor, 0.1)
             if collector.complete and not live:
                 break
             if args.max_frames and len(collector.results) >= args.max_frames:
                 break
+            failed = collector.failed_nodes()
+            if failed:
+                raise GraphStartError('; '.join(f'node {n}: {why}'
+                                                for n, why in sorted(failed.items())))
             if time.monotonic() - start > args.timeout:
                 print(f'[run] timed out after {args.timeout:.0f} s with '
                       f'{len(collector.results)} captions', file=sys.stderr)
-                code = 1
+                code = EXIT_FAILED
                 break
-            dead = [p for p in procs if p.poll() is not None]
-            if dead:
-                print(f'[run] a node process exited early (code {dead[0].returncode}); see the '
-                      f'logs in {out}', file=sys.stderr)
-                code = 1
-                break
+        dead = [(name, p) for name, p in zip(names, procs, strict=False) if p.poll() is not None]
+        if dead and not stop.is_set():
+            print(f'[run] node {dead[0][0]} exited early (code {dead[0][1].returncode}); see '
+                  f'{out}/{dead[0][0]}.log', file=sys.stderr)
+            code = EXIT_FAILED
         if stop.is_set():
             log('[run] interrupted')
         # Let outputs already on their way arrive (graphs of captions received, late captions).
-        grace_end = time.monotonic() + SHUTDOWN_GRACE_S
+        grace_end = time.monotonic() + (INTERRUPT_GRACE_S if stop.is_set() else SHUTDOWN_GRACE_S)
         while rclpy.ok() and collector.pending and time.monotonic() < grace_end:
             spin_once(executor, 0.05)
+    except GraphStartError as exc:
+        print(f'[run] error: {exc}', file=sys.stderr)
+        code = EXIT_FAILED
     except (KeyboardInterrupt, ExternalShutdownException):
         log('[run] interrupted')
+        stop.set()
     finally:
         collector.flush()               # captions still waiting for their graph
+        for item in collector.skipped:
+            captions_file.write(json.dumps({'frame': item['name'],
+                                            'skipped': item['reason']}) + '\n')
+        captions_file.close()
         for name, status in zip(names, stop_processes(procs), strict=False):
             if status != 0:
                 print(f'[run] node {name} did not stop cleanly ({status}); see {out}/{name}.log',
                       file=sys.stderr)
-                code = 1
+                code = code or EXIT_FAILED
         for f in logs:
             f.close()
-        for node in nodes:
-            executor.remove_node(node)
-            node.destroy_node()
-        collector.destroy_node()
+        if not stop.is_set():
+            # (interrupted: see the end of main; destroying a node joins its worker, and the
+            # caption node's may be in the middle of an LLM generation)
+            for node in nodes:
+                executor.remove_node(node)
+                node.destroy_node()
+            collector.destroy_node()
         rclpy.try_shutdown()
-        captions_file.close()
     n = len(collector.results)
     no_image = [r.name for r in collector.results if r.graph is not None and r.image is None]
     log(f'[run] {n} captions; annotated images in {out / "annotated"}, scene graphs in '
@@ -293,9 +319,32 @@ def main(argv: list[str] | None = None) -> int:
     if no_image:
         log(f'[run] {len(no_image)} frames without an annotated image (camera image not '
             f'received): {", ".join(no_image)}')
-    if not live and collector.total_frames is not None and n < collector.total_frames:
-        code = 1
+    for item in collector.skipped:
+        print(f'[run] skipped {item["name"]}: {item["reason"]}', file=sys.stderr)
+    if collector.skipped:
+        print(f'[run] {len(collector.skipped)} unreadable input files skipped (also in '
+              f'{out / "captions.jsonl"})', file=sys.stderr)
+    code = _exit_code(code, live, collector, signals)
+    if stop.is_set():
+        # Interrupted: every output is written and closed, the node processes are stopped. An
+        # in-process caption node may be in the middle of an LLM generation, which llama.cpp
+        # cannot abort; waiting for it (and for the interpreter to free the models) could take
+        # seconds, so leave now: the run stops within 2 s as promised.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     return code
+
+
+def _exit_code(code: int, live: bool, collector, signals: list[int]) -> int:
+    """The documented exit code of a run (module docstring)."""
+    if code != EXIT_OK or live:
+        return code
+    if signals and not collector.complete:
+        return 128 + signals[0]         # 130 SIGINT, 143 SIGTERM: the batch did not finish
+    if collector.total_frames is not None and len(collector.results) < collector.total_frames:
+        return EXIT_FAILED
+    return EXIT_SKIPPED if collector.skipped else EXIT_OK
 
 
 if __name__ == '__main__':

@@ -17,16 +17,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from diagnostic_msgs.msg import DiagnosticStatus
-from spatial_caption_interfaces.msg import Caption as CaptionMsg, SceneGraph
+from spatial_caption_interfaces.msg import Caption as CaptionMsg, MemoryFacts, SceneGraph
 from std_msgs.msg import String
 
 from spatial_caption_ros.core.captioning.captioner import (
     CaptionConfig, Captioner, REASON_ERROR, REASON_TIMEOUT)
 from spatial_caption_ros.core.captioning.change import scene_change
+from spatial_caption_ros.core.memory.facts import MemoryFactsConfig, with_memory_facts
 from spatial_caption_ros.core.params import param
 from spatial_caption_ros.core.types import SceneGraph as CoreGraph
 from spatial_caption_ros.ros import conversions
 from spatial_caption_ros.ros.managed_node import ManagedNode
+from spatial_caption_ros.ros.qos import qos_profile
 from spatial_caption_ros.ros.spin import run_node
 
 # Longest sleep between checks for a newer graph or a stop while min_period runs out.
@@ -37,9 +39,21 @@ LLM_FAULTS = (REASON_TIMEOUT, REASON_ERROR)
 
 
 @dataclass(frozen=True)
-class CaptionConsoleConfig:
-    """ROS-side option of the caption node: captions on the console too."""
+class CaptionNodeConfig:
+    """Parameters only the node reads: when a graph is captioned (rate, scene changes)."""
 
+    min_period: float = param(
+        0.0, 'Minimum seconds between two captions (0: caption every graph that arrives while '
+        'idle; the latest graph always wins).', minimum=0.0, maximum=3600.0)
+    only_on_change: bool = param(
+        False, 'Caption a graph only when the scene changed (class counts, relations, or an '
+        'object moved more than change_threshold).')
+    change_threshold: float = param(
+        0.1, 'only_on_change: movement of an object, as a fraction of the image diagonal, '
+        'that counts as a change.', minimum=0.0, maximum=1.0)
+    refresh_period: float = param(
+        0.0, 'only_on_change: re-caption an unchanged scene after this many seconds '
+        '(0: never).', minimum=0.0, maximum=86400.0)
     log_captions: bool = param(
         False, 'Also log each published caption at INFO (the launch files turn it on, so '
         '`ros2 launch` shows the captions on the console).')
@@ -49,11 +63,13 @@ class CaptionNode(ManagedNode):
     """Runs the core Captioner on the newest scene graph."""
 
     CONFIG = CaptionConfig
-    EXTRA_CONFIGS = (CaptionConsoleConfig,)
+    EXTRA_CONFIGS = (CaptionNodeConfig, MemoryFactsConfig)
     IO_DEFAULTS = {'input_qos': 'reliable_latest'}
+    MEMORY_FACTS_KEPT = 16     # frames of memory facts kept for graphs still being captioned
 
     def __init__(self, **kwargs) -> None:
         self.captioner: Captioner | None = None
+        self._memory_facts: dict[int, list[str]] = {}
         self._last_caption_time = float('-inf')
         self._last_graph: CoreGraph | None = None
         self.skipped_unchanged = 0
@@ -72,6 +88,16 @@ class CaptionNode(ManagedNode):
     def create_inputs(self) -> None:
         self.subscribe_latest(SceneGraph, 'scene_graph',
                               precheck=conversions.check_scene_graph_msg)
+        if self.extra(MemoryFactsConfig).memory_facts:
+            self.subscribe(MemoryFacts, 'memory/facts', self._on_memory_facts,
+                           qos_profile('reliable'))
+
+    def _on_memory_facts(self, msg: MemoryFacts) -> None:
+        """Keep the memory's statements per frame stamp (hook: core/memory/facts.py)."""
+        stamp, statements = conversions.msg_to_memory_statements(msg)
+        self._memory_facts[stamp] = statements
+        while len(self._memory_facts) > self.MEMORY_FACTS_KEPT:
+            self._memory_facts.pop(next(iter(self._memory_facts)))
 
     def apply_live(self, config: CaptionConfig) -> None:
         if self.captioner is not None:
@@ -95,14 +121,18 @@ class CaptionNode(ManagedNode):
         if msg is None:
             return
         graph = conversions.msg_to_scene_graph(msg)
-        if self.config.only_on_change:
-            changed = scene_change(self._last_graph, graph, self.config.change_threshold)
-            stale = (self.config.refresh_period > 0 and self._clock_s()
-                     - self._last_caption_time >= self.config.refresh_period)
+        when = self.extra(CaptionNodeConfig)
+        if when.only_on_change:
+            changed = scene_change(self._last_graph, graph, when.change_threshold)
+            stale = (when.refresh_period > 0 and self._clock_s()
+                     - self._last_caption_time >= when.refresh_period)
             if not changed and not stale:
                 self.skipped_unchanged += 1
                 return
         caption = self.captioner.caption(graph)
+        if self.extra(MemoryFactsConfig).memory_facts:
+            caption.text = with_memory_facts(
+                caption.text, self._memory_facts.get(graph.header.stamp_ns, []))
         code = caption.fallback_reason.split(':')[0]
         if code in LLM_FAULTS:
             self._throttled_log('warning', f'caption:{code}',
@@ -112,14 +142,15 @@ class CaptionNode(ManagedNode):
         self._last_graph = graph
         self.caption_pub.publish(conversions.caption_to_msg(caption))
         self.text_pub.publish(String(data=caption.text))
-        if self.extra(CaptionConsoleConfig).log_captions:
+        if self.extra(CaptionNodeConfig).log_captions:
             self.get_logger().info(f'caption [{caption.generator}]: {caption.text}')
         self.record_timings({'caption': caption.latency * 1e3})
 
     def _wait_min_period(self, msg: SceneGraph) -> SceneGraph | None:
         """Wait out min_period, taking any newer graph that arrives meanwhile (latest wins)."""
         while self.active:
-            wait = self.config.min_period - (self._clock_s() - self._last_caption_time)
+            wait = (self.extra(CaptionNodeConfig).min_period
+                    - (self._clock_s() - self._last_caption_time))
             if wait <= 0:
                 return msg
             newer = self.worker.slot.take(timeout=min(wait, _WAIT_STEP_S))

@@ -7,7 +7,11 @@ pace_timeout run on the node clock: with use_sim_time they follow /clock.
 Publishes:   image (sensor_msgs/Image, bgr8), camera_info (sensor_msgs/CameraInfo, when
              calibrated or assumed), ~/done (std_msgs/UInt32, latched: frames published, sent
              once the source is exhausted), ~/frame_names (std_msgs/String, JSON
-             {"stamp_ns", "name"}: which file or video frame each image came from)
+             {"stamp_ns", "name"}: which file or video frame each image came from; once the
+             source is exhausted {"end": true, "published", "skipped": [{"name", "reason"}]})
+
+An unreadable file (empty, truncated, not an image) does not end a folder: it is rejected
+(counted, logged with its reason), named in the end message, and the next file follows.
 Subscribes:  detections | scene_graph | caption (only with pace_on)
 """
 
@@ -19,7 +23,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from spatial_caption_interfaces.msg import Caption, DetectionArray, SceneGraph
 from std_msgs.msg import String, UInt32
 
-from spatial_caption_ros.core.errors import InvalidImageError, SpatialCaptionError
+from spatial_caption_ros.core.errors import SpatialCaptionError
 from spatial_caption_ros.core.inputs.sources import (
     FrameSource,
     ImageSourceConfig,
@@ -53,15 +57,18 @@ class ImageSourceNode(ManagedNode):
         self._pending_since = 0.0
         self._pending_name = ''
         self.published = 0
+        self.skipped: list[dict[str, str]] = []
         self.finished = False
         self._intrinsics: dict[tuple[int, int], CameraIntrinsics] = {}
         super().__init__('image_source', **kwargs)
 
     def configure_stage(self, config: ImageSourceConfig) -> None:
         self.source = FrameSource(config.source)
-        self._frames = self._first_pass() if config.loop else self.source.frames()
+        self._frames = (self._first_pass() if config.loop
+                        else self.source.frames(self._skip_file))
         self._intrinsics.clear()
         self.published = 0
+        self.skipped = []
         self.finished = False
         self.image_pub = self.publisher(Image, 'image')
         self.info_pub = self.publisher(CameraInfo, 'camera_info')
@@ -76,7 +83,7 @@ class ImageSourceNode(ManagedNode):
         if self.source is None:
             return {}
         return {'source': str(self.source.path), 'kind': self.source.kind,
-                'frames_published': str(self.published)}
+                'frames_published': str(self.published), 'files_skipped': str(len(self.skipped))}
 
     def create_inputs(self) -> None:
         self._start_timer(self.config.rate)
@@ -111,7 +118,7 @@ class ImageSourceNode(ManagedNode):
         part of a core on JPEG decoding, taken from the nodes under test.
         """
         self._decoded, kept, size = None, [], 0
-        for name, image in self.source.frames():
+        for name, image in self.source.frames(self._skip_file):
             size += image.pixels.nbytes
             if kept is not None and size <= LOOP_CACHE_BYTES:
                 kept.append((name, image))
@@ -119,6 +126,12 @@ class ImageSourceNode(ManagedNode):
                 kept = None
             yield name, image
         self._decoded = kept
+
+    def _skip_file(self, name: str, reason: str) -> None:
+        """An unreadable file: counted as a rejected input, logged, named at the end."""
+        self.counters.received += 1
+        self.reject('invalid_image', reason)
+        self.skipped.append({'name': name, 'reason': reason})
 
     def _on_paced_output(self, msg) -> None:
         if self._pending_stamp is not None and \
@@ -158,7 +171,7 @@ class ImageSourceNode(ManagedNode):
             if self.get_clock().now().nanoseconds / 1e9 - self._pending_since \
                     < self.config.pace_timeout:
                 return
-            self.counters.error('pace_timeout')
+            self.counters.error('pace_timeout', main_input=False)
             self.get_logger().warning(
                 f'no {self.config.pace_on} output for frame {self._pending_name!r} within '
                 f'{self.config.pace_timeout:.0f} s; publishing the next frame')
@@ -173,12 +186,15 @@ class ImageSourceNode(ManagedNode):
                                 else self._first_pass())
                 return
             self.finished = True
+            # the end message follows every frame name on the same topic, so a reader that
+            # has it has every name and every skipped file
+            self.names_pub.publish(String(data=json.dumps(
+                {'end': True, 'published': self.published, 'skipped': self.skipped})))
             self.done_pub.publish(UInt32(data=self.published))
-            self.get_logger().info(f'source exhausted after {self.published} frames')
+            skipped = f', {len(self.skipped)} unreadable files skipped' if self.skipped else ''
+            self.get_logger().info(f'source exhausted after {self.published} frames{skipped}')
             return
-        except InvalidImageError as exc:
-            self.reject('invalid_image', str(exc))
-            return
+        self.counters.received += 1
         try:
             intrinsics = self._intrinsics_for(image.width, image.height)
         except SpatialCaptionError as exc:

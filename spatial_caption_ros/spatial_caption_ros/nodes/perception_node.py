@@ -2,13 +2,14 @@
 
 Subscribes:  image (sensor_msgs/Image) or image/compressed (sensor_msgs/CompressedImage),
              camera_info (sensor_msgs/CameraInfo),
-             depth (sensor_msgs/Image, 16UC1 mm or 32FC1 m, aligned to the colour image; only
-             with depth_source sensor or sensor scale anchors)
+             depth (sensor_msgs/Image, 16UC1 x depth_image_scale or 32FC1 m, aligned to the
+             colour image; with depth_source sensor or auto, or sensor scale anchors)
 Publishes:   detections (spatial_caption_interfaces/DetectionArray)
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import time
 
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -17,7 +18,9 @@ from spatial_caption_interfaces.msg import DetectionArray
 from spatial_caption_ros.core.perception.depth.sensor import StampBuffer
 from spatial_caption_ros.core.errors import (
     InvalidCameraInfoError, InvalidImageError, OutOfOrderError)
+from spatial_caption_ros.core.params import CONFIGURE, param
 from spatial_caption_ros.core.perception.pipeline import PerceptionConfig, PerceptionPipeline
+from spatial_caption_ros.core.types import DEPTH_AUTO
 from spatial_caption_ros.ros import conversions
 from spatial_caption_ros.ros.managed_node import ManagedNode
 from spatial_caption_ros.ros.qos import qos_profile
@@ -32,10 +35,37 @@ STARTUP_WINDOW_S = 5.0
 DEPTH_BUFFER_FRAMES = 10
 
 
+@dataclass(frozen=True)
+class PerceptionNodeConfig:
+    """Parameters only the node reads: which input topic, depth matching, stamp order."""
+
+    image_format: str = param(
+        'raw', 'Input images: raw (sensor_msgs/Image on `image`) or compressed '
+        '(sensor_msgs/CompressedImage on `image/compressed`).', choices=('raw', 'compressed'),
+        when=CONFIGURE)
+    depth_stamp_tolerance: float = param(
+        0.015, 'Seconds a depth frame stamp may differ from the colour frame stamp and still be '
+        'used (sensor depth); keep it under half the frame period.', minimum=0.0, maximum=1.0)
+    depth_wait: float = param(
+        0.05, 'Seconds the node waits for the depth frame of a colour frame that arrived first '
+        '(sensor depth).', minimum=0.0, maximum=1.0)
+    depth_image_scale: float = param(
+        0.001, 'Metres per unit of a 16UC1 depth image on `depth`: 0.001 for the millimetre '
+        'convention (REP 118: RealSense, Azure Kinect, OpenNI2 drivers), 0.0002 for TUM RGB-D '
+        'recordings (1/5000). 32FC1 images are metres and ignore it.', minimum=1e-6,
+        maximum=1.0)
+    stamp_jump_back_reset: float = param(
+        1.0, 'A frame stamped earlier than the newest accepted frame is rejected as out of '
+        'order, unless it is earlier by more than this many seconds: then the camera restarted '
+        'or a bag looped, and a new sequence starts (tracks and depth scale reset).',
+        minimum=0.0, maximum=86400.0)
+
+
 class PerceptionNode(ManagedNode):
     """Runs the core PerceptionPipeline on the newest image."""
 
     CONFIG = PerceptionConfig
+    EXTRA_CONFIGS = (PerceptionNodeConfig,)
     IO_DEFAULTS = {'input_qos': 'sensor_data'}
 
     def __init__(self, **kwargs) -> None:
@@ -46,6 +76,8 @@ class PerceptionNode(ManagedNode):
         self._depth_frames: StampBuffer[Image] = StampBuffer(DEPTH_BUFFER_FRAMES)
         self.depth_matched = 0
         self.depth_unmatched = 0
+        self._depth_seen = False
+        self.depth_unregistered = 0
         super().__init__('perception', **kwargs)
 
     def configure_stage(self, config: PerceptionConfig) -> None:
@@ -54,7 +86,7 @@ class PerceptionNode(ManagedNode):
 
     def create_inputs(self) -> None:
         self._newest_stamp_ns = None
-        if self.config.image_format == 'compressed':
+        if self.extra(PerceptionNodeConfig).image_format == 'compressed':
             self.subscribe_latest(CompressedImage, 'image/compressed',
                                   precheck=self._precheck_compressed)
         else:
@@ -63,6 +95,7 @@ class PerceptionNode(ManagedNode):
                        qos_profile('sensor_data'))
         if self.config.uses_sensor_depth:
             self._depth_frames.clear()
+            self._depth_seen = False
             self.subscribe(Image, 'depth', self._on_depth, qos_profile(self.io.input_qos))
 
     # Subscription callbacks: header checks only, nothing slow (the worker decodes).
@@ -85,7 +118,7 @@ class PerceptionNode(ManagedNode):
         newest = self._newest_stamp_ns
         if newest is not None and stamp < newest:
             back_s = (newest - stamp) / 1e9
-            if back_s <= self.config.stamp_jump_back_reset:
+            if back_s <= self.extra(PerceptionNodeConfig).stamp_jump_back_reset:
                 raise OutOfOrderError(
                     f'frame stamped {back_s * 1e3:.1f} ms before the newest processed frame '
                     '(late or reordered delivery): dropped')
@@ -97,7 +130,8 @@ class PerceptionNode(ManagedNode):
         try:
             conversions.camera_info_to_intrinsics(msg)
         except InvalidCameraInfoError as exc:
-            self.reject('invalid_camera_info', f'{exc} (the last valid CameraInfo stays in use)')
+            self.reject('invalid_camera_info', f'{exc} (the last valid CameraInfo stays in use)',
+                        main_input=False)
             return
         self._camera_info = msg
 
@@ -106,22 +140,36 @@ class PerceptionNode(ManagedNode):
         try:
             conversions.check_image_msg(msg, depth=True)
         except InvalidImageError as exc:
-            self.reject('invalid_depth', str(exc))
+            self.reject('invalid_depth', str(exc), main_input=False)
             return
+        self._depth_seen = True
         self._depth_frames.put(conversions.stamp_to_ns(msg.header.stamp), msg)
 
-    def _matched_depth(self, stamp_ns: int) -> tuple[object, str | None]:
+    def _matched_depth(self, stamp_ns: int, frame_id: str) -> tuple[object, str | None]:
         """The aligned depth (metres) of the colour frame at `stamp_ns`, or None and why."""
-        tolerance_ns = int(self.config.depth_stamp_tolerance * 1e9)
-        match = self._depth_frames.match(stamp_ns, tolerance_ns, self.config.depth_wait)
+        if self.config.depth.source == DEPTH_AUTO and not self._depth_seen:
+            return None, None        # auto without a depth camera: monocular, nothing to wait for
+        node_config = self.extra(PerceptionNodeConfig)
+        tolerance_ns = int(node_config.depth_stamp_tolerance * 1e9)
+        match = self._depth_frames.match(stamp_ns, tolerance_ns, node_config.depth_wait)
         if not match.matched:
             self.depth_unmatched += 1
             nearest = ('no depth frame received' if match.offset_ns is None
                        else f'nearest {match.offset_ns / 1e6:+.0f} ms')
-            return None, (f'no depth frame within {1e3 * self.config.depth_stamp_tolerance:.0f} '
+            return None, (f'no depth frame within {1e3 * node_config.depth_stamp_tolerance:.0f} '
                           f'ms of the colour frame ({nearest}): no sensor depth for it')
-        depth = conversions.depth_msg_to_metres(match.item)   # its header was checked on arrival
+        # its header was checked on arrival
+        depth = conversions.depth_msg_to_metres(match.item, node_config.depth_image_scale)
         self.depth_matched += 1
+        depth_frame = match.item.header.frame_id
+        if depth_frame and frame_id and depth_frame != frame_id:
+            # A registered ("aligned to colour") depth image carries the colour camera's frame;
+            # one in another frame was taken from another viewpoint and would put objects at
+            # the depth of what lies beside them.
+            self.depth_unregistered += 1
+            return depth, (f'depth frame_id {depth_frame!r} is not the colour frame_id '
+                           f'{frame_id!r}: the depth image may not be registered to the colour '
+                           "image (use the driver's aligned/registered depth topic)")
         return depth, None
 
     def on_activate(self, state):
@@ -155,6 +203,7 @@ class PerceptionNode(ManagedNode):
         if self.config is not None and self.config.uses_sensor_depth:
             out['depth_frames_matched'] = str(self.depth_matched)
             out['depth_frames_unmatched'] = str(self.depth_unmatched)
+            out['depth_frames_unregistered'] = str(self.depth_unregistered)
         return out
 
     def process(self, msg) -> None:
@@ -177,7 +226,7 @@ class PerceptionNode(ManagedNode):
         sensor_depth, depth_note, match_ms = None, None, 0.0
         if self.config.uses_sensor_depth:
             t1 = time.perf_counter()
-            sensor_depth, depth_note = self._matched_depth(header.stamp_ns)
+            sensor_depth, depth_note = self._matched_depth(header.stamp_ns, header.frame_id)
             match_ms = (time.perf_counter() - t1) * 1e3
         result = self.pipeline.process(image, header, intrinsics, sensor_depth)
         result.stage_times_ms['decode'] = decode_ms

@@ -14,6 +14,7 @@ computed from. The drawing is in core/visualization/render.py; this file only wi
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 import threading
 
 from sensor_msgs.msg import CompressedImage, Image
@@ -21,17 +22,55 @@ from spatial_caption_interfaces.msg import Caption, SceneGraph
 from visualization_msgs.msg import MarkerArray
 
 from spatial_caption_ros.core.inputs.image import ColorImage
-from spatial_caption_ros.core.visualization.render import (
-    annotate, scene_markers, VisualizationConfig)
+from spatial_caption_ros.core.params import CONFIGURE, param
+from spatial_caption_ros.core.visualization.render import annotate, scene_markers
 from spatial_caption_ros.ros import conversions
 from spatial_caption_ros.ros.managed_node import LOG_THROTTLE_S, ManagedNode
-from spatial_caption_ros.ros.qos import qos_profile
+from spatial_caption_ros.ros.qos import QOS_NAMES, qos_profile
 from spatial_caption_ros.ros.spin import run_node
 
 # A depth image is paired with the scene graph whose stamp is nearest, if within this many
 # seconds: RGB-D drivers stamp aligned depth with the colour stamp or within one frame
 # (33 ms at 30 Hz); 50 ms accepts that and never pairs frames two periods apart.
 DEPTH_MATCH_TOLERANCE_S = 0.05
+
+
+@dataclass(frozen=True)
+class VisualizationConfig:
+    """Parameters of the visualization node (all read by the node; the drawing takes values)."""
+
+    image_format: str = param(
+        'raw', 'Camera images to draw on: raw (sensor_msgs/Image on `image`) or compressed '
+        '(sensor_msgs/CompressedImage on `image/compressed`).', choices=('raw', 'compressed'),
+        when=CONFIGURE)
+    image_qos: str = param(
+        'sensor_data', 'QoS of the camera image (and depth) subscriptions: sensor_data, '
+        'reliable, reliable_latest or latched.',
+        choices=QOS_NAMES, when=CONFIGURE)
+    image_buffer_size: int = param(
+        30, 'Most camera images kept to find the one a scene graph was computed from (by stamp); '
+        'images up to the drawn graph are dropped at once. Must cover camera rate x perception '
+        'latency (30: 1 s at 30 Hz).', minimum=1, maximum=600, when=CONFIGURE)
+    publish_markers: bool = param(
+        True, 'Publish visualization_msgs/MarkerArray on `markers` (camera optical frame).')
+    publish_annotated_image: bool = param(
+        True, 'Publish the annotated image (boxes, labels, distances, depth inset, caption) on '
+        '`annotated_image`.')
+    max_relation_lines: int = param(
+        5, 'Most relations drawn as lines between 3D object centres (highest salience first; '
+        'both objects need a 3D position).', minimum=0, maximum=100)
+    text_size: float = param(
+        0.15, 'Height in metres of the marker labels.', minimum=0.01, maximum=5.0)
+    marker_lifetime: float = param(
+        2.0, 'Seconds rviz keeps markers that were not refreshed (0: until replaced); they are '
+        'replaced on every scene graph.', minimum=0.0, maximum=3600.0)
+    show_depth_inset: bool = param(
+        True, 'Subscribe to `depth` (sensor_msgs/Image, 16UC1 mm or 32FC1) and draw the depth '
+        'map with the same stamp as an inset.', when=CONFIGURE)
+    depth_inset_width: float = param(
+        0.25, 'Width of the depth inset as a fraction of the image width.', minimum=0.05,
+        maximum=0.5)
+    show_caption: bool = param(True, 'Draw the latest caption at the bottom of the image.')
 
 
 class VisualizationNode(ManagedNode):

@@ -1,7 +1,10 @@
 """A node that gathers each frame's image, scene graph and caption (runner and tests).
 
 It subscribes to the graph's outputs and calls `on_frame` once per source frame whose caption
-arrived, with everything known about that frame matched by the source image stamp.
+arrived, with everything known about that frame matched by the source image stamp. It also
+keeps what the image source said about unreadable files (`skipped`) and which graph nodes
+report a failed configure on /diagnostics (`failed_nodes()`), so the runner can stop at once
+instead of waiting for a graph that will never connect.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Collection
 
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from spatial_caption_interfaces.msg import Caption, SceneGraph
@@ -65,6 +69,9 @@ class ResultCollector(Node):
         self._topics = topics
         self.results: list[FrameResult] = []
         self.total_frames: int | None = None
+        self.skipped: list[dict[str, str]] = []     # unreadable files: {'name', 'reason'}
+        self.source_ended = False                   # the image source's end message arrived
+        self._failures: dict[str, str] = {}         # node name -> configure failure
         # False: captions are ignored (a live run records once every stage is connected, so no
         # early caption is recorded without its graph).
         self.recording = True
@@ -88,6 +95,8 @@ class ResultCollector(Node):
         self.create_subscription(UInt32, f'/{source_node}/done', self._on_done,
                                  qos_profile('latched'))
         self.create_subscription(String, f'/{source_node}/frame_names', self._on_name, reliable)
+        self._watched = self.graph_nodes | {source_node}
+        self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 50)
 
     @staticmethod
     def _remember(store: OrderedDict, key: int, value) -> None:
@@ -130,12 +139,35 @@ class ResultCollector(Node):
     def _on_name(self, msg: String) -> None:
         try:
             item = json.loads(msg.data)
+            if item.get('end'):
+                self.skipped = [{'name': str(s['name']), 'reason': str(s['reason'])}
+                                for s in item.get('skipped', [])]
+                self.source_ended = True
+                return
             stamp, name = int(item['stamp_ns']), str(item['name'])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             return
         with self._lock:
             self._remember(self._names, stamp, name)
         self._release_if_ready(stamp)
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            node = status.name.rsplit('/', 1)[-1]
+            if node not in self._watched:
+                continue
+            if status.level == DiagnosticStatus.ERROR and \
+                    status.message.startswith('configure failed'):
+                last_error = next((kv.value for kv in status.values if kv.key == 'last_error'),
+                                  '')
+                self._failures[node] = (f'configure failed: {last_error}' if last_error
+                                        else status.message)
+            else:
+                self._failures.pop(node, None)
+
+    def failed_nodes(self) -> dict[str, str]:
+        """Graph nodes whose last diagnostics report a failed configure: name -> message."""
+        return dict(self._failures)
 
     def _on_done(self, msg: UInt32) -> None:
         self.total_frames = int(msg.data)
@@ -224,5 +256,9 @@ class ResultCollector(Node):
 
     @property
     def complete(self) -> bool:
-        """True once the source said it is done and every frame it published has a caption."""
-        return self.total_frames is not None and len(self.results) >= self.total_frames
+        """True once the source said it is done and every frame it published has a caption.
+
+        With expect_names, also its end message (every skipped file is known then).
+        """
+        return (self.total_frames is not None and len(self.results) >= self.total_frames
+                and (self.source_ended or not self.expect_names))

@@ -18,6 +18,9 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from spatial_caption_interfaces.msg import (
     Caption as CaptionMsg, DetectionArray, SceneGraph as SceneGraphMsg,
     SceneObject as SceneObjectMsg, SpatialRelation)
+from spatial_caption_interfaces.msg import (
+    MemoryChange as MemoryChangeMsg, MemoryFacts as MemoryFactsMsg,
+    MemoryObject as MemoryObjectMsg)
 from std_msgs.msg import ColorRGBA, Header, String
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -25,6 +28,9 @@ from spatial_caption_ros.core.inputs.image import (
     check_compressed, check_raw_image, ColorImage, compressed_to_color, raw_to_color,
     raw_to_depth_metres)
 from spatial_caption_ros.core.inputs.serialization import graph_to_dict
+from spatial_caption_ros.core.memory.facts import MemoryFact
+from spatial_caption_ros.core.memory.store import Change, ObjectSnapshot
+from spatial_caption_ros.core.memory.transforms import StampedTransform, Transform
 from spatial_caption_ros.core.runtime.text import sanitize_label, sanitize_text
 from spatial_caption_ros.core.scene_graph.validation import check_scene_graph
 from spatial_caption_ros.core.types import (
@@ -73,10 +79,13 @@ def compressed_msg_to_color(msg: CompressedImage) -> ColorImage:
     return compressed_to_color(msg.format, msg.data)
 
 
-def depth_msg_to_metres(msg: Image) -> np.ndarray:
-    """Aligned depth image (16UC1 millimetres or 32FC1 metres) -> float32 metres, NaN = none."""
+def depth_msg_to_metres(msg: Image, scale: float = 0.001) -> np.ndarray:
+    """Aligned depth image -> float32 metres, NaN = none.
+
+    16UC1 values times `scale` metres per unit (REP 118 millimetres by default); 32FC1 metres.
+    """
     return raw_to_depth_metres(msg.width, msg.height, msg.encoding, msg.step, msg.data,
-                               bool(msg.is_bigendian))
+                               bool(msg.is_bigendian), scale)
 
 
 def array_to_image_msg(pixels: np.ndarray, header: FrameHeader | Header,
@@ -317,3 +326,59 @@ def markers_to_msg(specs: list[MarkerSpec], header: FrameHeader,
         m.points = [Point(x=float(p[0]), y=float(p[1]), z=float(p[2])) for p in spec.points]
         markers.append(m)
     return MarkerArray(markers=markers)
+
+# ---------------------------------------------------------------- scene memory
+
+
+def tf_message_to_transforms(msg) -> list[StampedTransform]:
+    """tf2_msgs/TFMessage (from /tf or /tf_static) -> core transforms (fields read, no copy)."""
+    out = []
+    for t in msg.transforms:
+        tr, q = t.transform.translation, t.transform.rotation
+        out.append(StampedTransform(
+            sanitize_text(t.header.frame_id.lstrip('/'), MAX_VALUE),
+            sanitize_text(t.child_frame_id.lstrip('/'), MAX_VALUE),
+            stamp_to_ns(t.header.stamp), (tr.x, tr.y, tr.z), (q.x, q.y, q.z, q.w)))
+    return out
+
+
+def transform_msg_to_core(t) -> Transform:
+    """geometry_msgs/Transform (e.g. from tf2_ros lookup_transform) -> core Transform."""
+    tr, q = t.translation, t.rotation
+    return Transform.from_quaternion((tr.x, tr.y, tr.z), (q.x, q.y, q.z, q.w))
+
+
+def _point(p) -> Point:
+    return Point(x=float(p[0]), y=float(p[1]), z=float(p[2]))
+
+
+def memory_object_to_msg(obj: ObjectSnapshot, frame_id: str) -> MemoryObjectMsg:
+    return MemoryObjectMsg(
+        id=int(obj.id), class_name=obj.class_name, class_confidence=float(obj.class_confidence),
+        frame_id=frame_id, position=_point(obj.position),
+        covariance=[float(v) for v in obj.covariance], uncertainty=float(obj.uncertainty),
+        first_seen=ns_to_stamp(obj.first_seen_ns), last_seen=ns_to_stamp(obj.last_seen_ns),
+        times_seen=int(obj.times_seen), state=obj.state,
+        frames=[ns_to_stamp(s) for s in obj.frames])
+
+
+def memory_change_to_msg(change: Change, frame_id: str) -> MemoryChangeMsg:
+    m = MemoryChangeMsg(header=Header(stamp=ns_to_stamp(change.stamp_ns), frame_id=frame_id),
+                        kind=change.kind, object=memory_object_to_msg(change.object, frame_id),
+                        distance=float(change.distance), evidence=change.evidence)
+    m.has_previous_position = change.previous_position is not None
+    m.previous_position = _point(change.previous_position) if m.has_previous_position else \
+        Point(x=NAN, y=NAN, z=NAN)
+    return m
+
+
+def memory_facts_to_msg(facts: list[MemoryFact], header: FrameHeader) -> MemoryFactsMsg:
+    return MemoryFactsMsg(header=core_to_header(header), kinds=[f.kind for f in facts],
+                          statements=[f.text for f in facts],
+                          object_ids=[int(f.object_id) for f in facts])
+
+
+def msg_to_memory_statements(m: MemoryFactsMsg) -> tuple[int, list[str]]:
+    """MemoryFacts -> (stamp ns, sanitised statements) for a caption."""
+    return stamp_to_ns(m.header.stamp), [sanitize_text(s, MAX_VALUE)
+                                         for s in list(m.statements)[:MAX_NOTES]]

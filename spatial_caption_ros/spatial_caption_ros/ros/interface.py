@@ -1,6 +1,6 @@
 """The ROS interface of every node: topics, message types, directions, QoS (one table, no drift).
 
-docs/ros_interface.md is generated from this (cli/interface_docs.py), the launch-file tests check
+docs/ros_interface.md is generated from this (tools/interface_docs.py), the launch-file tests check
 remaps against it, and test/ros/test_topics.py starts every node and compares the topics it
 really creates with this table, so a node that gains a topic fails the tests until it is listed
 here.
@@ -20,6 +20,7 @@ class TopicSpec:
     qos: a QoS name of ros/qos.py, or the parameter that chooses it.
     when: (parameter, values) under which the topic exists; empty: always (while active).
     or_when: a second (parameter, values) that also makes it exist.
+    unless: (parameter, values) under which it does not exist, whatever `when` says.
     """
 
     name: str
@@ -29,9 +30,12 @@ class TopicSpec:
     description: str
     when: tuple[str, tuple] = ()
     or_when: tuple[str, tuple] = ()
+    unless: tuple[str, tuple] = ()
 
     def exists_with(self, params: dict) -> bool:
         """Whether the node creates this topic with these parameter values."""
+        if self.unless and params.get(self.unless[0]) in self.unless[1]:
+            return False
         if not self.when:
             return True
         return any(params.get(cond[0]) in cond[1] for cond in (self.when, self.or_when) if cond)
@@ -47,6 +51,9 @@ STRING = 'std_msgs/msg/String'
 UINT32 = 'std_msgs/msg/UInt32'
 MARKERS = 'visualization_msgs/msg/MarkerArray'
 DIAGNOSTICS = 'diagnostic_msgs/msg/DiagnosticArray'
+TF = 'tf2_msgs/msg/TFMessage'
+MEMORY_CHANGE = 'spatial_caption_interfaces/msg/MemoryChange'
+MEMORY_FACTS = 'spatial_caption_interfaces/msg/MemoryFacts'
 
 NODE_TOPICS: dict[str, tuple[TopicSpec, ...]] = {
     'image_source': (
@@ -58,7 +65,9 @@ NODE_TOPICS: dict[str, tuple[TopicSpec, ...]] = {
         TopicSpec('~/done', UINT32, 'out', 'latched',
                   'Number of frames published, once the source is exhausted.'),
         TopicSpec('~/frame_names', STRING, 'out', 'reliable',
-                  'JSON {"stamp_ns", "name"}: which file or video frame each image is.'),
+                  'JSON {"stamp_ns", "name"}: which file or video frame each image is; once '
+                  'the source is exhausted {"end": true, "published", "skipped": [{"name", '
+                  '"reason"}]}: every unreadable file and why.'),
         TopicSpec('detections', DETECTIONS, 'in', 'reliable',
                   'Pacing: the next frame waits for this output.',
                   when=('pace_on', ('detections',))),
@@ -98,6 +107,9 @@ NODE_TOPICS: dict[str, tuple[TopicSpec, ...]] = {
                   'Caption with provenance (verified, generator, model, latency); header of the '
                   'source image.'),
         TopicSpec('caption/text', STRING, 'out', 'output_qos', 'The caption text alone.'),
+        TopicSpec('memory/facts', MEMORY_FACTS, 'in', 'reliable',
+                  "The memory node's statements, appended to the caption of the same frame.",
+                  when=('memory_facts', (True,))),
     ),
     'visualization': (
         TopicSpec('scene_graph', SCENE_GRAPH, 'in', 'input_qos', 'Graph to draw.'),
@@ -116,6 +128,52 @@ NODE_TOPICS: dict[str, tuple[TopicSpec, ...]] = {
         TopicSpec('annotated_image', IMAGE, 'out', 'output_qos',
                   'bgr8: boxes, labels, distances, depth inset, latest caption. Source image '
                   'header.'),
+    ),
+    'memory': (
+        TopicSpec('scene_graph', SCENE_GRAPH, 'in', 'input_qos',
+                  'Graphs to remember (objects with a metric 3D position are used).'),
+        TopicSpec('camera_info', CAMERA_INFO, 'in', 'sensor_data',
+                  'Intrinsics: which remembered objects are in view (evidence for "gone").'),
+        TopicSpec('image', IMAGE, 'in', 'sensor_data',
+                  'Camera image of the graphs (matched by stamp): ORB keyframes for place '
+                  'retrieval.', when=('keyframes', (True,))),
+        TopicSpec('/tf', TF, 'in', 'reliable (depth 100)',
+                  'Transforms to `world_frame` (own buffer when tf2_ros is not importable; '
+                  'tf2_ros creates its own listener otherwise).', unless=('world_frame', ('',))),
+        TopicSpec('/tf_static', TF, 'in', 'transient local (depth 100)',
+                  'Static transforms (camera mounting).', unless=('world_frame', ('',))),
+        TopicSpec('memory/changes', MEMORY_CHANGE, 'out', 'output_qos',
+                  'appeared / moved / gone, with the object, its uncertainty and the evidence.'),
+        TopicSpec('memory/facts', MEMORY_FACTS, 'out', 'output_qos',
+                  'Statements a caption may make from memory, per scene graph (its header).'),
+    ),
+}
+
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One service of one node (name as the node creates it; `~/x` is private to the node)."""
+
+    name: str
+    srv_type: str
+    description: str
+    example: str = ''
+
+
+NODE_SERVICES: dict[str, tuple[ServiceSpec, ...]] = {
+    'memory': (
+        ServiceSpec('~/query_objects', 'spatial_caption_interfaces/srv/QueryObjects',
+                    'Remembered objects of a class, near a point or another object within a '
+                    'radius, seen since a time (every condition optional).',
+                    '"{class_name: cup, use_point: true, point: {x: 1.0, y: 0.0, z: 0.8}, '
+                    'radius: 1.5}"'),
+        ServiceSpec('~/last_seen', 'spatial_caption_interfaces/srv/LastSeen',
+                    'Where and when an object (by memory id, or the latest of a class) was last '
+                    'seen, with its uncertainty.', '"{class_name: cup}"'),
+        ServiceSpec('~/changes_since', 'spatial_caption_interfaces/srv/ChangesSince',
+                    'What appeared, moved or went since a time, with the evidence.',
+                    '"{since: {sec: 0}, kind: gone}"'),
     ),
 }
 

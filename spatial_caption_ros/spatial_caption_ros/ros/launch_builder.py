@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from spatial_caption_ros.core.runtime.resources import package_file
 from spatial_caption_ros.ros.graph import (
-    CAMERA_TOPICS, COMPRESSED_SUFFIX, DDS_PROFILE_FILE, EXECUTABLES, PACKAGE, PARAMS_FILE,
-    PIPELINE_NODES, RVIZ_CONFIG_FILE)
+    CAMERA_TOPICS, COMPRESSED_SUFFIX, DDS_PROFILE_FILE, EXECUTABLES, OPTIONAL_NODES, PACKAGE,
+    PARAMS_FILE, PIPELINE_NODES, RVIZ_CONFIG_FILE)
 from spatial_caption_ros.ros.interface import NODE_TOPICS
 
 
@@ -63,6 +63,11 @@ CAPTION_ARGUMENTS = (
     LaunchArgument('log_captions', 'true',
                    'The caption node also logs each caption at INFO (captions on the console).'),
 )
+MEMORY_ARGUMENTS = (
+    LaunchArgument('use_memory', 'false',
+                   'Also start the memory node (objects remembered in `world_frame`, changes, '
+                   'queries; docs/memory.md).'),
+)
 DEMO_ARGUMENTS = (
     LaunchArgument('source', '', 'Folder of images, image file or video file to publish.',
                    required=True),
@@ -73,13 +78,14 @@ DEMO_ARGUMENTS = (
 # Launch file -> the arguments it declares (documented in docs/ros_interface.md).
 LAUNCH_FILES = {
     'spatial_caption.launch.py': (COMMON_ARGUMENTS + CAMERA_ARGUMENTS + CAPTION_ARGUMENTS
-                                  + RVIZ_ARGUMENTS),
+                                  + RVIZ_ARGUMENTS + MEMORY_ARGUMENTS),
     'demo.launch.py': (COMMON_ARGUMENTS + CAMERA_ARGUMENTS + CAPTION_ARGUMENTS + RVIZ_ARGUMENTS
-                       + DEMO_ARGUMENTS),
+                       + MEMORY_ARGUMENTS + DEMO_ARGUMENTS),
     'perception.launch.py': COMMON_ARGUMENTS + CAMERA_ARGUMENTS,
     'scene_graph.launch.py': COMMON_ARGUMENTS,
     'caption.launch.py': COMMON_ARGUMENTS + CAPTION_ARGUMENTS,
     'visualization.launch.py': COMMON_ARGUMENTS + CAMERA_ARGUMENTS,
+    'memory.launch.py': COMMON_ARGUMENTS + CAMERA_ARGUMENTS,
     'rviz.launch.py': RVIZ_ARGUMENTS[1:],
 }
 LAUNCH_PURPOSE = {
@@ -91,6 +97,7 @@ LAUNCH_PURPOSE = {
     'scene_graph.launch.py': 'The scene-graph node alone.',
     'caption.launch.py': 'The caption node alone.',
     'visualization.launch.py': 'The visualization node alone.',
+    'memory.launch.py': 'The memory node alone.',
     'rviz.launch.py': 'rviz2 with the shipped configuration.',
 }
 
@@ -134,7 +141,7 @@ def _camera_remappings(node: str) -> list:
     return [(topic, targets[topic]) for topic in camera_topics(node)]
 
 
-def node_action(node: str, extra_parameters: dict | None = None):
+def node_action(node: str, extra_parameters: dict | None = None, condition=None):
     """The launch_ros Node of one graph node: name, parameter file, camera remaps, log level.
 
     Parameters: the `config` file, then use_sim_time, then `extra_parameters` (later wins).
@@ -149,7 +156,8 @@ def node_action(node: str, extra_parameters: dict | None = None):
     return Node(package=PACKAGE, executable=EXECUTABLES[node], name=node,
                 namespace=LaunchConfiguration('namespace'), parameters=parameters,
                 remappings=_camera_remappings(node), output='screen', emulate_tty=True,
-                ros_arguments=['--log-level', LaunchConfiguration('log_level')])
+                ros_arguments=['--log-level', LaunchConfiguration('log_level')],
+                condition=condition)
 
 
 def rviz_action(condition=None):
@@ -168,6 +176,9 @@ def nodes_description(launch_file: str, nodes: tuple[str, ...], with_rviz: bool 
     from launch.substitutions import LaunchConfiguration
     actions = _declare(LAUNCH_FILES[launch_file]) + [_dds_profile_action()]
     actions += [node_action(n, (extra_parameters or {}).get(n)) for n in nodes]
+    if any(a.name == 'use_memory' for a in LAUNCH_FILES[launch_file]):
+        actions += [node_action(n, condition=IfCondition(LaunchConfiguration(f'use_{n}')))
+                    for n in OPTIONAL_NODES]
     if with_rviz:
         actions.append(rviz_action(IfCondition(LaunchConfiguration('use_rviz'))))
     return LaunchDescription(actions)

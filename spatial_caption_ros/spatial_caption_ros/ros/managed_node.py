@@ -17,7 +17,7 @@ What every stage node shares lives here so each node file only wires its topics 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import re
 import threading
 import time
@@ -26,7 +26,7 @@ from typing import Any
 from collections.abc import Callable
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile
 
@@ -34,9 +34,9 @@ from spatial_caption_ros.core.errors import InvalidInputError, SpatialCaptionErr
 from spatial_caption_ros.core.runtime.latest import LatestWorker
 from spatial_caption_ros.core.runtime.monitoring import (
     RateMeter, SequenceGaps, StageCounters, TimingStats)
-from spatial_caption_ros.core.params import CONFIGURE, param
+from spatial_caption_ros.core.params import CONFIGURE, param, parameters, ParamSpec, READ_ONLY
 from spatial_caption_ros.ros import conversions
-from spatial_caption_ros.ros.params import declare_config, read_config, validate_changes
+from spatial_caption_ros.ros.params import declare_parameters, read_config, validate_changes
 from spatial_caption_ros.ros.qos import QOS_NAMES, qos_profile
 
 # Seconds between two log lines of the same kind about bad input or failures.
@@ -45,6 +45,15 @@ LOG_THROTTLE_S = 5.0
 # they name the file and what the file should have been (several hundred characters with paths).
 DIAG_VALUE_CHARS = 256
 DIAG_ERROR_CHARS = 1024
+
+
+@dataclass(frozen=True)
+class StartConfig:
+    """Start-up behaviour shared by every managed node."""
+
+    autostart: bool = param(
+        True, 'Configure and activate at start-up (without a lifecycle manager).',
+        when=READ_ONLY)
 
 
 @dataclass(frozen=True)
@@ -69,21 +78,38 @@ class ManagedNode(LifecycleNode):
     """A lifecycle node around one core stage. Subclasses set CONFIG and implement the hooks."""
 
     CONFIG: type | None = None         # the core configuration dataclass of the stage
-    EXTRA_CONFIGS: tuple[type, ...] = ()   # more parameter dataclasses (ROS-side options)
-    IO_DEFAULTS: dict[str, Any] = {}   # per-node defaults of IOConfig fields
+    # Node-only parameter dataclasses (read by the node, not the core stage), e.g. the input
+    # image format; their values: self.extra(cls).
+    EXTRA_CONFIGS: tuple[type, ...] = ()
+    IO_DEFAULTS: dict[str, Any] = {}   # this node's defaults of IOConfig fields
 
     @classmethod
     def config_classes(cls) -> tuple[type, ...]:
         """Every parameter dataclass the node declares, in declaration order."""
-        return tuple(c for c in (cls.CONFIG, *cls.EXTRA_CONFIGS, IOConfig) if c is not None)
+        return tuple(c for c in (StartConfig, cls.CONFIG, *cls.EXTRA_CONFIGS, IOConfig)
+                     if c is not None)
+
+    @classmethod
+    def parameter_specs(cls) -> list[ParamSpec]:
+        """Every parameter the node declares, in order, with THIS node's defaults.
+
+        The one place a node's effective defaults are computed: the declaration, the shipped
+        parameter file (config/pipeline.yaml) and the reference tables all read it.
+        """
+        specs, seen = [], set()
+        for config_cls in cls.config_classes():
+            for p in parameters(config_cls):
+                if p.name in seen:
+                    raise TypeError(f'{cls.__name__} declares {p.name} twice')
+                seen.add(p.name)
+                if config_cls is IOConfig and p.name in cls.IO_DEFAULTS:
+                    p = replace(p, default=cls.IO_DEFAULTS[p.name])
+                specs.append(p)
+        return specs
 
     def __init__(self, node_name: str, **kwargs) -> None:
         super().__init__(node_name, **kwargs)
-        self.declare_parameter('autostart', True, ParameterDescriptor(
-            description='Configure and activate the node at start-up (without a lifecycle '
-                        'manager).', read_only=True))
-        for cls in self.config_classes():
-            declare_config(self, cls, self.IO_DEFAULTS if cls is IOConfig else None)
+        declare_parameters(self, self.parameter_specs())
         self.config: Any = None
         self.io: IOConfig | None = None
         self.extras: dict[type, Any] = {}
@@ -200,9 +226,12 @@ class ManagedNode(LifecycleNode):
         if missed:
             self.counters.supersede(topic, missed)
 
-    def reject(self, reason: str, message: str) -> None:
-        """Count a rejected input and log why (at most once per LOG_THROTTLE_S per reason)."""
-        self.counters.reject(reason)
+    def reject(self, reason: str, message: str, main_input: bool = True) -> None:
+        """Count a rejected input and log why (at most once per LOG_THROTTLE_S per reason).
+
+        main_input=False: a side input (camera_info, depth), outside StageCounters.in_flight.
+        """
+        self.counters.reject(reason, main_input)
         self._throttled_log('warning', f'rejected:{reason}', f'rejected input ({reason}): '
                                                              f'{message}')
 

@@ -25,7 +25,7 @@ from rclpy.parameter import Parameter
 
 from spatial_caption_ros.core.errors import ConfigError
 from spatial_caption_ros.core.params import (
-    build_config, check_value, CONFIGURE, param_fields, ParamInfo, READ_ONLY)
+    build_config, check_value, CONFIGURE, ParamInfo, parameters, ParamSpec, READ_ONLY)
 
 CONFIGURE_TIME_NOTE = ('configure-time: accepted only while the node is unconfigured, applied at '
                        'the next configure')
@@ -66,16 +66,11 @@ def descriptor(name: str, info: ParamInfo) -> ParameterDescriptor:
     return d
 
 
-def declare_config(node: Node, config_cls: type, defaults: dict[str, Any] | None = None) -> None:
-    """Declare every parameter of a configuration dataclass on the node.
-
-    `defaults` overrides dataclass defaults for this node (e.g. a different input QoS).
-    """
-    defaults = defaults or {}
-    for f, info in param_fields(config_cls):
-        default = defaults.get(f.name, f.default)
-        default = list(default) if info.kind.endswith('_list') else default
-        node.declare_parameter(f.name, default, descriptor(f.name, info))
+def declare_parameters(node: Node, specs: list[ParamSpec]) -> None:
+    """Declare parameters on the node with their defaults (ManagedNode.parameter_specs())."""
+    for p in specs:
+        default = list(p.default) if p.info.kind.endswith('_list') else p.default
+        node.declare_parameter(p.name, default, descriptor(p.name, p.info))
 
 
 def _plain(value: Any) -> Any:
@@ -87,11 +82,11 @@ def _plain(value: Any) -> Any:
 def read_config(node: Node, config_cls: type, pending: dict[str, Any] | None = None) -> Any:
     """Build the configuration from the node's parameters (plus pending, not yet applied ones)."""
     values = {}
-    for f, info in param_fields(config_cls):
-        value = _plain(node.get_parameter(f.name).value)
-        if info.kind.endswith('_list') and value in (None, b'', []):
+    for p in parameters(config_cls):
+        value = _plain(node.get_parameter(p.name).value)
+        if p.info.kind.endswith('_list') and value in (None, b'', []):
             value = []
-        values[f.name] = value
+        values[p.name] = value
     values.update(pending or {})
     return build_config(config_cls, values)
 
@@ -102,7 +97,7 @@ def validate_changes(node: Node, config_cls: type, params: list[Parameter],
 
     configured: the node is inactive or active (its configure-time values are in use).
     """
-    infos = {f.name: info for f, info in param_fields(config_cls)}
+    infos = {p.name: p.info for p in parameters(config_cls)}
     pending = {}
     for p in params:
         info = infos.get(p.name)

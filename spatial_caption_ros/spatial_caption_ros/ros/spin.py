@@ -18,6 +18,7 @@ step is simply repeated.
 
 from __future__ import annotations
 
+import os
 import signal
 
 import rclpy
@@ -41,6 +42,11 @@ def spin(executor: Executor) -> None:
         spin_once(executor, timeout_sec=0.5)
 
 
+# On Ctrl-C / SIGTERM a node process waits this long for the frame in hand (the runner stops the
+# whole graph within 2 s); longer, e.g. an LLM generation llama.cpp cannot abort, is left behind.
+INTERRUPT_WORKER_WAIT_S = 0.5
+
+
 def node_executor(context=None) -> Executor:
     """The executor a node process spins (see the module docstring for why single-threaded)."""
     return SingleThreadedExecutor(context=context)
@@ -53,18 +59,26 @@ def run_node(node_cls, args=None) -> None:
     """
     rclpy.init(args=args)
     node = None
+    interrupted = False
     try:
         node = node_cls()
         executor = node_executor()
         executor.add_node(node)
         spin(executor)
+        interrupted = True          # spin() ends when the context is shut down (a signal)
     except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        interrupted = True
     finally:
         # Ctrl-C in a terminal signals the whole process group, then `ros2 launch` signals each
         # node again: a second SIGINT must not interrupt the clean-up (the node would die with
         # exit code -2 and launch report "process has died"). SIGTERM still ends a hung one.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        worker = getattr(node, 'worker', None)
+        if interrupted and worker is not None and not worker.stop(INTERRUPT_WORKER_WAIT_S):
+            # Still busy: releasing its models under it could crash, waiting could take
+            # seconds. Nothing is left to publish (the context is down): end the process.
+            rclpy.try_shutdown()
+            os._exit(0)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()

@@ -3,9 +3,8 @@
 import pytest
 
 from support import REPO
-from spatial_caption_ros.cli import interface_docs
-from spatial_caption_ros.cli.config import node_configs
-from spatial_caption_ros.core.params import param_fields
+from spatial_caption_ros.tools import interface_docs
+from spatial_caption_ros.params_file import node_parameters
 from spatial_caption_ros.ros.interface import NODE_TOPICS
 from spatial_caption_ros.ros.launch_builder import LAUNCH_FILES
 
@@ -21,10 +20,9 @@ def test_generated_tables_are_in_sync(doc):
 @pytest.mark.parametrize('doc', [DOC, README], ids=['ros_interface.md', 'README.md'])
 def test_every_parameter_topic_argument_and_message_is_documented(doc):
     text = doc.read_text()
-    for classes in node_configs().values():
-        for cls in classes:
-            for f, _ in param_fields(cls):
-                assert f'| `{f.name}` |' in text
+    for specs in node_parameters().values():
+        for p in specs:
+            assert f'| `{p.name}` |' in text
     for topics in NODE_TOPICS.values():
         for t in topics:
             assert f'| `{t.name}` | {t.msg_type} |' in text

@@ -13,8 +13,9 @@ from spatial_caption_ros.core.types import FrameHeader
 from spatial_caption_ros.nodes.caption_node import CaptionNode
 from spatial_caption_ros.ros import conversions
 from spatial_caption_ros.ros.qos import qos_profile
-from test_caption_llm import needs_llm
-from test_caption_verifier import street
+from support.llm import needs_llm
+from support.scenes import street
+from support.rig import diagnostic_values
 
 pytestmark = pytest.mark.usefixtures('rclpy_context')
 
@@ -64,10 +65,6 @@ def _close(node, harness, executor):
     harness.node.destroy_node()
 
 
-def _values(status):
-    return {kv.key: kv.value for kv in status.values}
-
-
 @needs_llm
 def test_publishes_verified_llm_captions_with_the_source_stamp():
     node, harness, ex = _run('/c1', timeout=120.0)
@@ -80,7 +77,7 @@ def test_publishes_verified_llm_captions_with_the_source_stamp():
         assert msg.header.frame_id == 'camera_optical_frame'
         assert msg.verified and msg.generator == 'llm' and msg.fallback_reason == ''
         assert msg.model.endswith('.gguf') and msg.latency > 0 and 'bus' in msg.text
-        assert spin_until(ex, lambda: any(_values(s).get('captions_verified') == '1'
+        assert spin_until(ex, lambda: any(diagnostic_values(s).get('captions_verified') == '1'
                                           for s in harness.diagnostics), timeout=10)
     finally:
         _close(node, harness, ex)
@@ -130,8 +127,9 @@ def test_llm_timeout_falls_back_to_a_marked_template_caption(capfd):
         assert msg.generator == 'template' and msg.verified and msg.model == ''
         assert msg.fallback_reason.startswith('timeout: no complete caption after 0.00 s')
         assert spin_until(ex, lambda: any(
-            _values(s).get('fallback.timeout') == '1' and s.level == DiagnosticStatus.WARN
-            and '1 timeout' in s.message for s in harness.diagnostics), timeout=10)
+            diagnostic_values(s).get('fallback.timeout') == '1'
+            and s.level == DiagnosticStatus.WARN and '1 timeout' in s.message
+            for s in harness.diagnostics), timeout=10)
         assert 'LLM failed, template caption published: timeout' in capfd.readouterr().err
     finally:
         _close(node, harness, ex)

@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from spatial_caption_ros.cli.dds_check import (
+from spatial_caption_ros.tools.dds_check import (
     dds_environment, format_table, measure, profile_path)
 from spatial_caption_ros.cli.run import prepare_environment
 

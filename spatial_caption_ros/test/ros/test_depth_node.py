@@ -4,48 +4,15 @@ import numpy as np
 import pytest
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import CameraInfo, Image
-from spatial_caption_interfaces.msg import DetectionArray
+from sensor_msgs.msg import Image
 
-from support import BUS, MODELS, needs_shared, spin_until
-from spatial_caption_ros.core.inputs.image import read_image_file
-from spatial_caption_ros.core.types import CameraIntrinsics, FrameHeader
+from support import MODELS, needs_shared, spin_until
+from support.rig import Camera
+from spatial_caption_ros.core.types import FrameHeader
 from spatial_caption_ros.nodes.perception_node import PerceptionNode
 from spatial_caption_ros.ros import conversions
-from spatial_caption_ros.ros.qos import qos_profile
 
 pytestmark = [needs_shared, pytest.mark.usefixtures('rclpy_context')]
-
-
-class RgbdCamera:
-    """Publishes colour, aligned depth and camera_info like an RGB-D driver; records outputs."""
-
-    def __init__(self, namespace: str):
-        import rclpy
-        self.node = rclpy.create_node('rgbd_camera', namespace=namespace)
-        self.image_pub = self.node.create_publisher(Image, 'image', qos_profile('reliable'))
-        self.depth_pub = self.node.create_publisher(Image, 'depth', qos_profile('reliable'))
-        self.info_pub = self.node.create_publisher(CameraInfo, 'camera_info',
-                                                   qos_profile('reliable'))
-        self.detections = []
-        self.node.create_subscription(DetectionArray, 'detections', self.detections.append,
-                                      qos_profile('reliable'))
-        self.image = read_image_file(BUS)
-        self.intrinsics = CameraIntrinsics.from_horizontal_fov(60.0, self.image.width,
-                                                               self.image.height)
-
-    def publish(self, stamp_ns, depth=None, encoding='16UC1', depth_stamp_ns=None):
-        header = FrameHeader(stamp_ns, 'camera_color_optical_frame')
-        self.info_pub.publish(conversions.intrinsics_to_camera_info(self.intrinsics, header))
-        if depth is not None:
-            depth_header = FrameHeader(depth_stamp_ns or stamp_ns, header.frame_id)
-            self.depth_pub.publish(conversions.array_to_image_msg(depth, depth_header, encoding))
-        self.image_pub.publish(conversions.color_to_image_msg(self.image, header))
-
-    def connected(self):
-        return (self.image_pub.get_subscription_count() >= 1
-                and self.depth_pub.get_subscription_count() >= 1
-                and self.node.count_publishers('detections') >= 1)
 
 
 def _run(namespace, test, **params):
@@ -55,13 +22,13 @@ def _run(namespace, test, **params):
                  Parameter('threads', value=1)]
     overrides += [Parameter(k, value=v) for k, v in params.items()]
     node = PerceptionNode(namespace=namespace, parameter_overrides=overrides)
-    camera = RgbdCamera(namespace)
+    camera = Camera(namespace, frame_id='camera_color_optical_frame', name='rgbd_camera')
     ex = MultiThreadedExecutor()
     ex.add_node(node)
     ex.add_node(camera.node)
     try:
         assert node.active, node.last_error
-        assert spin_until(ex, camera.connected)
+        assert spin_until(ex, lambda: camera.connected(depth=True))
         test(node, camera, ex)
     finally:
         ex.shutdown()
@@ -75,7 +42,7 @@ def test_depth_topic_gives_metric_object_depth_matched_by_stamp():
         depth_mm = np.full((h, w), 4000, np.uint16)             # a wall of things at 4 m
         depth_mm[:, : w // 2] = 3000                             # the left half at 3 m
         depth_mm[::4, ::4] = 0                                   # sensor holes
-        camera.publish(1_000_000_000, depth_mm)
+        camera.publish(1_000_000_000, depth_mm, '16UC1')
         assert spin_until(ex, lambda: camera.detections, timeout=30)
         msg = camera.detections[0]
         assert msg.depth_source == 'sensor' and msg.depth_metric and msg.has_camera_info
@@ -85,7 +52,7 @@ def test_depth_topic_gives_metric_object_depth_matched_by_stamp():
             centre_x = 0.5 * (p.x_min + p.x_max)
             surface = 3.0 if centre_x < w / 2 else 4.0
             assert p.depth_metric and p.depth_source == 'sensor' and p.has_position
-            assert surface < p.depth < surface + 0.3           # + half a body's depth
+            assert p.depth == pytest.approx(surface)           # the surface the sensor sees
             assert p.position.z == pytest.approx(p.depth, rel=1e-5)
         assert {kv.key for kv in msg.stage_times} >= {'depth_match', 'decode', 'inference'}
         assert node.depth_matched == 1 and node.depth_unmatched == 0
@@ -97,7 +64,8 @@ def test_depth_topic_gives_metric_object_depth_matched_by_stamp():
         assert spin_until(ex, lambda: len(camera.detections) >= 2, timeout=30)
         second = camera.detections[1]
         assert second.depth_metric
-        assert all(2.5 < o.depth < 2.8 for o in second.objects if o.class_name == 'person')
+        assert all(o.depth == pytest.approx(2.5) for o in second.objects
+                   if o.class_name == 'person')
     _run('/d1', check, depth_wait=0.5)
 
 
@@ -105,7 +73,8 @@ def test_colour_frames_without_a_matching_depth_frame_say_so():
     def check(node, camera, ex):
         h, w = camera.image.height, camera.image.width
         far_off = np.full((h, w), 2000, np.uint16)
-        camera.publish(3_000_000_000, far_off, depth_stamp_ns=3_200_000_000)   # 200 ms off
+        camera.publish(3_000_000_000, far_off, '16UC1',
+                       depth_stamp_ns=3_200_000_000)                   # 200 ms off
         assert spin_until(ex, lambda: camera.detections, timeout=30)
         msg = camera.detections[0]
         assert not msg.depth_metric

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from spatial_caption_ros.core.inputs.sources import ImageSourceConfig
-from spatial_caption_ros.ros.graph import PIPELINE_NODES
+from spatial_caption_ros.ros.graph import EXECUTABLES, OPTIONAL_NODES, PIPELINE_NODES
 from spatial_caption_ros.ros.interface import node_topics
 from spatial_caption_ros.ros.launch_builder import LAUNCH_FILES
 from support import BUS, IMAGES, needs_shared
@@ -66,6 +66,25 @@ def test_every_launch_file_declares_its_documented_arguments():
             if arg.name in ('config', 'dds_profile', 'rviz_config'):
                 path = perform_substitutions(LaunchContext(), arg.default_value)
                 assert Path(path).is_file(), (name, path)
+
+
+def _executables(desc, optional: bool) -> list[str]:
+    """Executables of the description's nodes that start always (or only on a condition)."""
+    from launch_ros.actions import Node
+    return [e.node_executable for e in desc.entities
+            if isinstance(e, Node) and (e.condition is not None) == optional]
+
+
+def test_launch_files_start_the_runner_graph():
+    """Same nodes as the runner (ros/graph.py); optional nodes and rviz only on their argument."""
+    pipeline = _load(LAUNCH_DIR / 'spatial_caption.launch.py')
+    assert _executables(pipeline, False) == [EXECUTABLES[n] for n in PIPELINE_NODES]
+    assert _executables(pipeline, True) == [EXECUTABLES[n] for n in OPTIONAL_NODES] + ['rviz2']
+    demo = _load(LAUNCH_DIR / 'demo.launch.py')
+    assert _executables(demo, False) == [EXECUTABLES[n]
+                                         for n in ('image_source',) + PIPELINE_NODES]
+    for name in PIPELINE_NODES + OPTIONAL_NODES:
+        assert _executables(_load(LAUNCH_DIR / f'{name}.launch.py'), False) == [EXECUTABLES[name]]
 
 
 def test_setup_installs_launch_and_config_files():
@@ -163,6 +182,7 @@ def test_demo_launch_with_sim_time_remaps_cli_and_console_captions(rclpy_context
             code = launch.stop()
         assert 'process has died' not in launch.output, launch.output
         assert code == 0, launch.output
+        assert 'memory_node' not in launch.output      # optional: only with use_memory:=true
 
         # sim time: stamps come from /clock (not the wall clock), the rate follows it
         stamps = [stamp_s(m) for _, m in images]
@@ -181,11 +201,12 @@ def test_demo_launch_with_sim_time_remaps_cli_and_console_captions(rclpy_context
 @pytest.mark.slow
 @needs_shared
 def test_single_node_launch_files_chain_into_the_pipeline(rclpy_context):
-    """perception/scene_graph/caption/visualization.launch.py, each started on its own.
+    """perception/scene_graph/caption/visualization/memory.launch.py, each started on its own.
 
     Together in one namespace they form the pipeline: an image published by this test on the
     remapped camera topic comes out as detections, a scene graph, a caption and an annotated
-    image. log_level:=warn on one of them silences its INFO lines.
+    image, and the memory node goes active beside them. log_level:=warn on one of them silences
+    its INFO lines.
     """
     from sensor_msgs.msg import CameraInfo, Image
     from spatial_caption_interfaces.msg import Caption, DetectionArray, SceneGraph
@@ -196,16 +217,17 @@ def test_single_node_launch_files_chain_into_the_pipeline(rclpy_context):
     from spatial_caption_ros.ros.qos import qos_profile
     ns, cam = '/single', '/singlecam'
     common = (f'namespace:={ns}', f'image:={cam}/image', f'camera_info:={cam}/camera_info')
+    singles = PIPELINE_NODES + OPTIONAL_NODES
     launches = [Launch(f'{node}.launch.py', *common,
                        *(['log_level:=warn'] if node == 'scene_graph' else []))
-                for node in PIPELINE_NODES]
+                for node in singles]
     try:
         with probe('single_probe') as p:
             outputs = {'detections': p.record(DetectionArray, f'{ns}/detections'),
                        'scene_graph': p.record(SceneGraph, f'{ns}/scene_graph'),
                        'caption': p.record(Caption, f'{ns}/caption'),
                        'annotated_image': p.record(Image, f'{ns}/annotated_image')}
-            for launch, node in zip(launches, PIPELINE_NODES, strict=True):
+            for launch, node in zip(launches, singles, strict=True):
                 if node != 'scene_graph':
                     assert launch.wait_for(active_line(node), START_S), launch.output
             image_pub = p.node.create_publisher(Image, f'{cam}/image', qos_profile('reliable'))

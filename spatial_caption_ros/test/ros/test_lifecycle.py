@@ -10,22 +10,18 @@ import weakref
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 import psutil
 import pytest
-import rclpy
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
-from rclpy.parameter_client import AsyncParameterClient
 from sensor_msgs.msg import Image
 from spatial_caption_interfaces.msg import DetectionArray
 
 from support import BUS, MODELS, needs_shared, spin_until
+from support.rig import LifecycleRig
 from spatial_caption_ros.core.inputs.image import read_image_file
 from spatial_caption_ros.core.types import FrameHeader
 from spatial_caption_ros.ros import conversions
 from spatial_caption_ros.ros.graph import node_class
 from spatial_caption_ros.ros.interface import node_topics
-from spatial_caption_ros.ros.lifecycle_client import LifecycleClient
 from spatial_caption_ros.ros.qos import qos_profile
-from spatial_caption_ros.ros.spin import spin_once
 
 pytestmark = [needs_shared, pytest.mark.usefixtures('rclpy_context')]
 
@@ -33,23 +29,17 @@ STAGE_NODES = ('perception', 'scene_graph', 'caption', 'visualization')
 MODEL_SUFFIXES = ('.onnx', '.engine', '.gguf')
 
 
-class Rig:
-    """One stage node (autostart off), a client node, an executor, and helpers to drive them."""
+class Rig(LifecycleRig):
+    """One stage node (autostart off) with its lifecycle client, and helpers to drive it."""
 
     def __init__(self, name: str, namespace: str, **params):
         overrides = [Parameter('autostart', value=False)]
         if name == 'perception':
             overrides.append(Parameter('model_dir', value=str(MODELS)))
         overrides += [Parameter(k, value=v) for k, v in params.items()]
-        self.node = node_class(name)(namespace=namespace, parameter_overrides=overrides)
-        self.client_node = rclpy.create_node('lifecycle_test_client', namespace=namespace)
-        self.ex = MultiThreadedExecutor()
-        self.ex.add_node(self.node)
-        self.ex.add_node(self.client_node)
-        spin = lambda: spin_once(self.ex, 0.05)  # noqa: E731
-        self.lifecycle = LifecycleClient(self.client_node, f'{namespace}/{name}', spin=spin)
-        self.params = AsyncParameterClient(self.client_node, f'{namespace}/{name}')
-        assert self.lifecycle.wait_for_services(10.0)
+        super().__init__(node_class(name)(namespace=namespace, parameter_overrides=overrides),
+                         'lifecycle_test_client')
+        self.client_node = self.client
         self.inputs = [t.name for t in node_topics(name, self._values()) if t.direction == 'in']
         self.outputs = [t.name for t in node_topics(name, self._values())
                         if t.direction == 'out' and not t.name.startswith('/')]
@@ -63,21 +53,11 @@ class Rig:
     def state(self) -> str:
         return self.lifecycle.get_state()
 
-    def set_parameter(self, name, value):
-        future = self.params.set_parameters([Parameter(name, value=value)])
-        assert spin_until(self.ex, future.done, timeout=10)
-        return future.result().results[0]
-
     def count(self, topics, publishers: bool) -> list[int]:
         ns = self.node.get_namespace()
         fn = self.client_node.count_publishers if publishers else \
             self.client_node.count_subscribers
         return [fn(f'{ns}/{t}') for t in topics]
-
-    def close(self):
-        self.ex.shutdown()
-        self.node.destroy_node()
-        self.client_node.destroy_node()
 
 
 @pytest.mark.parametrize('name', STAGE_NODES)

@@ -1,48 +1,21 @@
 """Real rclpy: the perception node with real publishers and subscriptions and the real YOLO11n."""
 
-from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.srv import ChangeState, GetState
 import numpy as np
 import pytest
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import CameraInfo, Image
-from spatial_caption_interfaces.msg import DetectionArray
+from sensor_msgs.msg import Image
 
 from support import BUS, MODELS, needs_shared, spin_until
+from support.rig import Camera, diagnostic_values
 from spatial_caption_ros.core.inputs.image import read_image_file
-from spatial_caption_ros.core.types import CameraIntrinsics, FrameHeader
+from spatial_caption_ros.core.types import FrameHeader
 from spatial_caption_ros.nodes.perception_node import PerceptionNode
 from spatial_caption_ros.ros import conversions
 from spatial_caption_ros.ros.lifecycle_client import LifecycleClient, TRANSITIONS
-from spatial_caption_ros.ros.qos import qos_profile
 
 pytestmark = [needs_shared, pytest.mark.usefixtures('rclpy_context')]
-
-
-class Harness:
-    """A test node that publishes images and camera_info and records detections/diagnostics."""
-
-    def __init__(self, namespace: str):
-        import rclpy
-        self.node = rclpy.create_node('test_harness', namespace=namespace)
-        self.image_pub = self.node.create_publisher(Image, 'image', qos_profile('reliable'))
-        self.info_pub = self.node.create_publisher(CameraInfo, 'camera_info',
-                                                   qos_profile('reliable'))
-        self.detections = []
-        self.diagnostics = []
-        self.node.create_subscription(DetectionArray, 'detections', self.detections.append,
-                                      qos_profile('reliable'))
-        self.node.create_subscription(DiagnosticArray, '/diagnostics', self.diagnostics.append,
-                                      10)
-
-    def publish_bus(self, stamp_ns: int, with_info: bool = True):
-        image = read_image_file(BUS)
-        header = FrameHeader(stamp_ns, 'camera_optical_frame')
-        if with_info:
-            intr = CameraIntrinsics.from_horizontal_fov(60.0, image.width, image.height)
-            self.info_pub.publish(conversions.intrinsics_to_camera_info(intr, header))
-        self.image_pub.publish(conversions.color_to_image_msg(image, header))
 
 
 def _make(namespace, **params):
@@ -52,23 +25,18 @@ def _make(namespace, **params):
     return PerceptionNode(namespace=namespace, parameter_overrides=overrides)
 
 
-def _connected(harness, node):
-    return harness.image_pub.get_subscription_count() >= 1 and \
-        harness.node.count_publishers('detections') >= 1
-
-
 def test_perception_node_detects_bus_and_people_and_keeps_the_stamp():
     node = _make('/t1')
-    harness = Harness('/t1')
+    camera = Camera('/t1')
     ex = MultiThreadedExecutor()
     ex.add_node(node)
-    ex.add_node(harness.node)
+    ex.add_node(camera.node)
     try:
         assert node.active, node.last_error
-        assert spin_until(ex, lambda: _connected(harness, node))
-        harness.publish_bus(1234567890123)
-        assert spin_until(ex, lambda: harness.detections, timeout=30)
-        msg = harness.detections[0]
+        assert spin_until(ex, camera.connected)
+        camera.publish(1234567890123)
+        assert spin_until(ex, lambda: camera.detections, timeout=30)
+        msg = camera.detections[0]
         names = [o.class_name for o in msg.objects]
         assert names.count('bus') == 1 and names.count('person') >= 4
         assert conversions.stamp_to_ns(msg.header.stamp) == 1234567890123
@@ -78,17 +46,17 @@ def test_perception_node_detects_bus_and_people_and_keeps_the_stamp():
     finally:
         ex.shutdown()
         node.destroy_node()
-        harness.node.destroy_node()
+        camera.node.destroy_node()
 
 
 def test_bad_images_are_rejected_counted_and_valid_frames_still_processed():
     node = _make('/t2')
-    harness = Harness('/t2')
+    camera = Camera('/t2')
     ex = MultiThreadedExecutor()
     ex.add_node(node)
-    ex.add_node(harness.node)
+    ex.add_node(camera.node)
     try:
-        assert spin_until(ex, lambda: _connected(harness, node))
+        assert spin_until(ex, camera.connected)
         bad = [
             Image(height=10, width=10, encoding='rgb8', step=30, data=bytes(100)),   # truncated
             Image(height=10, width=10, encoding='yuv422', step=20, data=bytes(200)),
@@ -96,33 +64,32 @@ def test_bad_images_are_rejected_counted_and_valid_frames_still_processed():
         ]
         for i, msg in enumerate(bad):
             msg.header.stamp.sec = i + 1
-            harness.image_pub.publish(msg)
+            camera.image_pub.publish(msg)
             assert spin_until(ex, lambda n=i + 1: node.counters.snapshot()['rejected'] == n)
-        harness.publish_bus(10_000_000_000)
-        assert spin_until(ex, lambda: harness.detections, timeout=30)
+        camera.publish(10_000_000_000)
+        assert spin_until(ex, lambda: camera.detections, timeout=30)
         snap = node.counters.snapshot()
         assert snap['rejected.invalid_image'] == 3 and snap['processed'] == 1
         # the diagnostics topic reports the counts and the active backend
-        assert spin_until(ex, lambda: any(
-            {kv.key: kv.value for kv in d.status[0].values}.get('rejected') == '3'
-            for d in harness.diagnostics if d.status[0].name.endswith('/t2/perception')))
-        last = [d for d in harness.diagnostics if d.status[0].name.endswith('/t2/perception')][-1]
-        values = {kv.key: kv.value for kv in last.status[0].values}
+        assert spin_until(ex, lambda: any(diagnostic_values(s).get('rejected') == '3'
+                                          for s in camera.statuses('perception')))
+        last = camera.statuses('perception')[-1]
+        values = diagnostic_values(last)
         assert values['backend'] == 'onnxruntime' and values['state'] == 'active'
-        assert last.status[0].level == last.status[0].WARN
+        assert last.level == last.WARN
     finally:
         ex.shutdown()
         node.destroy_node()
-        harness.node.destroy_node()
+        camera.node.destroy_node()
 
 
 def test_failed_configure_reports_reason_then_recovers_without_restart(tmp_path):
     node = _make('/t3', detector_model=str(tmp_path / 'missing.onnx'))
-    harness = Harness('/t3')
+    camera = Camera('/t3')
     ex = MultiThreadedExecutor()
     ex.add_node(node)
-    ex.add_node(harness.node)
-    client = LifecycleClient(harness.node, '/t3/perception')
+    ex.add_node(camera.node)
+    client = LifecycleClient(camera.node, '/t3/perception')
     try:
         assert not node.active and node.config is None
         assert 'missing.onnx' in node.last_error
@@ -138,13 +105,13 @@ def test_failed_configure_reports_reason_then_recovers_without_restart(tmp_path)
             assert spin_until(ex, fut.done, timeout=60)
             assert fut.result().success
         assert node.active and node.last_error == ''
-        assert spin_until(ex, lambda: _connected(harness, node))
-        harness.publish_bus(20_000_000_000)
-        assert spin_until(ex, lambda: harness.detections, timeout=30)
+        assert spin_until(ex, camera.connected)
+        camera.publish(20_000_000_000)
+        assert spin_until(ex, lambda: camera.detections, timeout=30)
     finally:
         ex.shutdown()
         node.destroy_node()
-        harness.node.destroy_node()
+        camera.node.destroy_node()
 
 
 def _change_request(transition):
@@ -164,10 +131,10 @@ def test_parameter_changes_are_validated_with_reasons():
         assert not bad.successful and 'longer than' in bad.reason
         good = node.set_parameters([Parameter('confidence_threshold', value=0.6)])[0]
         assert good.successful
-        assert node.config.confidence_threshold == pytest.approx(0.6)
+        assert node.config.detector.confidence_threshold == pytest.approx(0.6)
         assert node.pipeline.detector.confidence_threshold == pytest.approx(0.6)
         good = node.set_parameters([Parameter('classes', value=['bus'])])[0]
-        assert good.successful and node.config.classes == ('bus',)
+        assert good.successful and node.config.detector.classes == ('bus',)
         dets = node.pipeline.detector.detect(read_image_file(BUS))
         assert {d.class_name for d in dets} == {'bus'}
     finally:
@@ -201,22 +168,22 @@ def test_no_camera_info_means_no_invented_metres():
 
 def test_messages_replaced_before_the_callback_are_counted_not_lost():
     node = _make('/t7', input_qos='sensor_data')     # newest-only, as for a camera
-    harness = Harness('/t7')
+    camera = Camera('/t7')
     ex = MultiThreadedExecutor()
     ex.add_node(node)
-    ex.add_node(harness.node)
+    ex.add_node(camera.node)
     try:
-        assert spin_until(ex, lambda: _connected(harness, node))
+        assert spin_until(ex, camera.connected)
         tiny = Image(height=2, width=2, encoding='rgb8', step=6, data=bytes(12))
         snap = node.counters.snapshot
-        harness.image_pub.publish(tiny)      # the first message sets the publisher's baseline
+        camera.image_pub.publish(tiny)      # the first message sets the publisher's baseline
         assert spin_until(ex, lambda: snap()['received'] == 1)
         for i in range(30):                  # a burst, with nobody spinning the executor
             tiny.header.stamp.sec = 100 + i
-            harness.image_pub.publish(tiny)
+            camera.image_pub.publish(tiny)
         assert spin_until(ex, lambda: snap()['received'] + snap()['superseded'] == 31)
         assert snap()['superseded'] > 0 and snap()['superseded.image'] == snap()['superseded']
     finally:
         ex.shutdown()
         node.destroy_node()
-        harness.node.destroy_node()
+        camera.node.destroy_node()

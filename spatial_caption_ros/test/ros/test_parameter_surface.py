@@ -7,9 +7,9 @@ from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 
 from support import MODELS, needs_shared, spin_until
-from spatial_caption_ros.cli.config import dump_params, load_params, node_configs
-from spatial_caption_ros.core.params import CONFIGURE, param_fields, READ_ONLY
-from spatial_caption_ros.ros.graph import GRAPH_NODES, node_class
+from spatial_caption_ros.params_file import dump_params, load_params, node_parameters
+from spatial_caption_ros.core.params import CONFIGURE, READ_ONLY
+from spatial_caption_ros.ros.graph import ALL_NODES, node_class
 from spatial_caption_ros.ros.params import CONFIGURE_TIME_NOTE
 
 pytestmark = [needs_shared, pytest.mark.usefixtures('rclpy_context')]
@@ -25,12 +25,12 @@ def _make(name, namespace, autostart=True, **params):
     return node_class(name)(namespace=namespace, parameter_overrides=overrides)
 
 
-@pytest.mark.parametrize('name', GRAPH_NODES)
+@pytest.mark.parametrize('name', ALL_NODES)
 def test_every_parameter_has_a_descriptor_matching_its_declaration(name):
     node = _make(name, f'/desc_{name}', autostart=False)
     try:
-        declared = {f.name: info for cls in node_configs()[name] for f, info in param_fields(cls)}
-        assert set(declared) | {'autostart'} <= set(node._parameters)
+        declared = {p.name: p.info for p in node_parameters()[name]}
+        assert 'autostart' in declared and set(declared) <= set(node._parameters)
         for pname, info in declared.items():
             d = node.describe_parameter(pname)
             assert d.description == info.description and d.type != ParameterType.PARAMETER_NOT_SET
@@ -109,7 +109,8 @@ def test_live_change_of_a_configured_node_keeps_its_configure_time_values():
     try:
         before = node.config
         assert node.set_parameters([Parameter('direction_margin', value=0.5)])[0].successful
-        assert node.config.direction_margin == 0.5 and node.builder.config.direction_margin == 0.5
+        assert node.config.relations.direction_margin == 0.5
+        assert node.builder.config.relations.direction_margin == 0.5
         assert node.config.knowledge_files == before.knowledge_files
     finally:
         node.destroy_node()

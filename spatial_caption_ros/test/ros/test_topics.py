@@ -16,12 +16,12 @@ from visualization_msgs.msg import MarkerArray
 import yaml
 
 from support import BUS, IMAGES, MODELS, needs_shared, spin_until
-from spatial_caption_ros.cli.config import load_params
+from spatial_caption_ros.params_file import load_params
 from spatial_caption_ros.core.inputs.image import read_image_file
 from spatial_caption_ros.core.types import CameraIntrinsics, FrameHeader
 from spatial_caption_ros.ros import conversions
 from spatial_caption_ros.ros.graph import (
-    camera_remaps, create_nodes, GRAPH_NODES, node_class, PIPELINE_NODES)
+    ALL_NODES, camera_remaps, create_nodes, node_class, PIPELINE_NODES)
 from spatial_caption_ros.ros.interface import (
     INFRASTRUCTURE_SUFFIXES, INFRASTRUCTURE_TOPICS, node_topics)
 from spatial_caption_ros.ros.qos import qos_profile
@@ -37,8 +37,9 @@ VARIANTS = {
     'image_source': [{}, {'pace_on': 'caption'}],
     'perception': [{}, {'image_format': 'compressed'}, {'depth_source': 'sensor'}],
     'scene_graph': [{}, {'publish_json': True}],
-    'caption': [{}],
+    'caption': [{}, {'memory_facts': True}],
     'visualization': [{}, {'image_format': 'compressed', 'show_depth_inset': False}],
+    'memory': [{}, {'world_frame': 'odom', 'keyframes': False}],
 }
 
 
@@ -61,7 +62,7 @@ def _endpoints(node, publishers: bool) -> set[tuple[str, str]]:
     return out
 
 
-@pytest.mark.parametrize('name,index', [(n, i) for n in GRAPH_NODES
+@pytest.mark.parametrize('name,index', [(n, i) for n in ALL_NODES
                                         for i in range(len(VARIANTS[n]))])
 def test_each_node_creates_exactly_the_documented_topics(name, index):
     variant = VARIANTS[name][index]

@@ -12,7 +12,7 @@ from rclpy.executors import MultiThreadedExecutor
 import yaml
 
 from support import BUS, MODELS, needs_shared, REPO, spin_until
-from spatial_caption_ros.cli.config import load_params
+from spatial_caption_ros.params_file import load_params
 from spatial_caption_ros.cli.run import BATCH_IMAGE_READERS
 from spatial_caption_ros.ros.collector import ResultCollector
 from spatial_caption_ros.ros.graph import (

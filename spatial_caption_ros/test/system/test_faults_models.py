@@ -15,10 +15,7 @@ import threading
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 import pytest
-import rclpy
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
-from rclpy.parameter_client import AsyncParameterClient
 from sensor_msgs.msg import CameraInfo, Image
 from spatial_caption_interfaces.msg import Caption, DetectionArray, SceneGraph
 
@@ -35,10 +32,9 @@ from spatial_caption_ros.core.types import CameraIntrinsics, FrameHeader
 from spatial_caption_ros.nodes.caption_node import CaptionNode
 from spatial_caption_ros.nodes.perception_node import PerceptionNode
 from spatial_caption_ros.ros import conversions
-from spatial_caption_ros.ros.lifecycle_client import LifecycleClient
 from spatial_caption_ros.ros.qos import qos_profile
-from spatial_caption_ros.ros.spin import spin_once
-from test_caption_verifier import street
+from support.scenes import street
+from support.rig import diagnostic_values, LifecycleRig
 
 pytestmark = pytest.mark.usefixtures('rclpy_context')
 
@@ -105,22 +101,16 @@ def test_model_paths_are_checked_before_any_loader_opens_them(tmp_path):
 
 # ------------------------------------------------------------------ the rig
 
-class Rig:
-    """One stage node started with autostart, a client node for its lifecycle and parameter
-    services, diagnostics and outputs recorded, and an executor spinning both."""
+class Rig(LifecycleRig):
+    """One stage node started with autostart and its lifecycle and parameter clients, with
+    diagnostics and outputs recorded."""
 
     def __init__(self, node_cls, namespace: str, outputs: dict[str, type], **params):
         overrides = [Parameter(k, value=v) for k, v in params.items()]
         overrides.append(Parameter('diagnostics_period', value=0.2))
-        self.node = node_cls(namespace=namespace, parameter_overrides=overrides)
-        self.name = self.node.get_name()
-        self.client = rclpy.create_node(f'{self.name}_fault_client', namespace=namespace)
-        self.ex = MultiThreadedExecutor()
-        self.ex.add_node(self.node)
-        self.ex.add_node(self.client)
-        spin = lambda: spin_once(self.ex, 0.05)  # noqa: E731
-        self.lifecycle = LifecycleClient(self.client, f'{namespace}/{self.name}', spin=spin)
-        self.params = AsyncParameterClient(self.client, f'{namespace}/{self.name}')
+        node = node_cls(namespace=namespace, parameter_overrides=overrides)
+        self.name = node.get_name()
+        super().__init__(node, f'{self.name}_fault_client')
         self.statuses: list[DiagnosticStatus] = []
         suffix = f'{namespace}/{self.name}'
         self.client.create_subscription(
@@ -130,12 +120,9 @@ class Rig:
         for topic, msg_type in outputs.items():
             self.client.create_subscription(msg_type, topic, self.received[topic].append,
                                             qos_profile('reliable'))
-        assert self.lifecycle.wait_for_services(10.0)
 
     def set(self, name, value):
-        future = self.params.set_parameters([Parameter(name, value=value)])
-        assert spin_until(self.ex, future.done, timeout=10)
-        result = future.result().results[0]
+        result = self.set_parameter(name, value)
         assert result.successful, result.reason
         return result
 
@@ -152,15 +139,6 @@ class Rig:
         spin_until(self.ex, lambda: match() is not None, timeout=timeout)
         return match()
 
-    def close(self):
-        self.ex.shutdown()
-        self.node.destroy_node()
-        self.client.destroy_node()
-
-
-def _values(status):
-    return {kv.key: kv.value for kv in status.values}
-
 
 def _check_failure(rig, path, *words):
     """The node is unconfigured; last_error and an ERROR diagnostic name the file and words."""
@@ -172,7 +150,7 @@ def _check_failure(rig, path, *words):
     status = rig.diagnosed(DiagnosticStatus.ERROR, str(path), *words)
     assert status is not None, f'no ERROR diagnostic naming {path} and {words}'
     assert status.message.startswith('configure failed')
-    assert _values(status)['state'] == 'unconfigured'
+    assert diagnostic_values(status)['state'] == 'unconfigured'
 
 
 def _camera(rig):
@@ -344,7 +322,7 @@ def test_unusable_llm_file_gives_verified_template_captions_and_a_warning(tmp_pa
             assert words in rig.node.captioner.llm_error, (case, rig.node.captioner.llm_error)
             status = rig.diagnosed(DiagnosticStatus.WARN, 'LLM unavailable', str(path))
             assert status is not None, case
-            assert words in _values(status)['llm_error']
+            assert words in diagnostic_values(status)['llm_error']
             rig.received['caption'].clear()
             _publish_graph(rig, 100)
             assert spin_until(rig.ex, lambda: rig.received['caption'], timeout=30), case

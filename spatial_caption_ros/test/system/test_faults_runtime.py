@@ -19,21 +19,21 @@ import pytest
 import rclpy
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import CameraInfo, Image
-from spatial_caption_interfaces.msg import Caption, DetectionArray, SceneGraph
+from spatial_caption_interfaces.msg import Caption, SceneGraph
 
 from support import BUS, MODELS, needs_shared, spin_until
 from support.dav2_contract import expected_output, make_contract_model
 from spatial_caption_ros.core.errors import BackendError
 from spatial_caption_ros.core.inputs.image import read_image_file
-from spatial_caption_ros.core.types import CameraIntrinsics, FrameHeader
+from spatial_caption_ros.core.types import FrameHeader
 from spatial_caption_ros.nodes.caption_node import CaptionNode
 from spatial_caption_ros.nodes.perception_node import PerceptionNode
 from spatial_caption_ros.nodes.scene_graph_node import SceneGraphNode
 from spatial_caption_ros.ros import conversions
 from spatial_caption_ros.ros.qos import qos_profile
-from test_caption_llm import needs_llm
-from test_caption_verifier import street
+from support.llm import needs_llm
+from support.rig import Camera, diagnostic_values
+from support.scenes import street
 
 pytestmark = pytest.mark.usefixtures('rclpy_context')
 
@@ -68,63 +68,11 @@ class FaultInjection:
         return getattr(self.real, name)
 
 
-class Camera:
-    """A test node publishing bus.jpg (+ camera_info, + an aligned depth image when given) and
-    recording the graph's outputs and diagnostics (with the test's clock)."""
-
-    def __init__(self, namespace: str, depth: np.ndarray | None = None):
-        self.node = rclpy.create_node('fault_camera', namespace=namespace)
-        self.image = read_image_file(BUS)
-        self.intrinsics = CameraIntrinsics.from_horizontal_fov(60.0, self.image.width,
-                                                               self.image.height)
-        self.depth = depth
-        reliable = qos_profile('reliable')
-        self.image_pub = self.node.create_publisher(Image, 'image', reliable)
-        self.info_pub = self.node.create_publisher(CameraInfo, 'camera_info', reliable)
-        self.depth_pub = self.node.create_publisher(Image, 'depth', reliable)
-        self.out = {'detections': [], 'scene_graph': [], 'caption': []}
-        self.arrived: dict[str, list[float]] = {topic: [] for topic in self.out}
-        for topic, msg_type in (('detections', DetectionArray), ('scene_graph', SceneGraph),
-                                ('caption', Caption)):
-            self.node.create_subscription(msg_type, topic, self._recorder(topic), reliable)
-        self.diagnostics: list[tuple[float, DiagnosticStatus]] = []
-        self.node.create_subscription(
-            DiagnosticArray, '/diagnostics',
-            lambda m: self.diagnostics.extend((time.monotonic(), s) for s in m.status
-                                              if f'{namespace}/' in s.name), 100)
-
-    def _recorder(self, topic):
-        def record(msg):
-            self.out[topic].append(msg)
-            self.arrived[topic].append(time.monotonic())
-        return record
-
-    def publish(self, stamp_ns: int) -> None:
-        header = FrameHeader(stamp_ns, 'camera_optical_frame')
-        self.info_pub.publish(conversions.intrinsics_to_camera_info(self.intrinsics, header))
-        if self.depth is not None:
-            self.depth_pub.publish(conversions.array_to_image_msg(self.depth, header, '32FC1'))
-        self.image_pub.publish(conversions.color_to_image_msg(self.image, header))
-
-    def stamps(self, topic: str) -> list[int]:
-        return [conversions.stamp_to_ns(m.header.stamp) for m in self.out[topic]]
-
-
 def _perception(namespace, **params):
     values = {'model_dir': str(MODELS), 'input_qos': 'reliable', 'threads': 1,
               'diagnostics_period': 0.5, **params}
     return PerceptionNode(namespace=namespace, parameter_overrides=[
         Parameter(k, value=v) for k, v in values.items()])
-
-
-def _values(status):
-    return {kv.key: kv.value for kv in status.values}
-
-
-def _accounted(node) -> int:
-    """Frames the node finished with: published, failed or rejected."""
-    snap = node.counters.snapshot()
-    return snap['processed'] + snap['errors'] + snap['rejected']
 
 
 @needs_shared
@@ -151,7 +99,7 @@ def test_backend_exception_mid_stream_skips_and_counts_the_frame(tmp_path, capfd
         assert spin_until(ex, lambda: camera.image_pub.get_subscription_count() >= 1)
         for frame in range(1, 6):
             camera.publish(frame * 100_000_000)
-            assert spin_until(ex, lambda: _accounted(node) == frame, timeout=30), frame  # noqa: B023
+            assert spin_until(ex, lambda: node.counters.finished == frame, timeout=30), frame  # noqa: B023
         assert spin_until(ex, lambda: len(camera.out['detections']) == 3, timeout=10)
         spin_until(ex, lambda: False, timeout=0.5)          # nothing more may arrive
         # the failed frames published nothing; the ones after them are complete
@@ -163,9 +111,10 @@ def test_backend_exception_mid_stream_skips_and_counts_the_frame(tmp_path, capfd
         assert snap['processed'] == 3 and snap['received'] == 5
         assert node.active
         assert spin_until(ex, lambda: any(
-            s.level == DiagnosticStatus.WARN and _values(s)['state'] == 'active'
-            and _values(s).get('errors.backend') == '1'
-            and _values(s).get('errors.RuntimeError') == '1' for _, s in camera.diagnostics),
+            s.level == DiagnosticStatus.WARN and diagnostic_values(s)['state'] == 'active'
+            and diagnostic_values(s).get('errors.backend') == '1'
+            and diagnostic_values(s).get('errors.RuntimeError') == '1'
+            for _, s in camera.diagnostics),
             timeout=10)
         log = capfd.readouterr().err
         assert 'frame skipped: CUDA error 700' in log
@@ -205,7 +154,7 @@ def test_a_hung_frame_makes_later_frames_stale_not_queued():
         assert snap['dropped_stale'] == 4 and snap['processed'] == 3
         assert snap['received'] == (snap['processed'] + snap['dropped_stale']
                                     + snap['rejected'] + snap['errors'])
-        assert spin_until(ex, lambda: any(_values(s).get('dropped_stale') == '4'
+        assert spin_until(ex, lambda: any(diagnostic_values(s).get('dropped_stale') == '4'
                                           for _, s in camera.diagnostics), timeout=10)
     finally:
         injected.release.set()
@@ -257,7 +206,8 @@ def test_llm_exception_mid_stream_publishes_a_marked_template_caption(capfd):
         assert node.counters.snapshot()['errors'] == 0        # no frame was lost
         assert spin_until(ex, lambda: any(
             s.level == DiagnosticStatus.WARN and '1 llm_error' in s.message
-            and _values(s).get('fallback.llm_error') == '1' for s in statuses), timeout=10)
+            and diagnostic_values(s).get('fallback.llm_error') == '1' for s in statuses),
+            timeout=10)
         assert 'LLM failed, template caption published: llm_error: RuntimeError' in \
             capfd.readouterr().err
     finally:
@@ -293,7 +243,7 @@ def _pause(ex):
 
 
 def _rates(camera, node_name, since, until):
-    return [float(_values(s)['input_rate_hz']) for t, s in camera.diagnostics
+    return [float(diagnostic_values(s)['input_rate_hz']) for t, s in camera.diagnostics
             if since <= t <= until and s.name.endswith(f'/{node_name}')]
 
 

@@ -24,7 +24,7 @@ def test_short_soak_reports_memory_age_and_accounts_for_every_frame(tmp_path):
     out = tmp_path / 'soak'
     env = dict(os.environ, PYTHONPATH=str(REPO / 'spatial_caption_ros'))
     proc = subprocess.run(
-        [sys.executable, '-m', 'spatial_caption_ros.cli.soak', '--duration', '40',
+        [sys.executable, '-m', 'spatial_caption_ros.tools.soak', '--duration', '40',
          '--warmup', '15', '--rate', '15', '--input', str(SHARED / 'data' / 'images'),
          '--output', str(out), '--set', f'perception.model_dir={SHARED / "models"}'],
         env=env, capture_output=True, text=True, timeout=240)

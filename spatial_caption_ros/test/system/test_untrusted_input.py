@@ -44,7 +44,7 @@ from spatial_caption_ros.nodes.perception_node import PerceptionNode
 from spatial_caption_ros.nodes.scene_graph_node import SceneGraphNode
 from spatial_caption_ros.ros import conversions
 from spatial_caption_ros.ros.qos import qos_profile
-from test_caption_llm import GEMMA, needs_llm
+from support.llm import GEMMA, needs_llm
 
 pytestmark = pytest.mark.usefixtures('rclpy_context')
 

@@ -112,18 +112,6 @@ class CaptionConfig:
         1, 'Relations stated in a short (or json) caption.', minimum=0, maximum=20)
     detailed_max_relations: int = param(
         4, 'Relations stated in a detailed caption.', minimum=0, maximum=50)
-    min_period: float = param(
-        0.0, 'Minimum seconds between two captions (0: caption every graph that arrives while '
-        'idle; the latest graph always wins).', minimum=0.0, maximum=3600.0)
-    only_on_change: bool = param(
-        False, 'Caption a graph only when the scene changed (class counts, relations, or an '
-        'object moved more than change_threshold).')
-    change_threshold: float = param(
-        0.1, 'only_on_change: movement of an object, as a fraction of the image diagonal, '
-        'that counts as a change.', minimum=0.0, maximum=1.0)
-    refresh_period: float = param(
-        0.0, 'only_on_change: re-caption an unchanged scene after this many seconds '
-        '(0: never).', minimum=0.0, maximum=86400.0)
 
 
 @dataclass

@@ -2,14 +2,16 @@
 
 Each claim of a published caption (parsed by the verifier, so exactly what the verifier checked)
 is judged against the image's ground truth where the labels can decide it:
-- its objects: the graph objects the caption refers to, matched to ground-truth boxes of the same
-  class (IoU >= MATCH_IOU); a claim about an unmatched detection is undecidable here (a wrong
-  detection is an object hallucination, which CHAIR counts);
-- left/right/above/below: ground-truth box centres apart by more than DIRECTION_MARGIN x the
-  boxes' mean size: true in the stated direction, false in the other; closer: undecidable;
+- its objects: the graph objects the caption refers to, matched to ground-truth boxes of a class
+  the label maps to (the class map of core/evaluation/kitti.py; IoU >= MATCH_IOU); a claim about
+  an unmatched detection is undecidable here (a wrong detection is an object hallucination,
+  which CHAIR counts);
+- left/right/above/below: the ground-truth boxes clearly separated on that axis (the graph
+  evaluation's rule, core/evaluation/metrics.clear_direction): true in the stated direction,
+  false in the other; otherwise undecidable;
 - overlapping: the ground-truth boxes intersect (decidable for any pair);
-- in front of / behind / nearest: KITTI depths (z) differing by more than DEPTH_MARGIN
-  (the 10 % of issue 4's depth-order evaluation); COCO has no depth: undecidable;
+- in front of / behind / nearest: KITTI depths (z) clearly ordered (metrics.clear_depth_order:
+  more than 10 % of the nearer apart); COCO has no depth: undecidable;
 - distances: KITTI 3D centres, same tolerance as the verifier (semantics.py);
 - regions: the matched ground-truth box centre's 3x3 cell;
 - counts (not spatial; reported apart): the number of ground-truth instances of the class
@@ -21,44 +23,22 @@ Next to / near / on / inside have no agreed box-level truth: undecidable (report
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-import json
+from dataclasses import dataclass
 import math
-from pathlib import Path
-
-import numpy as np
 
 from spatial_caption_ros.core.captioning.language import NounLexicon, region_matches
 from spatial_caption_ros.core.captioning.semantics import distance_agrees
 from spatial_caption_ros.core.captioning.verify import CaptionVerifier, Claim, tokenize
-from spatial_caption_ros.core.scene_graph.geometry import region_of
+from spatial_caption_ros.core.evaluation.ground_truth import GroundTruth
+from spatial_caption_ros.core.evaluation.metrics import (
+    clear_depth_order, clear_direction, MATCH_IOU)
 from spatial_caption_ros.core.types import (
-    ABOVE, BEHIND, BELOW, BoundingBox, CameraIntrinsics, CONVERSE, IN_FRONT_OF, LEFT_OF,
-    OVERLAPPING, RIGHT_OF, SceneGraph, SceneObject)
+    ABOVE, BEHIND, BELOW, CONVERSE, IN_FRONT_OF, LEFT_OF, OVERLAPPING, RIGHT_OF, SceneGraph,
+    SceneObject)
 
-MATCH_IOU = 0.5
-DIRECTION_MARGIN = 0.25
-DEPTH_MARGIN = 0.10
-KITTI_CLASSES = {'Car': 'car', 'Van': 'car', 'Truck': 'truck', 'Pedestrian': 'person',
-                 'Person_sitting': 'person', 'Cyclist': 'person', 'Tram': 'train'}
-# Classes a KITTI image may contain by its labels (Cyclist also means a bicycle; a van may be
-# detected as a truck). Mentions of other classes are undecidable for CHAIR on KITTI.
-KITTI_EXTRA_CLASSES = {'Cyclist': ('bicycle',), 'Van': ('truck',)}
 VSR_RELATIONS = {'left of': LEFT_OF, 'at the left side of': LEFT_OF, 'right of': RIGHT_OF,
                  'at the right side of': RIGHT_OF, 'above': ABOVE, 'below': BELOW,
                  'in front of': IN_FRONT_OF, 'behind': BEHIND}
-
-
-@dataclass
-class GroundTruth:
-    """The labels of one image."""
-
-    objects: list[SceneObject]
-    classes: set[str]                   # classes present in the image
-    decidable_classes: set[str] | None  # CHAIR: mentions of other classes are undecidable
-    has_depth: bool = False
-    counts_decidable: set[str] = field(default_factory=set)
-    vsr: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -71,71 +51,17 @@ class ClaimJudgement:
     source: str = ''
 
 
-def kitti_intrinsics(calib: Path, width: int, height: int) -> CameraIntrinsics:
-    """The left colour camera's intrinsics from a KITTI calib file (P2)."""
-    for line in calib.read_text().splitlines():
-        if line.startswith('P2:'):
-            p = np.array([float(v) for v in line.split()[1:]]).reshape(3, 4)
-            return CameraIntrinsics(p[0, 0], p[1, 1], p[0, 2], p[1, 2], width, height)
-    raise ValueError(f'{calib}: no P2 line')
-
-
-def kitti_ground_truth(labels: Path, width: int, height: int) -> GroundTruth:
-    objects, classes = [], set()
-    for n, line in enumerate(labels.read_text().splitlines()):
-        f = line.split()
-        if not f or f[0] not in KITTI_CLASSES:
-            continue
-        cls = KITTI_CLASSES[f[0]]
-        classes.add(cls)
-        classes.update(KITTI_EXTRA_CLASSES.get(f[0], ()))
-        box = BoundingBox(*map(float, f[4:8]))
-        h, x, y, z = float(f[8]), float(f[11]), float(f[12]), float(f[13])
-        centre = (x, y - h / 2.0, z)
-        objects.append(SceneObject(
-            id=n, class_name=cls, class_id=-1, confidence=1.0, box=box,
-            region=region_of(box, width, height), depth=z, depth_metric=True, position=centre,
-            distance=math.sqrt(sum(c * c for c in centre))))
-    decidable = set(KITTI_CLASSES.values()) | {'bicycle'}
-    return GroundTruth(objects, classes, decidable, has_depth=True)
-
-
-def coco_ground_truth(instances: dict, image_id: int, width: int, height: int) -> GroundTruth:
-    names = {c['id']: c['name'] for c in instances['categories']}
-    objects, crowd = [], set()
-    for ann in instances['annotations']:
-        if ann['image_id'] != image_id:
-            continue
-        cls = names[ann['category_id']]
-        if ann.get('iscrowd'):
-            crowd.add(cls)
-            continue
-        x, y, w, h = ann['bbox']
-        box = BoundingBox(x, y, x + w, y + h)
-        objects.append(SceneObject(id=int(ann['id']), class_name=cls, class_id=-1,
-                                   confidence=1.0, box=box,
-                                   region=region_of(box, width, height)))
-    classes = {o.class_name for o in objects} | crowd
-    return GroundTruth(objects, classes, None, counts_decidable=classes - crowd)
-
-
 def _match(obj: SceneObject, gt: GroundTruth) -> SceneObject | None:
-    same = [g for g in gt.objects if g.class_name == obj.class_name]
+    same = [g for g in gt.objects if gt.matches_class(g, obj.class_name)]
     best = max(same, key=lambda g: g.box.iou(obj.box), default=None)
     return best if best is not None and best.box.iou(obj.box) >= MATCH_IOU else None
 
 
 def _direction(pred: str, a: SceneObject, b: SceneObject) -> bool | None:
-    (ax, ay), (bx, by) = a.box.center, b.box.center
-    if pred in (LEFT_OF, RIGHT_OF):
-        d, size = bx - ax, 0.5 * (a.box.width + b.box.width)
-        positive = pred == LEFT_OF
-    else:
-        d, size = by - ay, 0.5 * (a.box.height + b.box.height)
-        positive = pred == ABOVE
-    if abs(d) <= DIRECTION_MARGIN * size:
+    order = clear_direction(a.box, b.box, 'x' if pred in (LEFT_OF, RIGHT_OF) else 'y')
+    if not order:
         return None
-    return (d > 0) == positive
+    return order == (1 if pred in (LEFT_OF, ABOVE) else -1)
 
 
 def gt_relation(pred: str, a: SceneObject, b: SceneObject, gt: GroundTruth) -> bool | None:
@@ -146,9 +72,8 @@ def gt_relation(pred: str, a: SceneObject, b: SceneObject, gt: GroundTruth) -> b
         return a.box.iou(b.box) > 0.0
     if pred in (IN_FRONT_OF, BEHIND) and gt.has_depth:
         near, far = (a, b) if pred == IN_FRONT_OF else (b, a)
-        if abs(near.depth - far.depth) <= DEPTH_MARGIN * max(near.depth, far.depth):
-            return None
-        return near.depth < far.depth
+        order = clear_depth_order(near.depth, far.depth)
+        return None if not order else order > 0
     return None
 
 
@@ -175,7 +100,7 @@ def _judge(claim: Claim, verifier: CaptionVerifier, graph: SceneGraph,
         if cls not in gt.counts_decidable or claim.subject.cell is not None:
             return verdict(False)
         return verdict(True, sum(o.class_name == cls for o in gt.objects) == claim.subject.count)
-    subjects, _ = verifier._referents(claim.subject)
+    subjects, _ = verifier.index.referents(claim.subject)
     matched = [_match(o, gt) for o in subjects]
     if claim.kind == 'relation' and not gt.objects and subjects and claim.predicate:
         # VSR-only image: no boxes, only true/false statements about class pairs
@@ -194,10 +119,10 @@ def _judge(claim: Claim, verifier: CaptionVerifier, graph: SceneGraph,
         if claim.kind == 'distance':
             return verdict(True, True)
         others = [g for g in gt.objects if g is not m]
-        if any(abs(g.depth - m.depth) <= DEPTH_MARGIN * max(g.depth, m.depth) for g in others):
+        if any(not clear_depth_order(m.depth, g.depth) for g in others):
             return verdict(False)
         return verdict(True, all(m.depth < g.depth for g in others))
-    objects, _ = verifier._referents(claim.object)
+    objects, _ = verifier.index.referents(claim.object)
     pairs = [(a, b) for a in subjects for b in objects if a.id != b.id and (
         not claim.predicate or verifier.index.holds(a.id, claim.predicate, b.id))]
     results = []
@@ -258,19 +183,3 @@ def chair(text: str, gt: GroundTruth, lexicon: NounLexicon) -> tuple[int, int]:
     mentions = [m for m in set(object_mentions(text, lexicon))
                 if gt.decidable_classes is None or m in gt.decidable_classes]
     return len(mentions), sum(m not in gt.classes for m in mentions)
-
-
-def load_index(eval_dir: Path) -> list[dict]:
-    with open(eval_dir / 'index.jsonl', encoding='utf-8') as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def load_vsr(eval_dir: Path) -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = {}
-    path = eval_dir / 'vsr' / 'vsr_statements.jsonl'
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                item = json.loads(line)
-                out.setdefault(item['image'], []).append(item)
-    return out

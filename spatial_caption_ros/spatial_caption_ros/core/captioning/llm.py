@@ -1,14 +1,15 @@
-"""A GGUF language model through llama-cpp-python's llama.cpp bindings, with our own decoder.
+"""A GGUF language model through llama-cpp-python's llama.cpp bindings, driven by our own search.
 
-Why our own decoding loop instead of Llama.create_completion:
+`LlamaModel` is the binding: it gives search.py (greedy, beam, hybrid, sample) the next-token
+logits of KV-cache sequences and llama.cpp grammar states as constraints. Why our own decoding
+loop instead of Llama.create_completion:
 - grammar checks on the top candidates first: llama-cpp-python's sampler chain applies the
   grammar to the whole vocabulary (262k tokens for Gemma 3, ~30 ms a token here); we check the
   40 best tokens, then the best 4096, and the whole vocabulary only when none of those fits;
 - beam search: llama.cpp removed its beam-search API (llama-cpp-python 0.3.36 exposes none), so
-  `beam` and `hybrid` decoding are implemented here with llama.cpp's multi-sequence KV cache:
+  `beam` and `hybrid` decoding (search.py) run on llama.cpp's multi-sequence KV cache here:
   every beam is one sequence, the prompt is shared, forks copy cache cells (no recomputation),
-  and all beams advance in one batched decode per step. Scores are summed token log-probabilities
-  (no length normalisation: every finished candidate of a facts grammar states the same facts);
+  and all beams advance in one batched decode per step;
 - a wall-clock deadline checked before every decode step (one step is one token, ~20-30 ms here;
   the prompt is one step of at most a few hundred tokens);
 - the cached prompt prefix is reused between calls (only new prompt tokens are evaluated);
@@ -17,8 +18,6 @@ Why our own decoding loop instead of Llama.create_completion:
   the tokens to generate and makes the text improbable. When the caller passes the texts the
   grammar is made of, only tokens of their canonical tokenisation are tried first (the whole
   vocabulary remains the fallback, so the grammar can always be completed).
-Decoding modes: greedy (default, deterministic), beam, hybrid (greedy for the first
-`greedy_tokens` tokens, then beam), sample (temperature, seeded: reproducible).
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from collections import deque
 from dataclasses import dataclass
 import ctypes
 import logging
-import math
 from pathlib import Path
 import re
 import threading
@@ -35,13 +33,13 @@ import time
 
 import numpy as np
 
+from spatial_caption_ros.core.captioning.search import DECODINGS, search
 from spatial_caption_ros.core.errors import CaptionError, ModelError
 from spatial_caption_ros.core.perception.models import check_model_file
 from spatial_caption_ros.core.runtime.text import sanitize_text
 
 _log = logging.getLogger(__name__)
 
-DECODINGS = ('greedy', 'beam', 'hybrid', 'sample')
 # Candidate-set sizes tried before applying the grammar to the whole vocabulary.
 _CANDIDATE_STEPS = (40, 4096)
 _TOKEN_DATA = np.dtype([('id', np.int32), ('logit', np.float32), ('p', np.float32)])
@@ -95,13 +93,24 @@ class Generation:
     score: float = 0.0        # summed log-probability of the chosen tokens
 
 
-@dataclass
-class _Beam:
-    tokens: list[int]
-    score: float
-    grammar: object | None
-    seq: int
-    row: int
+class _Grammar:
+    """A llama.cpp GBNF grammar state as a search.Constraint (one sampler per state)."""
+
+    def __init__(self, model: LlamaModel, sampler, preferred: np.ndarray | None) -> None:
+        self.model, self.sampler, self.preferred = model, sampler, preferred
+
+    def allowed(self, logits: np.ndarray, limit: int) -> list[tuple[int, float]]:
+        return self.model._allowed(self.sampler, logits, limit, self.preferred)
+
+    def after(self, token: int) -> _Grammar:
+        state = _llama.llama_sampler_clone(self.sampler)
+        _llama.llama_sampler_accept(state, token)
+        return _Grammar(self.model, state, self.preferred)
+
+    def free(self) -> None:
+        if self.sampler is not None:
+            _llama.llama_sampler_free(self.sampler)
+            self.sampler = None
 
 
 class LlamaModel:
@@ -220,6 +229,49 @@ class LlamaModel:
             piece = self._pieces[token] = buf.raw[:max(0, n)]
         return piece
 
+    # ------------------------------------------------------------ search.SequenceModel
+
+    def start(self, prompt: list[int]) -> int:
+        """Evaluate `prompt` into sequence 0 (reusing the cached common prefix); returns 0."""
+        self._prepare_prompt(prompt)
+        self._live = {0: -1}                  # row -1: the prompt's last logits
+        return 0
+
+    def logits(self, seq: int) -> np.ndarray:
+        ptr = _llama.llama_get_logits_ith(self._ctx, self._live[seq])
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+
+    def extend(self, extensions: list[tuple[int, int]]) -> list[int]:
+        """Extend (parent sequence, token) pairs by one token each and decode them in one batch.
+
+        A lone sequence continues in place; forks go to free sequences (the KV cells are copied
+        by reference, nothing is recomputed). Sequence 0 keeps the prompt for the next call.
+        """
+        lib = _llama
+        live = list(self._live)
+        if len(live) == 1 and len(extensions) == 1:
+            seqs = [live[0]]
+        else:
+            seqs = [s for s in range(1, 2 * self.max_beams + 1)
+                    if s not in self._live][:len(extensions)]
+        items = []
+        for k, (parent, token) in enumerate(extensions):
+            if seqs[k] != parent:
+                lib.llama_memory_seq_rm(self._mem, seqs[k], -1, -1)
+                lib.llama_memory_seq_cp(self._mem, parent, seqs[k], -1, -1)
+            items.append((token, self._pos, seqs[k], True))
+        for seq in live:
+            if seq not in seqs:
+                lib.llama_memory_seq_rm(self._mem, seq, len(self._cached) if seq == 0 else -1,
+                                        -1)
+        self._decode(items)
+        self._pos += 1
+        self._live = {seq: row for row, seq in enumerate(seqs)}
+        return seqs
+
+    def is_end(self, token: int) -> bool:
+        return token in self._end_tokens or bool(_llama.llama_vocab_is_eog(self._vocab, token))
+
     # ------------------------------------------------------------ decoding internals
 
     def _decode(self, items: list[tuple[int, int, int, bool]]) -> None:
@@ -234,10 +286,6 @@ class LlamaModel:
         if rc != 0:
             raise CaptionError(f'llama_decode failed with code {rc}')
 
-    def _logits(self, row: int) -> np.ndarray:
-        ptr = _llama.llama_get_logits_ith(self._ctx, row)
-        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
-
     def preferred_tokens(self, texts: list[str]) -> np.ndarray:
         """Token ids of the canonical tokenisations of `texts` (with and without a space)."""
         ids: set[int] = set(self._end_tokens)
@@ -250,15 +298,12 @@ class LlamaModel:
     def _allowed(self, grammar, logits: np.ndarray, limit: int,
                  preferred: np.ndarray | None = None) -> list[tuple[int, float]]:
         """The best `limit` tokens the grammar allows, as (token, logit), best first."""
-        if grammar is not None and preferred is not None:
+        if preferred is not None:
             found = self._apply_grammar(grammar, preferred, logits[preferred])
             boundary = self._boundary_tokens(preferred)
             out = [(t, v) for t, v in found if self._word_final(grammar, t, boundary)][:limit]
             if out:
                 return out
-        if grammar is None:
-            top = np.argpartition(-logits, limit)[:limit]
-            return [(int(t), float(logits[t])) for t in top[np.argsort(-logits[top])]]
         for k in _CANDIDATE_STEPS:
             if k >= self.n_vocab:
                 break
@@ -314,9 +359,6 @@ class LlamaModel:
         return [(int(t), float(v)) for t, v in zip(data['id'][ok][order],
                                                    data['logit'][ok][order], strict=True)]
 
-    def _is_end(self, token: int) -> bool:
-        return token in self._end_tokens or bool(_llama.llama_vocab_is_eog(self._vocab, token))
-
     def _prepare_prompt(self, tokens: list[int]) -> None:
         """Make sequence 0 hold `tokens` with the last token's logits at batch row 0."""
         lib = _llama
@@ -338,6 +380,7 @@ class LlamaModel:
             self._decode([(t, start + i, 0, last and i == len(chunk) - 1)
                           for i, t in enumerate(chunk)])
         self._cached = list(tokens)
+        self._pos = len(tokens)
 
     # ------------------------------------------------------------ generation
 
@@ -367,128 +410,39 @@ class LlamaModel:
                                f'exceed the context size {self.n_ctx}')
         if time.monotonic() > deadline:
             return Generation('', 'timeout', len(tokens), 0, 0.0, 0.0)
-        grammar = None
+        constraint = None
         if grammar_text:
-            grammar = lib.llama_sampler_init_grammar(self._vocab, grammar_text.encode(),
+            sampler = lib.llama_sampler_init_grammar(self._vocab, grammar_text.encode(),
                                                      b'root')
-            if not grammar:
+            if not sampler:
                 raise CaptionError('llama.cpp rejected the caption grammar')
-        beams = [_Beam([], 0.0, grammar, 0, -1)]   # row -1: the prompt's last logits
+            constraint = _Grammar(self, sampler, preferred)
+        stopped = None
+        if grammar_text is None and stop:
+            def stopped(ids: list[int]) -> bool:
+                return any(s in self._text(ids).lstrip() for s in stop)
         try:
-            self._prepare_prompt(tokens)
+            try:
+                root = self.start(tokens)
+            except BaseException:
+                if constraint is not None:
+                    constraint.free()
+                raise
             t1 = time.perf_counter()
-            rng = np.random.default_rng(seed)
-            finished: list[tuple[float, list[int]]] = []
-            stop_reason, pos = 'max_tokens', len(tokens)
-            for step in range(max_tokens):
-                if time.monotonic() > deadline:
-                    stop_reason = 'timeout'
-                    break
-                beam_phase = decoding == 'beam' or (decoding == 'hybrid'
-                                                    and step >= greedy_tokens)
-                candidates = self._candidates(beams, width if beam_phase else 1,
-                                              decoding == 'sample', temperature, rng, preferred)
-                if not candidates:
-                    stop_reason = 'grammar'       # nothing allowed: cannot happen with GBNF
-                    break
-                if not beam_phase:
-                    score, index, token = candidates[0]
-                    if self._is_end(token):
-                        finished.append((score, beams[index].tokens))
-                        stop_reason = 'eos'
-                        break
-                    chosen = [candidates[0]]
-                else:
-                    chosen = []
-                    for score, index, token in candidates:
-                        if self._is_end(token):
-                            finished.append((score, beams[index].tokens))
-                        elif len(chosen) < width:
-                            chosen.append((score, index, token))
-                    # Scores only fall as beams grow: a finished candidate at least as good as
-                    # every live beam is the best the search can find.
-                    if finished and (not chosen or max(f[0] for f in finished) >= chosen[0][0]):
-                        stop_reason = 'eos'
-                        break
-                if grammar is None and stop:
-                    score, index, token = chosen[0]
-                    text = self._text(beams[index].tokens + [token]).lstrip()
-                    if any(s in text for s in stop):
-                        finished.append((score, beams[index].tokens + [token]))
-                        stop_reason = 'stop'
-                        break
-                beams = self._advance(beams, chosen, pos, len(tokens))
-                pos += 1
-            if stop_reason in ('eos', 'stop'):
-                score, best = max(finished, key=lambda f: f[0])
-            else:
-                top = max(beams, key=lambda b: b.score)
-                score, best = top.score, top.tokens
+            # search() owns the constraint from here (it frees every state it made)
+            found = search(self, root, constraint, max_tokens=max_tokens, deadline=deadline,
+                           decoding=decoding, width=width, greedy_tokens=greedy_tokens,
+                           temperature=temperature, seed=seed, stopped=stopped)
         finally:
-            self._free_grammars(beams)
             for seq in range(1, 2 * self.max_beams + 1):
                 lib.llama_memory_seq_rm(self._mem, seq, -1, -1)
             lib.llama_memory_seq_rm(self._mem, 0, len(tokens), -1)
-        text = self._text(best).lstrip()
-        if stop_reason == 'stop':
+        text = self._text(found.tokens).lstrip()
+        if found.stop_reason == 'stop':
             for s in stop:
                 text = text.split(s)[0]
-        return Generation(text, stop_reason, len(tokens), len(best), t1 - t0,
-                          time.perf_counter() - t1, score=score)
-
-    def _candidates(self, beams: list[_Beam], keep: int, sample: bool, temperature: float,
-                    rng, preferred) -> list[tuple[float, int, int]]:
-        """(score, beam index, token) extensions the grammar allows, best first."""
-        out = []
-        for index, beam in enumerate(beams):
-            logits = self._logits(beam.row)
-            allowed = self._allowed(beam.grammar, logits, max(keep, 1), preferred)
-            if sample and allowed:
-                wider = self._allowed(beam.grammar, logits, 40, preferred)
-                allowed = [wider[_sample(wider, temperature, rng)]]
-            norm = _logsumexp(logits)
-            out.extend((beam.score + value - norm, index, token) for token, value in allowed)
-        out.sort(key=lambda c: -c[0])
-        return out
-
-    def _advance(self, beams: list[_Beam], chosen, pos: int, prompt_len: int) -> list[_Beam]:
-        """Extend the chosen (score, beam, token) candidates by one token each and decode them.
-
-        A lone beam continues in place; forks go to free sequences (the KV cells are copied by
-        reference, nothing is recomputed). Sequence 0 keeps the prompt for the next call.
-        """
-        lib = _llama
-        if len(beams) == 1 and len(chosen) == 1:
-            seqs = [beams[0].seq]
-        else:
-            used = {b.seq for b in beams}
-            seqs = [s for s in range(1, 2 * self.max_beams + 1) if s not in used][:len(chosen)]
-        new, items = [], []
-        for k, (score, index, token) in enumerate(chosen):
-            parent = beams[index]
-            if seqs[k] != parent.seq:
-                lib.llama_memory_seq_rm(self._mem, seqs[k], -1, -1)
-                lib.llama_memory_seq_cp(self._mem, parent.seq, seqs[k], -1, -1)
-            state = None
-            if parent.grammar is not None:
-                state = lib.llama_sampler_clone(parent.grammar)
-                lib.llama_sampler_accept(state, token)
-            new.append(_Beam(parent.tokens + [token], score, state, seqs[k], k))
-            items.append((token, pos, seqs[k], True))
-        for beam in beams:
-            if beam.seq not in seqs:
-                lib.llama_memory_seq_rm(self._mem, beam.seq, prompt_len if beam.seq == 0
-                                        else -1, -1)
-        self._free_grammars(beams)
-        self._decode(items)
-        return new
-
-    @staticmethod
-    def _free_grammars(beams: list[_Beam]) -> None:
-        for beam in beams:
-            if beam.grammar is not None:
-                _llama.llama_sampler_free(beam.grammar)
-                beam.grammar = None
+        return Generation(text, found.stop_reason, len(tokens), len(found.tokens), t1 - t0,
+                          time.perf_counter() - t1, score=found.score)
 
     def _text(self, tokens: list[int]) -> str:
         return b''.join(self._piece(t) for t in tokens).decode('utf-8', 'ignore')
@@ -509,16 +463,3 @@ class LlamaModel:
         if getattr(self, '_lock', None) is not None:
             self.close()
 
-
-def _logsumexp(x: np.ndarray) -> float:
-    m = float(x.max())
-    return m + math.log(float(np.exp(x - m).sum()))
-
-
-def _sample(allowed: list[tuple[int, float]], temperature: float, rng) -> int:
-    """Index into `allowed` drawn from softmax(logit / temperature)."""
-    if temperature <= 0.0:
-        return 0
-    logits = np.array([v for _, v in allowed], dtype=np.float64) / temperature
-    p = np.exp(logits - logits.max())
-    return int(rng.choice(len(allowed), p=p / p.sum()))

@@ -1,7 +1,9 @@
 """Truth conditions of caption statements against a scene graph.
 
 The planner states only facts these functions accept, and the verifier checks every parsed claim
-with them, so "what may be said" and "what is checked" cannot drift apart. Tolerances:
+with them, so "what may be said" and "what is checked" cannot drift apart. The parsed form of a
+claim (`NounPhrase`, `Claim`) is defined here: verify.py reads it from text, `GraphIndex.judge`
+decides it. Tolerances:
 - distances: |said - graph| <= max(DISTANCE_ABS_TOL_M, DISTANCE_REL_TOL * graph), which covers the
   rounding of format_distance (0.05 m below 10 m, 0.5 m above) and nothing more than 10 %;
 - "nearest": the nearest object's depth must be smaller than the next one's by more than their
@@ -11,6 +13,7 @@ with them, so "what may be said" and "what is checked" cannot drift apart. Toler
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import math
 
 from spatial_caption_ros.core.captioning.language import ENTAILED_BY, region_matches
@@ -26,6 +29,35 @@ def distance_agrees(said: float, graph_value: float) -> bool:
     if not (math.isfinite(said) and math.isfinite(graph_value)):
         return False
     return abs(said - graph_value) <= max(DISTANCE_ABS_TOL_M, DISTANCE_REL_TOL * graph_value)
+
+
+@dataclass(frozen=True)
+class NounPhrase:
+    """A parsed reference to objects: determiner, class, number, grid or depth restriction."""
+
+    mode: str                     # unique | all | exists | exactly
+    class_name: str
+    count: int                    # 1 for singular; N for "N Xs"; 0 for "the Xs" (any N >= 2)
+    plural: bool
+    exact: bool                   # False: a hyponym ("man" for person)
+    cell: tuple[int | None, int | None] | None = None
+    nearest: bool = False
+    text: str = ''
+
+
+@dataclass
+class Claim:
+    """One checkable statement of a clause."""
+
+    kind: str                     # count | place | relation | distance | nearest | empty
+    text: str
+    subject: NounPhrase | None = None
+    predicate: str | None = None
+    object: NounPhrase | None = None
+    cell: tuple[int | None, int | None] | None = None
+    distance: float | None = None
+    supported: bool = False
+    reason: str = ''
 
 
 class GraphIndex:
@@ -78,6 +110,105 @@ class GraphIndex:
         obj = self.by_id.get(obj_id)
         return obj is not None and region_matches(obj.region, cell)
 
+    # ------------------------------------------------------------ truth of claims
+
+    def referents(self, np: NounPhrase) -> tuple[list[SceneObject], str]:
+        """Objects the phrase may refer to, or [] and why not."""
+        if not np.exact:
+            return [], 'unverifiable_word'
+        objs = self.by_class.get(np.class_name, [])
+        if not objs:
+            return [], 'object_not_in_graph'
+        if np.cell is not None:
+            objs = [o for o in objs if self.in_region(o.id, np.cell)]
+        if np.nearest:
+            closest = nearest(objs)
+            objs = [closest] if closest is not None else []
+            if not objs:
+                return [], 'wrong_nearest'
+        if np.mode == 'unique' and len(objs) != 1:
+            return [], 'ambiguous_reference' if objs else 'wrong_region'
+        if np.mode == 'all' and (len(objs) < 2 or (np.count and len(objs) != np.count)):
+            return [], 'wrong_count'
+        if not objs:
+            return [], 'wrong_region'
+        return objs, ''
+
+    def judge(self, claim: Claim) -> tuple[bool, str]:
+        """(true?, why not: '' when true) of one parsed claim against the graph."""
+        ok, why = self._truth(claim)
+        return ok, '' if ok else why
+
+    def _truth(self, claim: Claim) -> tuple[bool, str]:
+        if claim.kind == 'empty':
+            return (not self.graph.objects), 'objects_in_graph'
+        s = claim.subject
+        if claim.kind == 'count':
+            if not s.exact:
+                return False, 'unverifiable_word'
+            objs = self.by_class.get(s.class_name, [])
+            if not objs:
+                return False, 'object_not_in_graph'
+            if s.cell is not None:
+                objs = [o for o in objs if self.in_region(o.id, s.cell)]
+            return len(objs) == s.count, 'wrong_count'
+        subjects, why = self.referents(s)
+        if not subjects:
+            return False, why
+        if claim.kind == 'place':
+            hits = sum(self.in_region(o.id, claim.cell) for o in subjects)
+            return quantified(s, hits, len(subjects)), 'wrong_region'
+        if claim.kind == 'distance':
+            if s.mode != 'unique':
+                return False, 'ambiguous_reference'
+            actual = self.camera_distance(subjects[0].id)
+            if not math.isfinite(actual):
+                return False, 'no_metric_distance'
+            return distance_agrees(claim.distance, actual), 'wrong_distance'
+        if claim.kind == 'nearest':
+            closest = nearest(self.graph.objects)
+            if closest is None or s.mode not in ('unique', 'exists'):
+                return False, 'wrong_nearest'
+            if closest.id not in {o.id for o in subjects}:
+                return False, 'wrong_nearest'
+            if claim.distance is not None:
+                actual = self.camera_distance(closest.id)
+                if not math.isfinite(actual):
+                    return False, 'no_metric_distance'
+                return distance_agrees(claim.distance, actual), 'wrong_distance'
+            return True, ''
+        objects, why = self.referents(claim.object)
+        if not objects:
+            return False, why
+        reasons = set()
+
+        def pair_ok(a: SceneObject, b: SceneObject) -> bool:
+            if a.id == b.id:
+                return False
+            if claim.predicate and not self.holds(a.id, claim.predicate, b.id):
+                reasons.add('relation_not_in_graph')
+                return False
+            if claim.distance is not None:
+                actual = self.pair_distance(a.id, b.id)
+                if not math.isfinite(actual):
+                    reasons.add('no_metric_distance')
+                    return False
+                if not distance_agrees(claim.distance, actual):
+                    reasons.add('wrong_distance')
+                    return False
+            return True
+
+        def subject_ok(a: SceneObject) -> bool:
+            oks = [pair_ok(a, b) for b in objects]
+            return all(oks) if claim.object.mode == 'all' else any(oks)
+
+        hits = sum(subject_ok(a) for a in subjects)
+        ok = quantified(s, hits, len(subjects))
+        for reason in ('no_metric_distance', 'wrong_distance', 'relation_not_in_graph'):
+            if reason in reasons:
+                return ok, reason
+        return ok, 'relation_not_in_graph'
+
 
 def nearest(objects: list[SceneObject]) -> SceneObject | None:
     """The clearly nearest of `objects` (by depth), or None when depth is missing or tied."""
@@ -91,3 +222,12 @@ def nearest(objects: list[SceneObject]) -> SceneObject | None:
     u2 = second.depth_uncertainty if math.isfinite(second.depth_uncertainty) else 0.0
     gap = max(math.hypot(u1, u2), NEAREST_MIN_GAP * abs(first.depth))
     return first if second.depth - first.depth > gap else None
+
+
+def quantified(np: NounPhrase, hits: int, total: int) -> bool:
+    """A quantified phrase holds for `hits` of its `total` referents."""
+    if np.mode == 'exists':
+        return hits >= 1
+    if np.mode == 'exactly':
+        return hits == np.count
+    return hits == total           # unique (total 1) or all

@@ -1,4 +1,4 @@
-"""The caption verifier: parse a caption into claims and check each one against the scene graph.
+"""The caption verifier: parse a caption into claims; semantics.GraphIndex judges each one.
 
 Conservative by design: a caption passes only if EVERY sentence parses completely into claims
 the verifier understands and every claim is true of the graph. Anything else fails it:
@@ -24,14 +24,13 @@ X; "N Xs" = exactly N Xs (as subject of a relation: exactly N of them stand in i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-import math
 import re
 
 from spatial_caption_ros.core.captioning.language import (
     capitalise, NounLexicon, parse_number, PREDICATE_PHRASES, REGION_PHRASE_CELLS, TOKEN,
     UNIT_WORDS, VERB_PREDICATES)
-from spatial_caption_ros.core.captioning.semantics import distance_agrees, GraphIndex, nearest
-from spatial_caption_ros.core.types import NEAR, NEXT_TO, SceneGraph, SceneObject
+from spatial_caption_ros.core.captioning.semantics import Claim, GraphIndex, NounPhrase
+from spatial_caption_ros.core.types import NEAR, NEXT_TO, SceneGraph
 
 _NEGATIONS = frozenset({'no', 'not', "n't", 'never', 'none', 'nothing', 'nobody', 'neither',
                         'nor', 'without', 'cannot', 'nowhere'})
@@ -55,35 +54,6 @@ class Token:
     text: str
     start: int
     end: int
-
-
-@dataclass(frozen=True)
-class NounPhrase:
-    """A parsed reference to objects: determiner, class, number, grid or depth restriction."""
-
-    mode: str                     # unique | all | exists | exactly
-    class_name: str
-    count: int                    # 1 for singular; N for "N Xs"; 0 for "the Xs" (any N >= 2)
-    plural: bool
-    exact: bool                   # False: a hyponym ("man" for person)
-    cell: tuple[int | None, int | None] | None = None
-    nearest: bool = False
-    text: str = ''
-
-
-@dataclass
-class Claim:
-    """One checkable statement of a clause."""
-
-    kind: str                     # count | place | relation | distance | nearest | empty
-    text: str
-    subject: NounPhrase | None = None
-    predicate: str | None = None
-    object: NounPhrase | None = None
-    cell: tuple[int | None, int | None] | None = None
-    distance: float | None = None
-    supported: bool = False
-    reason: str = ''
 
 
 @dataclass
@@ -411,114 +381,10 @@ class CaptionVerifier:
         out.append((base, j))
         return out
 
-    # ------------------------------------------------------------ truth
-
-    def _referents(self, np: NounPhrase) -> tuple[list[SceneObject], str]:
-        """Objects the phrase may refer to, or [] and why not."""
-        if not np.exact:
-            return [], 'unverifiable_word'
-        objs = self.index.by_class.get(np.class_name, [])
-        if not objs:
-            return [], 'object_not_in_graph'
-        if np.cell is not None:
-            objs = [o for o in objs if self.index.in_region(o.id, np.cell)]
-        if np.nearest:
-            closest = nearest(objs)
-            objs = [closest] if closest is not None else []
-            if not objs:
-                return [], 'wrong_nearest'
-        if np.mode == 'unique' and len(objs) != 1:
-            return [], 'ambiguous_reference' if objs else 'wrong_region'
-        if np.mode == 'all' and (len(objs) < 2 or (np.count and len(objs) != np.count)):
-            return [], 'wrong_count'
-        if not objs:
-            return [], 'wrong_region'
-        return objs, ''
-
     def _check(self, claim: Claim) -> None:
         if claim.reason:                     # decided while parsing (unsupported predicate)
             return
-        claim.supported, claim.reason = self._truth(claim)
-        if claim.supported:
-            claim.reason = ''
-
-    def _truth(self, claim: Claim) -> tuple[bool, str]:
-        if claim.kind == 'empty':
-            return (not self.graph.objects), 'objects_in_graph'
-        s = claim.subject
-        if claim.kind == 'count':
-            if not s.exact:
-                return False, 'unverifiable_word'
-            objs = self.index.by_class.get(s.class_name, [])
-            if not objs:
-                return False, 'object_not_in_graph'
-            if s.cell is not None:
-                objs = [o for o in objs if self.index.in_region(o.id, s.cell)]
-            return len(objs) == s.count, 'wrong_count'
-        subjects, why = self._referents(s)
-        if not subjects:
-            return False, why
-        if claim.kind == 'place':
-            hits = sum(self.index.in_region(o.id, claim.cell) for o in subjects)
-            return _quantified(s, hits, len(subjects)), 'wrong_region'
-        if claim.kind == 'distance':
-            if s.mode != 'unique':
-                return False, 'ambiguous_reference'
-            actual = self.index.camera_distance(subjects[0].id)
-            if not math.isfinite(actual):
-                return False, 'no_metric_distance'
-            return distance_agrees(claim.distance, actual), 'wrong_distance'
-        if claim.kind == 'nearest':
-            closest = nearest(self.graph.objects)
-            if closest is None or s.mode not in ('unique', 'exists'):
-                return False, 'wrong_nearest'
-            if closest.id not in {o.id for o in subjects}:
-                return False, 'wrong_nearest'
-            if claim.distance is not None:
-                actual = self.index.camera_distance(closest.id)
-                if not math.isfinite(actual):
-                    return False, 'no_metric_distance'
-                return distance_agrees(claim.distance, actual), 'wrong_distance'
-            return True, ''
-        objects, why = self._referents(claim.object)
-        if not objects:
-            return False, why
-        reasons = set()
-
-        def pair_ok(a: SceneObject, b: SceneObject) -> bool:
-            if a.id == b.id:
-                return False
-            if claim.predicate and not self.index.holds(a.id, claim.predicate, b.id):
-                reasons.add('relation_not_in_graph')
-                return False
-            if claim.distance is not None:
-                actual = self.index.pair_distance(a.id, b.id)
-                if not math.isfinite(actual):
-                    reasons.add('no_metric_distance')
-                    return False
-                if not distance_agrees(claim.distance, actual):
-                    reasons.add('wrong_distance')
-                    return False
-            return True
-
-        def subject_ok(a: SceneObject) -> bool:
-            oks = [pair_ok(a, b) for b in objects]
-            return all(oks) if claim.object.mode == 'all' else any(oks)
-
-        hits = sum(subject_ok(a) for a in subjects)
-        ok = _quantified(s, hits, len(subjects))
-        for reason in ('no_metric_distance', 'wrong_distance', 'relation_not_in_graph'):
-            if reason in reasons:
-                return ok, reason
-        return ok, 'relation_not_in_graph'
-
-
-def _quantified(np: NounPhrase, hits: int, total: int) -> bool:
-    if np.mode == 'exists':
-        return hits >= 1
-    if np.mode == 'exactly':
-        return hits == np.count
-    return hits == total           # unique (total 1) or all
+        claim.supported, claim.reason = self.index.judge(claim)
 
 
 def _agrees(np: NounPhrase, be: str) -> bool:

@@ -1,7 +1,9 @@
 """Scoring a scene graph against labels: matching, depth order, distances, 2D relations, VSR.
 
-Every function works on one image and returns counts, so results add up over a dataset without
-averaging averages (except the per-frame Kendall tau, which is per frame by definition).
+The rules of what the labels can decide live here, once, for every evaluation (graphs, captions,
+depth check): `clear_direction` (clearly left of / above) and `clear_depth_order` (clearly
+nearer). Every function works on one image and returns counts, so results add up over a dataset
+without averaging averages (except the per-frame Kendall tau, which is per frame by definition).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from spatial_caption_ros.core.evaluation.dataset import GroundTruthObject, VsrStatement
+from spatial_caption_ros.core.evaluation.dataset import GroundTruthObject
+from spatial_caption_ros.core.evaluation.vsr import VsrStatement
 from spatial_caption_ros.core.types import (
     ABOVE, BEHIND, BELOW, BoundingBox, CONTAINS, CONVERSE, IN_FRONT_OF, INSIDE, LEFT_OF, NEAR,
     NEXT_TO, ON, OVERLAPPING, RIGHT_OF, SceneGraph, SceneObject)
@@ -29,6 +32,29 @@ DEPTH_ORDER_MIN_REL_DIFF = 0.10
 # projection. 0 means the whole of A lies left of the whole of B: every reader agrees whatever
 # part of each object they look at; with any overlap the answer depends on where one looks.
 CLEAR_SEPARATION_MAX_OVERLAP = 0.0
+
+
+def clear_depth_order(za: float, zb: float) -> int:
+    """+1 when depth za is clearly nearer than zb, -1 when clearly farther, 0 otherwise.
+
+    Clearly: the depths differ by more than DEPTH_ORDER_MIN_REL_DIFF of the nearer one.
+    """
+    if not abs(za - zb) > DEPTH_ORDER_MIN_REL_DIFF * min(za, zb):
+        return 0
+    return 1 if za < zb else -1
+
+
+def sigma_coverage(records: Sequence[tuple[float, float, float]]) -> dict[str, float | None]:
+    """Share of (estimate, reference, sigma) whose error is within 1 and 2 sigma.
+
+    Honest normal uncertainties cover about 68 % and 95 %. Records with a NaN are left out.
+    """
+    known = [(e, r, s) for e, r, s in records
+             if math.isfinite(e) and math.isfinite(r) and math.isfinite(s)]
+    n = len(known)
+    return {'n': n,
+            'one': round(sum(abs(e - r) <= s for e, r, s in known) / n, 4) if n else None,
+            'two': round(sum(abs(e - r) <= 2.0 * s for e, r, s in known) / n, 4) if n else None}
 
 
 def match_objects(truth: Sequence[GroundTruthObject], objects: Sequence[SceneObject],
@@ -112,15 +138,15 @@ def score_depth(truth: Sequence[GroundTruthObject], graph: SceneGraph,
     index = relation_index(graph)
     objs = graph.objects
     for a, b in itertools.combinations(range(len(truth)), 2):
-        za, zb = truth[a].depth, truth[b].depth
-        if not abs(za - zb) > DEPTH_ORDER_MIN_REL_DIFF * min(za, zb):
+        order = clear_depth_order(truth[a].depth, truth[b].depth)
+        if not order:
             continue
         s.pairs += 1
         if a not in matches or b not in matches:
             continue
         s.pairs_matched += 1
         oa, ob = objs[matches[a]], objs[matches[b]]
-        a_nearer = za < zb
+        a_nearer = order > 0
         said = index.get((oa.id, ob.id), set())
         if IN_FRONT_OF in said or BEHIND in said:
             s.graph_decided += 1

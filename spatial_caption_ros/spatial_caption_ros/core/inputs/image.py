@@ -200,16 +200,24 @@ def compressed_to_color(fmt: str, data) -> ColorImage:
     return ColorImage(img, 'bgr')
 
 
+# Metres per unit of a 16UC1 depth image by REP 118 (millimetres). Recordings with another unit
+# (TUM RGB-D: 1/5000 m) pass theirs (the perception parameter depth_image_scale).
+MILLIMETRE = 0.001
+
+
 def raw_to_depth_metres(width: int, height: int, encoding: str, step: int, data,
-                        is_bigendian: bool = False) -> np.ndarray:
-    """Decode a depth image to float32 metres; readings that are not valid become NaN."""
+                        is_bigendian: bool = False, scale: float = MILLIMETRE) -> np.ndarray:
+    """Decode a depth image to float32 metres; readings that are not valid become NaN.
+
+    16UC1 values are multiplied by `scale` (metres per unit); 32FC1 values are metres.
+    """
     spec = DEPTH_ENCODINGS.get(encoding)
     if spec is None:
         check_raw_image(width, height, encoding, step, 0, depth=True)
     channels, dtype = spec
     arr = _view(width, height, step, data, channels, dtype, is_bigendian, encoding)[..., 0]
     if dtype == np.uint16:
-        metres = arr.astype(np.float32) * np.float32(0.001)
+        metres = arr.astype(np.float32) * np.float32(scale)
     else:
         metres = arr.astype(np.float32, copy=True)
     metres[~np.isfinite(metres) | (metres <= 0.0)] = np.nan
@@ -217,9 +225,29 @@ def raw_to_depth_metres(width: int, height: int, encoding: str, step: int, data,
 
 
 def read_image_file(path: str | Path) -> ColorImage:
-    """Read an image file from disk."""
+    """Read an image file from disk; an unreadable one raises InvalidImageError saying why.
+
+    Reasons: the file cannot be opened, is empty, is a JPEG cut short (no end-of-image marker:
+    OpenCV would decode the part that is there and grey out the rest), or is not an image.
+    """
+    path = Path(path)
+    try:
+        with open(path, 'rb') as f:
+            head = f.read(2)
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - 64))
+            tail = f.read()
+    except OSError as exc:
+        raise InvalidImageError(f'{path}: cannot be read ({exc.strerror or exc})') from None
+    if size == 0:
+        raise InvalidImageError(f'{path}: empty file (0 bytes)')
+    if head == b'\xff\xd8' and not tail.rstrip(b'\x00\r\n ').endswith(b'\xff\xd9'):
+        raise InvalidImageError(f'{path}: truncated JPEG (the file ends before its '
+                                'end-of-image marker)')
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
-        raise InvalidImageError(f'could not read image file {path}')
+        raise InvalidImageError(f'{path}: not a readable image (not an image format OpenCV '
+                                'reads, or corrupt data)')
     _check_size(img.shape[1], img.shape[0])
     return ColorImage(img, 'bgr')

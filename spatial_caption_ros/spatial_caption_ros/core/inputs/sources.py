@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import cv2
 import numpy as np
 import yaml
 
-from spatial_caption_ros.core.errors import ConfigError, InvalidCameraInfoError
+from spatial_caption_ros.core.errors import ConfigError, InvalidCameraInfoError, InvalidImageError
 from spatial_caption_ros.core.inputs.image import ColorImage, read_image_file
 from spatial_caption_ros.core.params import CONFIGURE, param
 from spatial_caption_ros.core.types import CameraIntrinsics
@@ -66,7 +66,7 @@ class FrameSource:
     def __init__(self, source: str | Path) -> None:
         path = Path(source).expanduser()
         if not source or not path.exists():
-            raise ConfigError(f'image source {source!r} does not exist')
+            raise ConfigError(f'image source {str(source)!r} does not exist')
         self.path = path
         if path.is_dir():
             self.kind = 'folder'
@@ -94,8 +94,12 @@ class FrameSource:
         cap.release()
         return max(n, 0)
 
-    def frames(self) -> Iterator[tuple[str, ColorImage]]:
-        """Yield (name, image); unreadable image files are skipped with InvalidImageError."""
+    def frames(self, on_skip: Callable[[str, str], None]) -> Iterator[tuple[str, ColorImage]]:
+        """Yield (name, image) of every readable frame, in order.
+
+        An unreadable image file (empty, truncated, not an image) does not end the frames: it
+        is handed to on_skip(file name, reason) and the next file follows.
+        """
         if self.kind == 'video':
             cap = cv2.VideoCapture(str(self.path))
             index = 0
@@ -110,7 +114,12 @@ class FrameSource:
                 cap.release()
             return
         for f in self.files:
-            yield f.stem, read_image_file(f)
+            try:
+                image = read_image_file(f)
+            except InvalidImageError as exc:
+                on_skip(f.name, str(exc))
+                continue
+            yield f.stem, image
 
 
 def load_camera_info_file(path: str | Path, width: int, height: int) -> CameraIntrinsics:

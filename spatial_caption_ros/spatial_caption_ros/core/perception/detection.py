@@ -19,6 +19,7 @@ import numpy as np
 from spatial_caption_ros.core.perception.backends import InferenceBackend
 from spatial_caption_ros.core.errors import ModelError
 from spatial_caption_ros.core.inputs.image import ColorImage
+from spatial_caption_ros.core.params import CONFIGURE, param
 from spatial_caption_ros.core.perception.models import check_model_file
 from spatial_caption_ros.core.runtime.text import sanitize_label
 from spatial_caption_ros.core.types import BoundingBox, Detection
@@ -184,6 +185,33 @@ def input_side(value: int, stride: int = DEFAULT_STRIDE) -> int:
     return max(stride, -(-int(value) // stride) * stride)
 
 
+@dataclass(frozen=True)
+class DetectorConfig:
+    """The detector's parameters (PerceptionConfig.detector; ROS names as declared below)."""
+
+    model: str = param(
+        'yolo11n', 'Detector: a model name from models/manifest.yaml or a path to an .onnx file.',
+        when=CONFIGURE, name='detector_model')
+    class_names_file: str = param(
+        '', 'Text file with one class name per line; empty: read the names from the model '
+        'metadata.', when=CONFIGURE)
+    threads: int = param(
+        0, 'CPU inference threads of the detector; 0: auto (the usable cores, at most 8, or a '
+        'share of them when depth runs in parallel: see parallel_depth).', minimum=0,
+        maximum=256, when=CONFIGURE)
+    input_size: int = param(
+        640, 'Network input side for detector models with dynamic input size (rounded up to a '
+        'multiple of 32); fixed-size models use their own size.', minimum=32, maximum=4096,
+        when=CONFIGURE, name='detector_input_size')
+    confidence_threshold: float = param(
+        0.25, 'Minimum detection confidence.', minimum=0.0, maximum=1.0)
+    iou_threshold: float = param(
+        0.45, 'Non-maximum suppression IoU threshold.', minimum=0.0, maximum=1.0)
+    max_detections: int = param(100, 'Most detections kept per image.', minimum=1, maximum=1000)
+    classes: tuple[str, ...] = param(
+        (), 'Keep only these class names (empty: all classes).', kind='str_list', max_length=64)
+
+
 class YoloDetector:
     """YOLO11 detector around a loaded backend.
 
@@ -234,6 +262,22 @@ class YoloDetector:
             raise backend.model_error('the output layout is not a YOLO detection output',
                                       expected_out)
         self._expected_out = expected_out
+
+    @classmethod
+    def from_config(cls, backend: InferenceBackend, config: DetectorConfig) -> YoloDetector:
+        """The detector of a DetectorConfig (class names file read here when one is given)."""
+        names = (read_class_names_file(config.class_names_file) if config.class_names_file
+                 else None)
+        return cls(backend, class_names=names, confidence_threshold=config.confidence_threshold,
+                   iou_threshold=config.iou_threshold, max_detections=config.max_detections,
+                   classes=config.classes, input_size=config.input_size)
+
+    def apply_live(self, config: DetectorConfig) -> None:
+        """Apply the parameters that may change while running (thresholds, class filter)."""
+        self.confidence_threshold = config.confidence_threshold
+        self.iou_threshold = config.iou_threshold
+        self.max_detections = config.max_detections
+        self.set_class_filter(config.classes)
 
     def set_class_filter(self, classes: tuple[str, ...]) -> None:
         """Keep only these class names (empty: keep all)."""

@@ -65,10 +65,20 @@ def default_model_dir() -> Path:
     env = os.environ.get(MODEL_DIR_ENV)
     if env:
         return Path(env)
+    shared = shared_path('models')
+    return shared if shared is not None and shared.is_dir() else cache_dir() / 'models'
+
+
+def shared_path(*parts: str) -> Path | None:
+    """A path under ../shared beside the repository checkout (models, data, eval), if it exists.
+
+    The default input of the runner, soak and benchmarks; None outside a source checkout.
+    """
     root = repository_root()
-    if root is not None and (root.parent / 'shared' / 'models').is_dir():
-        return root.parent / 'shared' / 'models'
-    return cache_dir() / 'models'
+    if root is None:
+        return None
+    path = root.parent.joinpath('shared', *parts)
+    return path if path.exists() else None
 
 
 def load_manifest(path: Path | None = None) -> dict[str, ModelEntry]:

@@ -20,20 +20,20 @@ from typing import Any
 from spatial_caption_ros.core.perception.backends import BACKENDS, create_backend
 from spatial_caption_ros.core.perception.backends.base import MAX_AUTO_THREADS, usable_cpus
 from spatial_caption_ros.core.perception.depth import (
-    BoxStatConfig, create_depth_source, DEPTH_SOURCES, DepthInput, DepthOutput, DepthSource)
-from spatial_caption_ros.core.perception.depth.depth_anything import (
-    DEPTH_CONTRACT, MODEL_OUTPUTS, PATCH, SCALE_SOURCES)
-from spatial_caption_ros.core.perception.depth.geometric import GeometricDepth, truncation
-from spatial_caption_ros.core.perception.depth.sensor import align_to_image
+    create_depth_source, DepthConfig, DepthInput, DepthOutput, DepthSource)
+from spatial_caption_ros.core.perception.depth.depth_anything import DEPTH_CONTRACT
+from spatial_caption_ros.core.perception.depth.geometric import (
+    GeometricDepth, gravity_from_pitch_roll, truncation)
+from spatial_caption_ros.core.perception.depth.sensor import align_to_image, SensorDepth
 from spatial_caption_ros.core.perception.detection import (
-    read_class_names_file, YOLO_CONTRACT, YoloDetector)
+    DetectorConfig, YOLO_CONTRACT, YoloDetector)
 from spatial_caption_ros.core.errors import ConfigError, ModelNotFoundError
 from spatial_caption_ros.core.scene_graph.geometry import metric_size, norm3, position_from_depth
 from spatial_caption_ros.core.inputs.image import ColorImage
 from spatial_caption_ros.core.scene_graph.knowledge import KnowledgeBase
 from spatial_caption_ros.core.perception.models import expecting, resolve_model
-from spatial_caption_ros.core.params import CONFIGURE, param
-from spatial_caption_ros.core.perception.tracker import IouTracker, Track
+from spatial_caption_ros.core.params import CONFIGURE, group, param
+from spatial_caption_ros.core.perception.tracker import IouTracker, Track, TrackingConfig
 from spatial_caption_ros.core.types import (
     CameraIntrinsics, DEPTH_ANYTHING_V2, DEPTH_AUTO, DEPTH_GEOMETRIC, DEPTH_SENSOR, Detection,
     DetectionResult, FrameHeader, ObjectDepth, SceneObject)
@@ -46,138 +46,52 @@ PARALLEL_MIN_CORES = 4
 
 
 @dataclass(frozen=True)
-class PerceptionConfig:
-    """Parameters of the perception node."""
+class InferenceConfig:
+    """How the models run, shared by the detector and the depth model."""
 
-    image_format: str = param(
-        'raw', 'Input images: raw (sensor_msgs/Image on `image`) or compressed '
-        '(sensor_msgs/CompressedImage on `image/compressed`).', choices=('raw', 'compressed'),
-        when=CONFIGURE)
-    model_dir: str = param(
-        '', 'Folder of model files; empty: $SPATIAL_CAPTION_MODEL_DIR, else ../shared/models '
-        'beside the repository, else ~/.cache/spatial_caption_ros/models.', when=CONFIGURE)
-    detector_model: str = param(
-        'yolo11n', 'Detector: a model name from models/manifest.yaml or a path to an .onnx file.',
-        when=CONFIGURE)
-    class_names_file: str = param(
-        '', 'Text file with one class name per line; empty: read the names from the model '
-        'metadata.', when=CONFIGURE)
     backend: str = param(
         'auto', 'Inference backend: auto (TensorRT, then CUDA, then CPU), onnxruntime or '
         'tensorrt.', choices=BACKENDS, when=CONFIGURE)
-    threads: int = param(
-        0, 'CPU inference threads of the detector; 0: auto (the usable cores, at most 8, or a '
-        'share of them when depth runs in parallel: see parallel_depth).', minimum=0,
-        maximum=256, when=CONFIGURE)
     fp16: bool = param(True, 'Use FP16 on GPU backends.', when=CONFIGURE)
     engine_cache_dir: str = param(
         '', 'Folder of TensorRT engines (spatial-caption-build-engine); empty: '
         '~/.cache/spatial_caption_ros/engines.', when=CONFIGURE)
-    detector_input_size: int = param(
-        640, 'Network input side for detector models with dynamic input size (rounded up to a '
-        'multiple of 32); fixed-size models use their own size.', minimum=32, maximum=4096,
-        when=CONFIGURE)
-    confidence_threshold: float = param(
-        0.25, 'Minimum detection confidence.', minimum=0.0, maximum=1.0)
-    iou_threshold: float = param(
-        0.45, 'Non-maximum suppression IoU threshold.', minimum=0.0, maximum=1.0)
-    max_detections: int = param(100, 'Most detections kept per image.', minimum=1, maximum=1000)
-    classes: tuple[str, ...] = param(
-        (), 'Keep only these class names (empty: all classes).', kind='str_list', max_length=64)
-    depth_source: str = param(
-        DEPTH_AUTO, 'Depth source: auto (depth_anything_v2 when depth_model is found, else '
-        'geometric), none, geometric (box size + class size priors + camera_info, no weights), '
-        'depth_anything_v2 (dense model) or sensor (aligned depth image on `depth`).',
-        choices=(DEPTH_AUTO,) + DEPTH_SOURCES, when=CONFIGURE)
-    depth_model: str = param(
-        'depth_anything_v2_small', 'Depth Anything V2 model: a name from models/manifest.yaml '
-        'or a path to an .onnx file (depth_source depth_anything_v2).', when=CONFIGURE)
-    depth_model_output: str = param(
-        'relative', 'What the depth model outputs: relative (inverse depth, the standard models; '
-        'made metric by scale recovery) or metric (metres: the metric indoor/outdoor models).',
-        choices=MODEL_OUTPUTS, when=CONFIGURE)
-    depth_input_size: int = param(
-        518, 'Shorter side of the depth model input in pixels, a multiple of 14 (official: 518; '
-        'smaller is faster and coarser). Fixed-shape models use their own size.',
-        minimum=PATCH, maximum=2044, when=CONFIGURE)
-    depth_scale_source: str = param(
-        'geometric', 'Anchors that make relative model depth metric: geometric (objects placed '
-        'by box size, needs camera_info), sensor (aligned depth image on `depth`) or none.',
-        choices=SCALE_SOURCES, when=CONFIGURE)
-    scale_smoothing: float = param(
-        0.5, 'Weight of the previous frames in the metric scale fit (0: each frame on its own).',
-        minimum=0.0, maximum=0.99, when=CONFIGURE)
-    scale_max_age_frames: int = param(
-        10, 'Frames a scale fit is kept when later frames have no usable anchors; then the depth '
-        'falls back to relative.', minimum=0, maximum=1000, when=CONFIGURE)
-    box_inner_fraction: float = param(
-        0.5, 'Central fraction of each box side read for the object depth statistic.',
-        minimum=0.05, maximum=1.0, when=CONFIGURE)
-    box_depth_percentile: float = param(
-        30.0, 'Near-side percentile of the depth readings in a box taken as the object depth '
-        '(50 = median; lower ignores more background).', minimum=1.0, maximum=99.0,
-        when=CONFIGURE)
-    border_margin_px: float = param(
-        2.0, 'A box side this close to the image border counts as cut by it (geometric depth '
-        'does not use cut sizes).', minimum=0.0, maximum=100.0, when=CONFIGURE)
-    depth_every_n_frames: int = param(
-        1, 'Run the dense depth model on every Nth frame only (real-time mode for weak CPUs); '
-        'the tracker carries object depth to the frames in between. Needs tracking when > 1.',
-        minimum=1, maximum=1000)
-    depth_threads: int = param(
-        0, 'CPU inference threads of the depth model; 0: every core, or a share of them when '
-        'depth runs in parallel.', minimum=0, maximum=256, when=CONFIGURE)
     parallel_depth: str = param(
         'auto', 'Run dense depth inference concurrently with detection: on, off, or auto (on '
         f'from {PARALLEL_MIN_CORES} CPU cores or on a GPU backend).', choices=PARALLEL_MODES,
         when=CONFIGURE)
-    depth_stamp_tolerance: float = param(
-        0.015, 'Seconds a depth frame stamp may differ from the colour frame stamp and still be '
-        'used (sensor depth); keep it under half the frame period.', minimum=0.0, maximum=1.0)
-    depth_wait: float = param(
-        0.05, 'Seconds the node waits for the depth frame of a colour frame that arrived first '
-        '(sensor depth).', minimum=0.0, maximum=1.0)
-    stamp_jump_back_reset: float = param(
-        1.0, 'A frame stamped earlier than the newest accepted frame is rejected as out of '
-        'order, unless it is earlier by more than this many seconds: then the camera restarted '
-        'or a bag looped, and a new sequence starts (tracks and depth scale reset).',
-        minimum=0.0, maximum=86400.0)
-    tracking: bool = param(
-        True, 'Track objects across frames by box overlap: SceneObject.id is then the track id, '
-        'stable while the object stays in view.')
-    track_iou_threshold: float = param(
-        0.3, 'Least box overlap (IoU) that continues a track.', minimum=0.01, maximum=1.0)
-    track_max_missed: int = param(
-        5, 'Frames a track survives without a matching detection.', minimum=0, maximum=1000)
+
+
+@dataclass(frozen=True)
+class PerceptionConfig:
+    """Parameters of the perception stage, one group per component.
+
+    The ROS parameters stay flat (`detector_model`, `depth_source`, `tracking`...): core/params.py
+    maps them onto the groups. Parameters only the node reads are the node's
+    (nodes/perception_node.py PerceptionNodeConfig).
+    """
+
+    model_dir: str = param(
+        '', 'Folder of model files; empty: $SPATIAL_CAPTION_MODEL_DIR, else ../shared/models '
+        'beside the repository, else ~/.cache/spatial_caption_ros/models.', when=CONFIGURE)
+    inference: InferenceConfig = group(InferenceConfig)
+    detector: DetectorConfig = group(DetectorConfig)
+    depth: DepthConfig = group(DepthConfig)
+    tracking: TrackingConfig = group(TrackingConfig)
     knowledge_files: tuple[str, ...] = param(
         (), 'Extra knowledge YAML files (size priors, facts) merged over the shipped one.',
         kind='str_list', when=CONFIGURE)
 
     def validate(self) -> None:
-        """Cross-parameter checks."""
-        if self.depth_source not in (DEPTH_AUTO,) + DEPTH_SOURCES:
-            raise ConfigError(f'depth_source {self.depth_source!r} is not available')
-        if self.depth_input_size % PATCH:
-            lower = self.depth_input_size // PATCH * PATCH
-            raise ConfigError(f'depth_input_size {self.depth_input_size} is not a multiple of '
-                              f'{PATCH}: use {max(PATCH, lower)} or {lower + PATCH}')
-        if self.depth_scale_source == 'sensor' and (
-                self.depth_source not in (DEPTH_ANYTHING_V2, DEPTH_SENSOR)
-                or (self.depth_source == DEPTH_ANYTHING_V2
-                    and self.depth_model_output == 'metric')):
-            # It would subscribe to `depth` for nothing: say so instead.
-            raise ConfigError('depth_scale_source sensor anchors the scale of a relative '
-                              'depth_anything_v2 model; it does nothing with depth_source '
-                              f'{self.depth_source} and depth_model_output '
-                              f'{self.depth_model_output}')
-        if self.depth_every_n_frames > 1 and not self.tracking:
+        """Checks across the groups (each group checked its own)."""
+        if self.depth.every_n_frames > 1 and not self.tracking.enabled:
             raise ConfigError('depth_every_n_frames > 1 needs tracking (the tracker carries '
                               'depth between depth frames)')
 
     @property
     def uses_sensor_depth(self) -> bool:
         """Whether the node subscribes to the aligned depth image (ros/interface.py)."""
-        return self.depth_source == DEPTH_SENSOR or self.depth_scale_source == 'sensor'
+        return self.depth.uses_sensor
 
 
 def thread_plan(config: PerceptionConfig, dense_depth: bool, gpu: bool,
@@ -189,11 +103,12 @@ def thread_plan(config: PerceptionConfig, dense_depth: bool, gpu: bool,
     speeds up one small model) unless the thread parameters say otherwise.
     """
     cores = cores or usable_cpus()
-    if config.parallel_depth == 'auto':
+    mode = config.inference.parallel_depth
+    if mode == 'auto':
         parallel = dense_depth and (gpu or cores >= PARALLEL_MIN_CORES)
     else:
-        parallel = dense_depth and config.parallel_depth == 'on'
-    det, depth = config.threads, config.depth_threads
+        parallel = dense_depth and mode == 'on'
+    det, depth = config.detector.threads, config.depth.threads
     if parallel and not gpu:
         det = det or min(MAX_AUTO_THREADS, max(1, cores // 4))
         depth = depth or min(MAX_AUTO_THREADS, max(1, cores - det))
@@ -204,17 +119,22 @@ def choose_depth_source(config: PerceptionConfig) -> tuple[str, str]:
     """(the depth source to run, why it was chosen: '' unless depth_source is auto).
 
     auto runs Depth Anything V2 when `depth_model` resolves in the model folders, and the
-    weights-free geometric source otherwise. A depth model that is found but cannot be loaded
-    is a configure failure, never a silent fallback.
+    weights-free geometric source otherwise; a frame that comes with an aligned depth image
+    is measured by the sensor source instead (PerceptionPipeline.process). A depth model that
+    is found but cannot be loaded is a configure failure, never a silent fallback.
     """
-    if config.depth_source != DEPTH_AUTO:
-        return config.depth_source, ''
+    depth = config.depth
+    if depth.source != DEPTH_AUTO:
+        return depth.source, ''
+    sensor = (f'; frames with an aligned depth image on `depth` use {DEPTH_SENSOR} (an RGB-D '
+              'camera measures what the others estimate)')
     try:
-        resolve_model(config.depth_model, config.model_dir or None, task='depth')
+        resolve_model(depth.model, config.model_dir or None, task='depth')
     except ModelNotFoundError:
-        return DEPTH_GEOMETRIC, (f'auto: geometric, because depth_model {config.depth_model!r} '
-                                 'was not found (`spatial-caption-models list`: how to get it)')
-    return DEPTH_ANYTHING_V2, f'auto: depth_anything_v2 ({config.depth_model!r} found)'
+        return DEPTH_GEOMETRIC, (f'auto: geometric, because depth_model {depth.model!r} '
+                                 'was not found (`spatial-caption-models list`: how to get it)'
+                                 + sensor)
+    return DEPTH_ANYTHING_V2, f'auto: depth_anything_v2 ({depth.model!r} found)' + sensor
 
 
 class PerceptionPipeline:
@@ -228,12 +148,13 @@ class PerceptionPipeline:
         self.parallel, det_threads, depth_threads = thread_plan(config, dense, gpu=False)
         # Two models sharing the cores: idle threads must not spin-wait on the other's cores.
         spinning = False if self.parallel else None
-        engines = config.engine_cache_dir or None
+        run = config.inference
+        engines = run.engine_cache_dir or None
         with expecting('detector_model', YOLO_CONTRACT):
-            model_path = resolve_model(config.detector_model, config.model_dir or None,
+            model_path = resolve_model(config.detector.model, config.model_dir or None,
                                        task='detection')
-            self.backend = create_backend(model_path, config.backend, threads=det_threads,
-                                          fp16=config.fp16, cache_dir=engines,
+            self.backend = create_backend(model_path, run.backend, threads=det_threads,
+                                          fp16=run.fp16, cache_dir=engines,
                                           allow_spinning=spinning)
         if _on_gpu(self.backend):
             # CPU thread counts do not matter on a GPU, but overlapping the two models does.
@@ -241,37 +162,28 @@ class PerceptionPipeline:
         self.depth: DepthSource | None = None
         self._pool: ThreadPoolExecutor | None = None
         try:
-            names = (read_class_names_file(config.class_names_file) if config.class_names_file
-                     else None)
-            self.detector = YoloDetector(
-                self.backend, class_names=names,
-                confidence_threshold=config.confidence_threshold,
-                iou_threshold=config.iou_threshold, max_detections=config.max_detections,
-                classes=config.classes, input_size=config.detector_input_size)
+            self.detector = YoloDetector.from_config(self.backend, config.detector)
             self.model_path = model_path
             with expecting('depth_model', DEPTH_CONTRACT):
-                self.depth_model_path = (resolve_model(config.depth_model,
+                self.depth_model_path = (resolve_model(config.depth.model,
                                                        config.model_dir or None, task='depth')
                                          if dense else None)
             self.depth = create_depth_source(
-                self.depth_source, knowledge=self.knowledge,
-                model_path=self.depth_model_path, backend=config.backend,
-                threads=depth_threads, fp16=config.fp16, cache_dir=engines,
-                allow_spinning=spinning,
-                model_output=config.depth_model_output, input_size=config.depth_input_size,
-                scale_source=config.depth_scale_source,
-                box_stats=BoxStatConfig(config.box_inner_fraction, config.box_depth_percentile),
-                scale_smoothing=config.scale_smoothing,
-                scale_max_age_frames=config.scale_max_age_frames,
-                border_margin_px=config.border_margin_px)
+                self.depth_source, config.depth, knowledge=self.knowledge,
+                model_path=self.depth_model_path, backend=run.backend, threads=depth_threads,
+                fp16=run.fp16, cache_dir=engines, allow_spinning=spinning)
         except Exception:
             self.close()
             raise
         self.threads = (det_threads, depth_threads)
         if self.parallel:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix='depth')
-        self.geometric = GeometricDepth(self.knowledge, config.border_margin_px)
-        self.tracker = IouTracker(config.track_iou_threshold, config.track_max_missed)
+        self.geometric = GeometricDepth(self.knowledge, config.depth.border_margin_px)
+        # auto: a frame that comes with an aligned depth image is measured, not estimated
+        self.auto_sensor = (SensorDepth(self.knowledge, config.depth.box,
+                                        config.depth.border_margin_px)
+                            if config.depth.source == DEPTH_AUTO else None)
+        self.tracker = IouTracker.from_config(config.tracking)
         self.frames = 0                   # frames processed
         self.depth_frames = 0             # frames the dense depth model ran on
         self._last_depth_frame: int | None = None
@@ -281,15 +193,11 @@ class PerceptionPipeline:
 
     def update_live(self, config: PerceptionConfig) -> None:
         """Apply parameters that may change while running."""
-        if config.tracking != self.config.tracking:
+        if config.tracking.enabled != self.config.tracking.enabled:
             self.tracker.reset()
         self.config = config
-        self.detector.confidence_threshold = config.confidence_threshold
-        self.detector.iou_threshold = config.iou_threshold
-        self.detector.max_detections = config.max_detections
-        self.detector.set_class_filter(config.classes)
-        self.tracker.iou_threshold = config.track_iou_threshold
-        self.tracker.max_missed = config.track_max_missed
+        self.detector.apply_live(config.detector)
+        self.tracker.apply_live(config.tracking)
 
     def describe(self) -> dict[str, str]:
         """What is really running (for logs and diagnostics)."""
@@ -343,8 +251,8 @@ class PerceptionPipeline:
     def _dense_due(self) -> bool:
         if not self.depth.dense:
             return False
-        return (self._last_depth_frame is None or not self.config.tracking
-                or self.frames - self._last_depth_frame >= self.config.depth_every_n_frames)
+        return (self._last_depth_frame is None or not self.config.tracking.enabled
+                or self.frames - self._last_depth_frame >= self.config.depth.every_n_frames)
 
     def _prepare(self, image: ColorImage) -> tuple[Any, float]:
         t0 = time.perf_counter()
@@ -353,11 +261,13 @@ class PerceptionPipeline:
 
     def process(self, image: ColorImage, header: FrameHeader,
                 intrinsics: CameraIntrinsics | None = None,
-                sensor_depth=None) -> DetectionResult:
+                sensor_depth=None, gravity=None) -> DetectionResult:
         """Detect objects and estimate their depth and 3D position.
 
         sensor_depth: HxW float32 metres aligned to the image (NaN = no reading), already
         matched to this frame, for the sensor source or sensor scale anchors.
+        gravity: the "down" direction in the camera optical frame (3 floats) when known (from
+        /tf or the camera's mount): the geometric cues then account for pitch and roll.
         """
         t_start = time.perf_counter()
         timings: dict[str, float] = {}
@@ -374,7 +284,16 @@ class PerceptionPipeline:
                              '(aspect ratio differs): not used')
             sensor_depth = aligned
         self._reset_if_time_went_back(header)
-        dense_due = self._dense_due()
+        depth_config = self.config.depth
+        if gravity is None and depth_config.camera_orientation == 'parameters':
+            gravity = gravity_from_pitch_roll(depth_config.camera_pitch_deg,
+                                              depth_config.camera_roll_deg)
+        measured = self.auto_sensor is not None and sensor_depth is not None
+        source = self.auto_sensor if measured else self.depth
+        if measured:
+            notes.append('depth_source auto: this frame came with an aligned depth image, so '
+                         'its depth is measured (sensor)')
+        dense_due = self._dense_due() and not measured
         future: Future | None = None
         if dense_due and self._pool is not None:
             future = self._pool.submit(self._prepare, image)
@@ -388,12 +307,13 @@ class PerceptionPipeline:
         if dense_due and prepared is None:
             prepared = self._prepare(image)
         depth: DepthOutput | None = None
-        if dense_due or not self.depth.dense:
-            depth = self.depth.estimate(DepthInput(image, detections, intrinsics, sensor_depth),
+        if dense_due or not source.dense:
+            depth = source.estimate(DepthInput(image, detections, intrinsics, sensor_depth,
+                                               gravity),
                                         prepared[0] if prepared is not None else None)
         depth_ms = (time.perf_counter() - t_depth) * 1e3
         t_track = time.perf_counter()
-        tracks = self.tracker.update(detections) if self.config.tracking else None
+        tracks = self.tracker.update(detections) if self.config.tracking.enabled else None
         timings['tracking'] = (time.perf_counter() - t_track) * 1e3
         t_depth = time.perf_counter()
         if depth is not None:
@@ -411,7 +331,7 @@ class PerceptionPipeline:
             for key, value in depth.timings_ms.items():
                 timings[f'depth_{key}'] = value
         else:
-            od_list, depth_notes = self._carry(detections, tracks, intrinsics, image)
+            od_list, depth_notes = self._carry(detections, tracks, intrinsics, image, gravity)
             known = [o for o in od_list if o.known]
             depth_map = None
             metric = all(o.metric for o in known) if known else self._last_depth_metric
@@ -430,24 +350,25 @@ class PerceptionPipeline:
         total = time.perf_counter() - t_start
         return DetectionResult(
             header=header, image_width=image.width, image_height=image.height, objects=objects,
-            depth_source=self.depth.name,
+            depth_source=source.name,
             depth_metric=metric and all(o.depth_metric and math.isfinite(o.depth)
                                         for o in objects),
             has_camera_info=intrinsics is not None, stage_times_ms=timings, notes=notes,
             processing_latency=total, depth_map=depth_map)
 
     def _carry(self, detections: list[Detection], tracks: list[Track],
-               intrinsics: CameraIntrinsics | None,
-               image: ColorImage) -> tuple[list[ObjectDepth], list[str]]:
+               intrinsics: CameraIntrinsics | None, image: ColorImage,
+               gravity=None) -> tuple[list[ObjectDepth], list[str]]:
         """Depth of a frame without dense depth: from the tracks, else geometric when metric."""
         carried: list[ObjectDepth | None] = []
         for det, track in zip(detections, tracks, strict=True):
             cut_y = truncation(det.box, image.width, image.height,
-                               self.config.border_margin_px)[1]
+                               self.config.depth.border_margin_px)[1]
             carried.append(track.carried_depth(det.box, self.tracker.frame, cut_y))
         known = [o for o in carried if o is not None]
         metric = bool(known) and all(o.metric for o in known)
-        fallback = (self.geometric.estimates(detections, intrinsics, image.width, image.height)
+        fallback = (self.geometric.estimates(detections, intrinsics, image.width, image.height,
+                                             gravity)
                     if metric and intrinsics is not None and len(known) < len(carried)
                     else None)
         out, from_geometric = [], 0
@@ -458,7 +379,7 @@ class PerceptionPipeline:
                 from_geometric += 1
             out.append(od or ObjectDepth(source=self.depth.name))
         age = self.frames - (self._last_depth_frame or 0)
-        notes = [f'{self.depth.name} runs every {self.config.depth_every_n_frames} frames: depth '
+        notes = [f'{self.depth.name} runs every {self.config.depth.every_n_frames} frames: depth '
                  f'carried by the tracker from {age} frame(s) ago for {len(known)} object(s)']
         if from_geometric:
             notes.append(f'{from_geometric} new object(s) placed by geometric depth until the '

@@ -14,15 +14,32 @@ towards the camera between two depth frames gets nearer too.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 import math
 
 import numpy as np
 
+from spatial_caption_ros.core.params import param
 from spatial_caption_ros.core.types import BoundingBox, Detection, ObjectDepth
 
 # Standard deviation of a box edge in pixels, as in the geometric depth source: the rescaling by
 # the ratio of two box heights adds this error to carried depth.
 BOX_EDGE_SIGMA_PX = 1.5
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """The tracker's parameters (PerceptionConfig.tracking; ROS names `tracking`, `track_*`)."""
+
+    PARAM_PREFIX: ClassVar[str] = 'track_'
+
+    enabled: bool = param(
+        True, 'Track objects across frames by box overlap: SceneObject.id is then the track id, '
+        'stable while the object stays in view.', name='tracking')
+    iou_threshold: float = param(
+        0.3, 'Least box overlap (IoU) that continues a track.', minimum=0.01, maximum=1.0)
+    max_missed: int = param(
+        5, 'Frames a track survives without a matching detection.', minimum=0, maximum=1000)
 
 
 @dataclass
@@ -86,6 +103,15 @@ class IouTracker:
         self.tracks: list[Track] = []
         self.frame = -1
         self._next_id = 0
+
+    @classmethod
+    def from_config(cls, config: TrackingConfig) -> IouTracker:
+        return cls(config.iou_threshold, config.max_missed)
+
+    def apply_live(self, config: TrackingConfig) -> None:
+        """Apply changed thresholds (they may change while running)."""
+        self.iou_threshold = config.iou_threshold
+        self.max_missed = config.max_missed
 
     def reset(self) -> None:
         """Forget every track (ids keep counting up, so old ids are never reused)."""

@@ -87,16 +87,20 @@ class LatestWorker(Generic[T]):
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop taking items and wait up to `timeout` s for the one in hand; True when done."""
         self._stop.set()
         self.slot.close()
+        finished = True
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
-                _log.warning('%s: worker still busy after %.0f s; leaving it to finish',
+                finished = False
+                _log.warning('%s: worker still busy after %.1f s; leaving it to finish',
                              self.name, timeout)
         self._thread = None
         self.slot.clear()
+        return finished
 
     def submit(self, item: T) -> bool:
         """Hand over the newest item; True when an older unprocessed one was dropped."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+import math
 import threading
 import time
 
@@ -57,25 +59,47 @@ class TimingStats:
 
 @dataclass
 class StageCounters:
-    """What happened to a stage's inputs; the totals add up, so nothing goes unaccounted."""
+    """What happened to a stage's inputs; the totals add up, so nothing goes unaccounted.
+
+    Every message of the main (latest-only) input is received, then processed, dropped as
+    stale (replaced in the one-message slot), rejected or failed; until then it is in flight
+    (at most the one in the slot and the one being processed). `in_flight` is that one formula
+    (diagnostics, soak and tests all read it). Rejections and errors that are not about a
+    main-input message (a side input such as camera_info, a file of the image source) are
+    counted and reported, but kept out of it (`main_input=False`).
+    """
 
     received: int = 0
     processed: int = 0
     dropped_stale: int = 0
     rejected: Counter = field(default_factory=Counter)     # reason -> count
     errors: Counter = field(default_factory=Counter)       # kind -> count
+    input_rejected: int = 0      # of `rejected`: main-input messages
+    input_errors: int = 0        # of `errors`: main-input messages
     # topic -> messages a publisher sent that never reached the callback: a newer one replaced
     # them in the middleware's newest-only history first (known from sequence-number gaps)
     superseded: Counter = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def reject(self, reason: str) -> None:
+    def reject(self, reason: str, main_input: bool = True) -> None:
         with self.lock:
             self.rejected[reason] += 1
+            self.input_rejected += main_input
 
-    def error(self, kind: str) -> None:
+    def error(self, kind: str, main_input: bool = True) -> None:
         with self.lock:
             self.errors[kind] += 1
+            self.input_errors += main_input
+
+    @property
+    def finished(self) -> int:
+        """Main-input messages done with: processed, dropped as stale, rejected or failed."""
+        return self.processed + self.dropped_stale + self.input_rejected + self.input_errors
+
+    @property
+    def in_flight(self) -> int:
+        """Main-input messages received and not finished yet (waiting or being processed)."""
+        return self.received - self.finished
 
     def supersede(self, topic: str, count: int) -> None:
         with self.lock:
@@ -86,7 +110,7 @@ class StageCounters:
             out = {'received': self.received, 'processed': self.processed,
                    'dropped_stale': self.dropped_stale,
                    'rejected': sum(self.rejected.values()), 'errors': sum(self.errors.values()),
-                   'superseded': sum(self.superseded.values())}
+                   'superseded': sum(self.superseded.values()), 'in_flight': self.in_flight}
             out.update({f'rejected.{k}': v for k, v in self.rejected.items()})
             out.update({f'errors.{k}': v for k, v in self.errors.items()})
             out.update({f'superseded.{k}': v for k, v in self.superseded.items()})
@@ -122,9 +146,15 @@ class SequenceGaps:
         return sequence - last - 1
 
 
-def percentile(values: list[float], q: float) -> float:
-    """The nearest-rank q-th percentile (q in 0..100) of `values`; NaN when there are none."""
-    if not values:
-        return float('nan')
+def percentile(values: Iterable[float], q: float) -> float:
+    """The nearest-rank q-th percentile (q in 0..100) of `values`; NaN when there are none.
+
+    Nearest rank: the smallest value with at least q % of the values at or below it, i.e. the
+    ceil(q/100 * n)-th smallest (the first for q = 0). Always one of the values, never an
+    interpolation; the one rule of every reported percentile (soak, evaluations, benchmarks).
+    """
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(round(q / 100.0 * (len(ordered) - 1)))))]
+    if not ordered:
+        return float('nan')
+    rank = math.ceil(q / 100.0 * len(ordered) - 1e-9)   # 0.9 * 10 is 9.000000000000002
+    return ordered[min(len(ordered), max(1, rank)) - 1]

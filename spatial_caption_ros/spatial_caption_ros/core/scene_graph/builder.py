@@ -20,7 +20,7 @@ import numpy as np
 from spatial_caption_ros.core.scene_graph.geometry import (
     gaussian_weights, knn_pairs, region_of, relative_size)
 from spatial_caption_ros.core.scene_graph.knowledge import KnowledgeBase
-from spatial_caption_ros.core.params import CONFIGURE, param
+from spatial_caption_ros.core.params import CONFIGURE, group, param
 from spatial_caption_ros.core.scene_graph.relations import ObjectArrays, relate, RelationConfig
 from spatial_caption_ros.core.scene_graph.salience import object_salience, relation_salience
 from spatial_caption_ros.core.types import DetectionResult, Relation, SceneGraph, SceneObject
@@ -28,9 +28,10 @@ from spatial_caption_ros.core.scene_graph.validation import check_objects
 
 
 @dataclass(frozen=True)
-class SceneGraphConfig(RelationConfig):
-    """Parameters of the scene-graph node (the relation thresholds are inherited)."""
+class SceneGraphConfig:
+    """Parameters of the scene-graph stage: the relation thresholds (a group), pairs, knowledge."""
 
+    relations: RelationConfig = group(RelationConfig)
     knn_k: int = param(
         5, 'Each object is related to its k nearest neighbours (3D centres when every object '
         'is metric, else box centres in the image); 0 relates every pair (N^2).',
@@ -126,8 +127,8 @@ class SceneGraphBuilder:
         i, j, weight = self.candidate_pairs(objects, salience, width, height)
         if len(i) == 0:
             return []
-        arrays = ObjectArrays.build(objects, self.knowledge, self.config)
-        found = relate(arrays, i, j, self.config)
+        arrays = ObjectArrays.build(objects, self.knowledge, self.config.relations)
+        found = relate(arrays, i, j, self.config.relations)
         rel_salience = relation_salience(found.predicate, found.confidence,
                                          salience[found.subject], salience[found.object],
                                          weight[found.pair])

@@ -12,17 +12,11 @@ from spatial_caption_ros.core.captioning.captioner import (
 from spatial_caption_ros.core.captioning.llm import LlamaModel
 from spatial_caption_ros.core.captioning.verify import CaptionVerifier
 from spatial_caption_ros.core.errors import ModelError, ModelNotFoundError
-from spatial_caption_ros.core.perception.models import resolve_model
 from spatial_caption_ros.core.params import build_config
 from spatial_caption_ros.core.types import (
     GENERATOR_LLM, GENERATOR_LLM_REPAIRED, GENERATOR_TEMPLATE)
-from test_caption_verifier import street
-
-try:
-    GEMMA = resolve_model('gemma3_270m_q4_k_m', task='llm')
-except ModelError:
-    GEMMA = None
-needs_llm = pytest.mark.skipif(GEMMA is None, reason='Gemma GGUF missing: run make setup')
+from support.llm import GEMMA, needs_llm
+from support.scenes import street
 
 # Generous: these tests check what is published, not how fast (the CPU is shared).
 LONG = {'timeout': 120.0}

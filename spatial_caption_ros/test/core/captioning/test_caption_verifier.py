@@ -15,40 +15,13 @@ from spatial_caption_ros.core.captioning.structured import (
     dumps, SCHEMA_ID, structured_caption, validate)
 from spatial_caption_ros.core.captioning.template import (
     clause_options, count_options, EMPTY_CAPTION, realise)
+from spatial_caption_ros.core.captioning.semantics import Claim, GraphIndex, NounPhrase
 from spatial_caption_ros.core.captioning.verify import CaptionVerifier, repair
 from spatial_caption_ros.core.scene_graph.builder import SceneGraphBuilder, SceneGraphConfig
 from spatial_caption_ros.core.types import (
-    BEHIND, BoundingBox, DetectionResult, FrameHeader, IN_FRONT_OF, LEFT_OF, NAN, NEXT_TO,
-    OVERLAPPING, Relation, RIGHT_OF, SceneGraph, SceneObject)
-
-
-def _obj(i, cls, box, region, depth=NAN, metric=False, position=None, salience=0.0):
-    distance = NAN if position is None else sum(c * c for c in position) ** 0.5
-    return SceneObject(id=i, class_name=cls, class_id=0, confidence=0.9, box=BoundingBox(*box),
-                       region=region, relative_size=0.05, depth=depth, depth_uncertainty=0.2,
-                       depth_metric=metric, position=position, distance=distance,
-                       salience=salience)
-
-
-def street(metric: bool = True) -> SceneGraph:
-    """A bus in the centre, one person on the left (nearest), two people on the right."""
-    objects = [
-        _obj(0, 'bus', (300, 100, 500, 400), 'center', 10.0, metric, (0.0, 0.0, 10.0)),
-        _obj(1, 'person', (10, 200, 60, 400), 'left', 5.0, metric, (-3.0, 0.0, 5.0)),
-        _obj(2, 'person', (600, 200, 650, 400), 'right', 12.0, metric, (3.0, 0.0, 12.0)),
-        _obj(3, 'person', (620, 210, 660, 400), 'right', 12.5, metric, (3.5, 0.0, 12.5)),
-    ]
-    if not metric:
-        for o in objects:
-            o.position, o.distance = None, NAN
-    for o in objects:
-        o.class_count = sum(p.class_name == o.class_name for p in objects)
-    d = (lambda v: v) if metric else (lambda v: NAN)
-    relations = [Relation(1, LEFT_OF, 0, distance=d(5.83)), Relation(0, LEFT_OF, 2,
-                 distance=d(3.61)), Relation(1, IN_FRONT_OF, 0, distance=d(5.83)),
-                 Relation(2, NEXT_TO, 3, distance=d(0.71)), Relation(0, LEFT_OF, 3)]
-    return SceneGraph(FrameHeader(7, 'camera'), 800, 600, objects, relations,
-                      depth_metric=metric, has_camera_info=metric)
+    BEHIND, BoundingBox, DetectionResult, FrameHeader, LEFT_OF, OVERLAPPING, RIGHT_OF,
+    SceneGraph, SceneObject)
+from support.scenes import scene_object as _obj, street
 
 
 def verdict(text, graph=None):
@@ -116,6 +89,21 @@ def test_adversarial_statements_fail_with_a_reason(text, reason):
         assert ok
     else:
         assert not ok and why == reason, why
+
+
+def test_the_graph_index_judges_parsed_claims_without_the_parser():
+    index = GraphIndex(street())
+    bus = NounPhrase('unique', 'bus', 1, False, True)
+    left = NounPhrase('unique', 'person', 1, False, True, cell=(None, 0))
+    people = NounPhrase('exactly', 'person', 3, True, True)
+    assert index.judge(Claim('place', '', subject=bus, cell=(1, 1))) == (True, '')
+    assert index.judge(Claim('place', '', subject=bus, cell=(None, 0))) == (False, 'wrong_region')
+    assert index.judge(Claim('count', '', subject=people)) == (True, '')
+    assert index.judge(Claim('relation', '', subject=left, predicate=LEFT_OF, object=bus)) == (
+        True, '')
+    assert index.judge(Claim('relation', '', subject=bus, predicate=LEFT_OF, object=left)) == (
+        False, 'relation_not_in_graph')
+    assert index.judge(Claim('nearest', '', subject=left)) == (True, '')
 
 
 def test_no_metres_without_metric_depth():

@@ -10,14 +10,16 @@ import pytest
 from support import BUS, EVAL, MODELS, needs_shared
 from spatial_caption_ros.cli import evaluate
 from spatial_caption_ros.core.errors import ConfigError
-from spatial_caption_ros.core.evaluation.dataset import (
-    GroundTruthObject, load_items, read_kitti_labels, read_vsr_statements, VsrStatement)
+from spatial_caption_ros.core.evaluation.dataset import GroundTruthObject, load_items
+from spatial_caption_ros.core.evaluation.kitti import KITTI_TO_COCO, read_kitti_labels
+from spatial_caption_ros.core.evaluation.vsr import read_vsr_statements, VsrStatement
 from spatial_caption_ros.core.evaluation.harness import (
     EvalOptions, Harness, MODE_ORACLE, render_markdown)
 from spatial_caption_ros.core.evaluation.metrics import (
     clear_direction, decide_statement, kendall_tau_b, match_objects, score_depth,
     score_directions)
 from spatial_caption_ros.core.inputs.image import read_image_file
+from spatial_caption_ros.core.params import build_config
 from spatial_caption_ros.core.perception.pipeline import PerceptionConfig, PerceptionPipeline
 from spatial_caption_ros.core.scene_graph.builder import SceneGraphConfig
 from spatial_caption_ros.core.types import (
@@ -68,9 +70,9 @@ def test_kitti_labels(tmp_path):
         'DontCare -1 -1 -10 800.38 163.67 825.45 184.07 -1 -1 -1 -1000 -1000 -1000 -10\n'
         'Cyclist 0.00 0 -1.65 676.60 163.95 688.98 193.93 1.86 0.60 2.02 4.59 1.32 45.84 -1.55\n')
     objects = read_kitti_labels(path)
-    assert [o.label for o in objects] == ['Car', 'Cyclist']
-    assert objects[1].classes == {'person', 'bicycle'}
-    assert objects[0].depth == 58.49
+    assert [o.type for o in objects] == ['Car', 'Cyclist']
+    assert KITTI_TO_COCO[objects[1].type] == ('person', 'bicycle')
+    assert objects[0].depth == 58.49 and objects[0].truncated == 0.0 and objects[0].moderate
     assert objects[0].distance == pytest.approx(math.sqrt(16.53 ** 2 + (2.39 - 1.67 / 2) ** 2 +
                                                           58.49 ** 2))
     path.write_text('Car 0 0\n')
@@ -172,7 +174,7 @@ def synthetic_eval(tmp_path_factory):
         pytest.skip('../shared/data/images/bus.jpg and ../shared/models/yolo11n.onnx needed')
     root = tmp_path_factory.mktemp('eval')
     image = read_image_file(BUS)
-    pipeline = PerceptionPipeline(PerceptionConfig(model_dir=str(MODELS)))
+    pipeline = PerceptionPipeline(build_config(PerceptionConfig, {'model_dir': str(MODELS)}))
     found = pipeline.process(image, FrameHeader()).objects
     pipeline.close()
     people = [o for o in found if o.class_name == 'person'][:4]
@@ -225,8 +227,9 @@ def synthetic_eval(tmp_path_factory):
 
 
 def _harness(root, oracle, **graph):
-    return Harness(PerceptionConfig(model_dir=str(MODELS), depth_source='none'),
-                   SceneGraphConfig(**graph),
+    perception = {'model_dir': str(MODELS), 'depth_source': 'none'}
+    return Harness(build_config(PerceptionConfig, perception),
+                   build_config(SceneGraphConfig, graph),
                    EvalOptions(root, oracle_depth=oracle))
 
 
@@ -313,13 +316,14 @@ def test_evaluate_command_writes_json_and_markdown(synthetic_eval, tmp_path, cap
 def test_real_run_on_a_few_shared_eval_items(depth_source):
     if not (EVAL / 'index.jsonl').is_file():
         pytest.skip('../shared/eval is needed')
-    harness = Harness(PerceptionConfig(model_dir=str(MODELS), depth_source=depth_source),
+    perception = {'model_dir': str(MODELS), 'depth_source': depth_source}
+    harness = Harness(build_config(PerceptionConfig, perception),
                       SceneGraphConfig(), EvalOptions(EVAL, limit=2))
     try:
         report = harness.run()
     finally:
         harness.close()
-    assert report['items'] == {'kitti': 2, 'coco': 2, 'vsr_only': 2}
+    assert report['items'] == {'kitti': 2, 'coco': 2, 'vsr_only': 2, 'tum': 2}
     assert report['failed_items'] == [] and report['depth_source'] == depth_source
     k = report['kitti']
     assert k['objects'] >= 4 and k['objects_matched'] >= 2
@@ -331,3 +335,15 @@ def test_real_run_on_a_few_shared_eval_items(depth_source):
         assert k['value_order']['decided'] >= 1
     assert report['coco']['all']['predicted'] > 0
     assert sum(f['detections'] for f in report['frames']) > 0
+    # the TUM RGB-D section with exactly the keys of issue 12, and KITTI's within_25
+    tum = report['tum']
+    assert set(tum['graph_order']) >= {'decided', 'correct', 'accuracy', 'coverage'}
+    assert set(tum['depth_rel_error']) == {'n', 'median', 'within_25'}
+    assert set(tum['sigma_coverage']) >= {'one', 'two'}
+    assert 'within_25' in k['distance_rel_error']
+    assert tum['frames'] == 2 and tum['objects_with_reference'] >= 1
+    if depth_source == 'none':
+        assert tum['depth_rel_error']['n'] == 0 and tum['graph_order']['decided'] == 0
+    else:          # the Kinect's intrinsics and the poses' gravity: metric on every object
+        assert tum['depth_rel_error']['n'] >= 1
+        assert 0.0 <= tum['depth_rel_error']['within_25'] <= 1.0

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from support.dav2_contract import expected_output, grey_for_output, make_contract_model
-from spatial_caption_ros.core.perception.depth import create_depth_source, DepthInput
+from spatial_caption_ros.core.params import build_config
+from spatial_caption_ros.core.perception.depth import create_depth_source, DepthConfig, DepthInput
 from spatial_caption_ros.core.perception.depth.depth_anything import (
     dynamic_input_size, MAX_ANCHOR_REL_SIGMA, PATCH)
 from spatial_caption_ros.core.errors import ConfigError, ModelError
@@ -20,7 +21,7 @@ from spatial_caption_ros.core.inputs.image import ColorImage
 from spatial_caption_ros.core.scene_graph.knowledge import KnowledgeBase
 from spatial_caption_ros.core.types import (
     BoundingBox, CameraIntrinsics, DEPTH_ANYTHING_V2, Detection)
-from test_depth_core import project_cuboid
+from support.scenes import project_cuboid
 
 KB = KnowledgeBase.load()
 
@@ -36,10 +37,11 @@ def _quadrants(w=300, h=200):
     return img
 
 
-def _source(path, **kwargs):
-    kwargs.setdefault('knowledge', KB)
-    return create_depth_source('depth_anything_v2', model_path=path, backend='onnxruntime',
-                               threads=1, **kwargs)
+def _source(path, **values):
+    """The DA-V2 source of `path` with these flat depth parameters (e.g. depth_input_size)."""
+    values = {'depth_source': 'depth_anything_v2', **values}
+    return create_depth_source('depth_anything_v2', build_config(DepthConfig, values),
+                               knowledge=KB, model_path=path, backend='onnxruntime', threads=1)
 
 
 @pytest.mark.parametrize('width,height,size,expected', [
@@ -69,7 +71,7 @@ def test_official_contracts_normalise_resize_and_keep_orientation(tmp_path, inpu
                                                                   output_name, rank):
     path = make_contract_model(tmp_path / 'm.onnx', input_name=input_name,
                                output_name=output_name, output_rank=rank)
-    src = _source(path, input_size=140)
+    src = _source(path, depth_input_size=140)
     rgb = _quadrants()
     out = src.model.predict(ColorImage(rgb, 'rgb'))
     assert out.shape == (200, 300) and out.dtype == np.float32
@@ -119,7 +121,7 @@ def test_models_with_a_wrong_contract_are_refused_with_a_reason(tmp_path):
 
 def test_metric_model_gives_metres_per_object(tmp_path):
     path = make_contract_model(tmp_path / 'metric.onnx', gain=2.0, offset=6.0)
-    src = _source(path, model_output='metric', input_size=112)
+    src = _source(path, depth_model_output='metric', depth_input_size=112)
     img = np.full((240, 320, 3), grey_for_output(9.0, 2.0, 6.0), np.uint8)   # background ~9 m
     near = grey_for_output(4.0, 2.0, 6.0)
     img[60:180, 40:140] = near                                   # something at ~4 m
@@ -154,7 +156,7 @@ def _street_scene(cam, persons):
 def test_relative_model_made_metric_from_geometric_anchors(tmp_path):
     cam = CameraIntrinsics(fx=500.0, fy=500.0, cx=320.0, cy=240.0, width=640, height=480)
     img, dets, truth = _street_scene(cam, [(-2.0, 4.0), (0.5, 7.0), (2.5, 11.0), (-4.0, 15.0)])
-    src = _source(make_contract_model(tmp_path / 'rel.onnx'), input_size=224)
+    src = _source(make_contract_model(tmp_path / 'rel.onnx'), depth_input_size=224)
     out = src.estimate(DepthInput(ColorImage(img, 'rgb'), dets, cam))
     assert out.metric, out.notes
     fit = src.last_fit
@@ -172,15 +174,15 @@ def test_relative_model_made_metric_from_geometric_anchors(tmp_path):
 def test_relative_model_without_camera_info_stays_relative(tmp_path):
     cam = CameraIntrinsics(fx=500.0, fy=500.0, cx=320.0, cy=240.0, width=640, height=480)
     img, dets, truth = _street_scene(cam, [(-2.0, 4.0), (1.5, 9.0)])
-    src = _source(make_contract_model(tmp_path / 'rel.onnx'), input_size=224)
+    src = _source(make_contract_model(tmp_path / 'rel.onnx'), depth_input_size=224)
     out = src.estimate(DepthInput(ColorImage(img, 'rgb'), dets, None))
     assert not out.metric and not any(o.metric for o in out.objects)
     values = [o.value for o in out.objects]
     near, far = (values[1], values[0]) if truth[1] < truth[0] else values
     assert near < far                                           # larger = farther
     assert any('relative depth only' in n and 'camera_info' in n for n in out.notes)
-    none = _source(make_contract_model(tmp_path / 'rel2.onnx'), input_size=224,
-                   scale_source='none')
+    none = _source(make_contract_model(tmp_path / 'rel2.onnx'), depth_input_size=224,
+                   depth_scale_source='none')
     assert not none.estimate(DepthInput(ColorImage(img, 'rgb'), dets, cam)).metric
 
 
@@ -196,8 +198,8 @@ def test_relative_model_made_metric_from_sensor_depth(tmp_path):
     sensor = (2.0 / (actual_disp - 3.0)).astype(np.float32)      # consistent with the pixels
     sensor[::5] = np.nan                                         # holes
     sensor[:20, :20] = 50.0                                      # a patch of wrong readings
-    src = _source(make_contract_model(tmp_path / 'rel.onnx'), input_size=112,
-                  scale_source='sensor')
+    src = _source(make_contract_model(tmp_path / 'rel.onnx'), depth_input_size=112,
+                  depth_scale_source='sensor')
     box = BoundingBox(200, 80, 260, 160)
     out = src.estimate(DepthInput(ColorImage(img, 'rgb'), [Detection(box, 99, 'thing', 0.9)],
                                   None, sensor))

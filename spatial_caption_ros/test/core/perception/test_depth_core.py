@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+from support.scenes import CAM, project_cuboid
 from spatial_caption_ros.core.perception.depth import create_depth_source, DepthInput
 from spatial_caption_ros.core.perception.depth.geometric import (
     estimate_from_box, GeometricDepth, relative_from_box, truncation)
@@ -26,29 +27,13 @@ from spatial_caption_ros.core.inputs.image import ColorImage, raw_to_depth_metre
 from spatial_caption_ros.core.scene_graph.knowledge import KnowledgeBase, SizePrior
 from spatial_caption_ros.core.perception.tracker import IouTracker
 from spatial_caption_ros.core.types import (
-    BoundingBox, CameraIntrinsics, DEPTH_GEOMETRIC, DEPTH_SENSOR, Detection, ObjectDepth)
+    BoundingBox, DEPTH_GEOMETRIC, DEPTH_SENSOR, Detection, ObjectDepth)
 
 KB = KnowledgeBase.load()
-CAM = CameraIntrinsics(fx=700.0, fy=700.0, cx=640.0, cy=360.0, width=1280, height=720)
 
 
 def _image(w=1280, h=720):
     return ColorImage(np.zeros((h, w, 3), np.uint8), 'rgb')
-
-
-def project_cuboid(x, z, height, facing_width, extent, camera_height, cam=CAM):
-    """2D box of an upright cuboid standing on the ground, seen square-on (pinhole, level axis).
-
-    x, z: centre of the cuboid (camera frame); facing_width: side facing the camera; extent:
-    side along the line of sight; camera_height: camera above the ground.
-    """
-    near, far = z - extent / 2, z + extent / 2
-    y_bottom, y_top = camera_height, camera_height - height      # y down
-    v_bottom = y_bottom / near if y_bottom > 0 else y_bottom / far
-    v_top = y_top / far if y_top > 0 else y_top / near
-    u0, u1 = (x - facing_width / 2) / near, (x + facing_width / 2) / near
-    return BoundingBox(cam.fx * u0 + cam.cx, cam.fy * v_top + cam.cy,
-                       cam.fx * u1 + cam.cx, cam.fy * v_bottom + cam.cy)
 
 
 # ----------------------------------------------------------------- robust box statistic
@@ -279,7 +264,8 @@ def test_sensor_source_reads_depth_with_holes():
     out = src.estimate(DepthInput(_image(), dets, CAM, metres))
     chair_obj, person_obj = out.objects
     assert out.metric and chair_obj.source == DEPTH_SENSOR and chair_obj.metric
-    assert chair_obj.value == pytest.approx(2.5 + 0.25, abs=0.01)   # surface + half the extent
+    # the middle of what the sensor sees of it (a flat surface: no depth extent seen)
+    assert chair_obj.value == pytest.approx(2.5, abs=0.01) and chair_obj.extent == 0.0
     assert chair_obj.uncertainty == pytest.approx(0.025, abs=0.01)
     assert not person_obj.known and any('too few valid' in n for n in out.notes)
     nothing = src.estimate(DepthInput(_image(), dets, CAM, None))

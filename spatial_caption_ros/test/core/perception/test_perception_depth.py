@@ -1,7 +1,6 @@
 """The perception pipeline with each depth source, on the real YOLO11n (bus.jpg)."""
 
 import math
-import sys
 
 import numpy as np
 import pytest
@@ -142,7 +141,7 @@ def test_sensor_source_in_the_pipeline_with_a_half_size_depth_image(bus, bus_cam
         result = pipe.process(bus, FrameHeader(1, 'c'), bus_camera, depth)
         assert result.depth_metric and result.depth_source == 'sensor'
         people = [o for o in result.objects if o.class_name == 'person']
-        assert all(6.0 < p.depth < 6.3 for p in people)          # surface + half a body depth
+        assert all(p.depth == pytest.approx(6.0) for p in people)   # the surface it sees
         skewed = pipe.process(bus, FrameHeader(2, 'c'), bus_camera,
                               np.full((100, 300), 6.0, np.float32))
         assert not skewed.depth_metric and any('not aligned' in n for n in skewed.notes)
@@ -173,7 +172,7 @@ def test_auto_depth_runs_depth_anything_when_its_model_is_found(bus, bus_camera,
     # the default: no depth model in the folder -> geometric, and the reason is reported
     pipe = _pipeline(model_dir=str(MODELS), depth_model=str(tmp_path / 'absent.onnx'))
     try:
-        assert pipe.config.depth_source == 'auto' and pipe.depth.name == 'geometric'
+        assert pipe.config.depth.source == 'auto' and pipe.depth.name == 'geometric'
         assert 'was not found' in pipe.describe()['depth_source_choice']
         result = pipe.process(bus, FrameHeader(1, 'cam'), bus_camera)
         assert result.depth_metric and result.objects
@@ -206,34 +205,36 @@ def test_thread_plan_for_small_and_large_machines():
 
 @pytest.mark.slow
 def test_kitti_spot_check_gives_plausible_metric_distances():
-    """The geometric source on the KITTI dev frames (scripts/kitti_depth_check.py)."""
-    import importlib.util
-    from support import EVAL, REPO
-    kitti = EVAL / 'kitti'
-    if not (kitti / 'image_2').is_dir():
-        pytest.skip('../shared/eval/kitti is needed')
-    spec = importlib.util.spec_from_file_location('kitti_depth_check',
-                                                  REPO / 'scripts' / 'kitti_depth_check.py')
-    check = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = check          # dataclasses look their module up there
-    spec.loader.exec_module(check)
-    matches = check.run(kitti, 'geometric', str(MODELS))
-    rows = {name: (n, known, err) for name, n, known, err, _ in check.summary(matches)}
-    n, known, err = rows['moderate (trunc <= 0.3, occl <= 1)']
-    assert n >= 30 and known == n
-    assert err < 0.15                      # issue 4's goal for the geometric metric source
-    n, known, err = rows['people (Pedestrian, Cyclist, Person_sitting)']
-    assert n >= 3 and err < 0.25
-    assert check.coverage(matches, 2.0) > 0.8   # the stated uncertainty means something
+    """The geometric source on the KITTI dev frames (the evaluation's `--depth-check`)."""
+    from support import EVAL
+    from spatial_caption_ros.core.evaluation.harness import EvalOptions, Harness
+    from spatial_caption_ros.core.scene_graph.builder import SceneGraphConfig
+    if not (EVAL / 'index.jsonl').is_file():
+        pytest.skip('../shared/eval is needed')
+    harness = Harness(build_config(PerceptionConfig, {'model_dir': str(MODELS),
+                                                      'depth_source': 'geometric'}),
+                      build_config(SceneGraphConfig, {}),
+                      EvalOptions(EVAL, sources=('kitti',), depth_check=True))
+    try:
+        report = harness.run()
+    finally:
+        harness.close()
+    rows = {r['subset']: r for r in report['kitti']['depth_check']['subsets']}
+    moderate = rows['moderate (trunc <= 0.3, occl <= 1)']
+    assert moderate['matched'] >= 30 and moderate['with_depth'] == moderate['matched']
+    assert moderate['median_depth_rel_error'] < 0.15   # issue 4's goal for the geometric source
+    people = rows['people (Pedestrian, Cyclist, Person_sitting)']
+    assert people['matched'] >= 3 and people['median_depth_rel_error'] < 0.25
+    assert report['kitti']['sigma_coverage']['two'] > 0.8   # the stated sigma means something
 
 
 @pytest.mark.slow
 def test_depth_anything_v2_small_architecture_runs_in_the_pipeline(bus, bus_camera):
-    """The real DA-V2 Small graph (random weights) from scripts/make_dav2_timing_model.py."""
+    """The real DA-V2 Small graph (random weights) from tools/make_dav2_timing_model.py."""
     from spatial_caption_ros.core.perception.models import cache_dir
     path = cache_dir() / 'models' / 'depth_anything_v2_vits_timing_518.onnx'
     if not path.is_file():
-        pytest.skip(f'{path} is written by scripts/make_dav2_timing_model.py (needs torch)')
+        pytest.skip(f'{path} is written by tools/make_dav2_timing_model.py (needs torch)')
     pipe = _pipeline(depth_source='depth_anything_v2', depth_model=str(path))
     try:
         result = pipe.process(bus, FrameHeader(1, 'c'), bus_camera)

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 import pytest
 import yaml
 
-from spatial_caption_ros.cli.config import load_params, node_defaults, render_yaml
+from spatial_caption_ros.params_file import load_params, node_defaults, render_yaml
 from spatial_caption_ros.core.errors import ConfigError
 from spatial_caption_ros.core.params import build_config, check_value, CONFIGURE, param
 from spatial_caption_ros.core.perception.pipeline import PerceptionConfig
@@ -57,7 +57,7 @@ def test_check_value_never_accepts_bool_as_number():
 
 def test_perception_defaults_are_valid():
     cfg = build_config(PerceptionConfig)
-    assert cfg.detector_model == 'yolo11n'
+    assert cfg.detector.model == 'yolo11n' and cfg.depth.scale.source == 'geometric'
 
 
 def test_shipped_pipeline_yaml_mirrors_every_declared_parameter():

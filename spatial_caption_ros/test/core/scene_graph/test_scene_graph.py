@@ -6,8 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from spatial_caption_ros.cli.bench_graph import synthetic_frame
+from spatial_caption_ros.tools.synthetic import synthetic_frame
 from spatial_caption_ros.core.errors import InvalidInputError
+from spatial_caption_ros.core.params import build_config
 from spatial_caption_ros.core.scene_graph.geometry import region_of, relative_size
 from spatial_caption_ros.core.scene_graph.knowledge import KnowledgeBase
 from spatial_caption_ros.core.scene_graph.relations import canonical, resolve_conflicts
@@ -31,7 +32,8 @@ def result(objects, w=640, h=480):
 
 
 def build(objects, w=640, h=480, **config):
-    return SceneGraphBuilder(SceneGraphConfig(**config), KB).build(result(objects, w, h))
+    builder = SceneGraphBuilder(build_config(SceneGraphConfig, config), KB)
+    return builder.build(result(objects, w, h))
 
 
 @pytest.mark.parametrize('box,region', [

@@ -108,11 +108,3 @@ def test_annotate_does_not_modify_the_input():
     graph = _graph([_obj(1, 'cup', (0.0, 0.0, 1.0), (0.1, 0.1))])
     annotate(ColorImage(pixels, 'bgr'), graph, 'A cup.', depth=np.ones((50, 60), np.float32))
     assert not pixels.any()
-
-
-def test_image_qos_choices_are_the_ros_qos_names():
-    from spatial_caption_ros.core.params import param_fields
-    from spatial_caption_ros.core.visualization.render import VisualizationConfig
-    from spatial_caption_ros.ros.qos import QOS_NAMES
-    info = dict((f.name, i) for f, i in param_fields(VisualizationConfig))['image_qos']
-    assert info.choices == QOS_NAMES          # core cannot import ros/qos.py: kept equal here

@@ -16,37 +16,38 @@ from spatial_caption_ros.core.perception.depth.base import (
     DepthSource,
     NoDepth,
 )
+from spatial_caption_ros.core.perception.depth.config import (
+    DEPTH_SOURCES, DepthConfig, ScaleConfig)
 from spatial_caption_ros.core.perception.depth.statistics import BoxStatConfig
 from spatial_caption_ros.core.errors import ConfigError
 from spatial_caption_ros.core.scene_graph.knowledge import KnowledgeBase
 from spatial_caption_ros.core.types import (
     DEPTH_ANYTHING_V2, DEPTH_GEOMETRIC, DEPTH_NONE, DEPTH_SENSOR)
 
-DEPTH_SOURCES = (DEPTH_NONE, DEPTH_GEOMETRIC, DEPTH_ANYTHING_V2, DEPTH_SENSOR)
-
-__all__ = ['BoxStatConfig', 'create_depth_source', 'DEPTH_SOURCES', 'DepthInput', 'DepthOutput',
-           'DepthSource', 'NoDepth']
+__all__ = ['BoxStatConfig', 'create_depth_source', 'DepthConfig', 'DEPTH_SOURCES', 'DepthInput',
+           'DepthOutput', 'DepthSource', 'NoDepth', 'ScaleConfig']
 
 
-def create_depth_source(name: str, *, knowledge: KnowledgeBase | None = None,
+def create_depth_source(name: str, config: DepthConfig | None = None, *,
+                        knowledge: KnowledgeBase | None = None,
                         model_path: str | Path | None = None, backend: str = 'auto',
                         threads: int = 0, fp16: bool = True,
-                        cache_dir: str | Path | None = None, allow_spinning: bool | None = None,
-                        model_output: str = 'relative',
-                        input_size: int = 518, scale_source: str = 'geometric',
-                        box_stats: BoxStatConfig | None = None, scale_smoothing: float = 0.5,
-                        scale_max_age_frames: int = 10,
-                        border_margin_px: float = 2.0) -> DepthSource:
-    """Create the depth source called `name` (models are loaded here)."""
+                        cache_dir: str | Path | None = None,
+                        allow_spinning: bool | None = None) -> DepthSource:
+    """Create the depth source called `name` with its DepthConfig (models are loaded here).
+
+    The keyword arguments after `knowledge` say how the dense model is loaded (backends/).
+    """
+    config = config or DepthConfig()
     if name == DEPTH_NONE:
         return NoDepth()
     knowledge = knowledge or KnowledgeBase.load()
     if name == DEPTH_GEOMETRIC:
         from spatial_caption_ros.core.perception.depth.geometric import GeometricDepth
-        return GeometricDepth(knowledge, border_margin_px)
+        return GeometricDepth(knowledge, config.border_margin_px)
     if name == DEPTH_SENSOR:
         from spatial_caption_ros.core.perception.depth.sensor import SensorDepth
-        return SensorDepth(knowledge, box_stats)
+        return SensorDepth(knowledge, config.box, config.border_margin_px)
     if name == DEPTH_ANYTHING_V2:
         if model_path is None:
             raise ConfigError('depth_anything_v2 needs a depth model file')
@@ -58,10 +59,7 @@ def create_depth_source(name: str, *, knowledge: KnowledgeBase | None = None,
             loaded = create_backend(model_path, backend, threads=threads, fp16=fp16,
                                     cache_dir=cache_dir, allow_spinning=allow_spinning)
         try:
-            return DepthAnythingSource(
-                loaded, knowledge, model_output=model_output, input_size=input_size,
-                scale_source=scale_source, box_stats=box_stats, scale_smoothing=scale_smoothing,
-                scale_max_age_frames=scale_max_age_frames, border_margin_px=border_margin_px)
+            return DepthAnythingSource(loaded, knowledge, config)
         except Exception:
             loaded.close()
             raise

@@ -21,6 +21,7 @@ class DepthInput:
     detections: list[Detection]
     intrinsics: CameraIntrinsics | None = None
     sensor_depth: np.ndarray | None = None      # HxW float32 metres, aligned to image, NaN = none
+    gravity: np.ndarray | None = None           # unit "down" in the camera optical frame
 
 
 @dataclass

@@ -24,6 +24,8 @@ import numpy as np
 
 from spatial_caption_ros.core.perception.backends import InferenceBackend
 from spatial_caption_ros.core.perception.depth.base import DepthInput, DepthOutput, DepthSource
+from spatial_caption_ros.core.perception.depth.config import (
+    DepthConfig, MODEL_OUTPUTS, PATCH, SCALE_SOURCES)
 from spatial_caption_ros.core.perception.depth.geometric import (
     depth_extent, GeometricDepth, GeometricEstimate)
 from spatial_caption_ros.core.perception.depth.scale import (
@@ -31,13 +33,12 @@ from spatial_caption_ros.core.perception.depth.scale import (
     ScaleFit,
     ScaleTracker,
 )
-from spatial_caption_ros.core.perception.depth.statistics import box_depth, BoxDepth, BoxStatConfig
+from spatial_caption_ros.core.perception.depth.statistics import box_depth, BoxDepth
 from spatial_caption_ros.core.errors import ConfigError, ModelError
 from spatial_caption_ros.core.inputs.image import ColorImage
 from spatial_caption_ros.core.scene_graph.knowledge import KnowledgeBase
 from spatial_caption_ros.core.types import DEPTH_ANYTHING_V2, NAN, ObjectDepth
 
-PATCH = 14                                   # ViT-S/B/L/14 patch size: sides are multiples of it
 IMAGENET_MEAN = (0.485, 0.456, 0.406)        # the normalisation DINOv2 was trained with
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INPUT_NAMES = ('image', 'pixel_values')      # official repository / transformers exports
@@ -46,8 +47,6 @@ OUTPUT_NAMES = ('depth', 'predicted_depth')
 DEPTH_CONTRACT = ('a Depth Anything V2 ONNX model with input image or pixel_values [1, 3, H, W] '
                   'float32 (H and W multiples of 14) and output depth or predicted_depth '
                   '[1, H, W] or [1, 1, H, W]')
-MODEL_OUTPUTS = ('relative', 'metric')
-SCALE_SOURCES = ('geometric', 'sensor', 'none')
 
 # Geometric anchors looser than this (relative sigma) are not used for the scale fit; the same
 # limit as the knowledge file's rule that classes above 0.35 size spread do not anchor scale.
@@ -206,22 +205,21 @@ class DepthAnythingSource(DepthSource):
     name = DEPTH_ANYTHING_V2
     dense = True
 
-    def __init__(self, backend: InferenceBackend, knowledge: KnowledgeBase, *,
-                 model_output: str = 'relative', input_size: int = 518,
-                 scale_source: str = 'geometric', box_stats: BoxStatConfig | None = None,
-                 scale_smoothing: float = 0.5, scale_max_age_frames: int = 10,
-                 border_margin_px: float = 2.0) -> None:
+    def __init__(self, backend: InferenceBackend, knowledge: KnowledgeBase,
+                 config: DepthConfig | None = None) -> None:
+        config = config or DepthConfig()
+        model_output, scale_source = config.model_output, config.scale.source
         if model_output not in MODEL_OUTPUTS:
             raise ConfigError(f'depth model output {model_output!r}: use {MODEL_OUTPUTS}')
         if scale_source not in SCALE_SOURCES:
             raise ConfigError(f'depth scale source {scale_source!r}: use {SCALE_SOURCES}')
-        self.model = DepthAnythingModel(backend, input_size)
+        self.model = DepthAnythingModel(backend, config.input_size)
         self.knowledge = knowledge
         self.metric_model = model_output == 'metric'
         self.scale_source = scale_source
-        self.box_stats = box_stats or BoxStatConfig()
-        self.geometric = GeometricDepth(knowledge, border_margin_px)
-        self.scale = ScaleTracker(scale_smoothing, scale_max_age_frames)
+        self.box_stats = config.box
+        self.geometric = GeometricDepth(knowledge, config.border_margin_px)
+        self.scale = ScaleTracker(config.scale.smoothing, config.scale.max_age_frames)
         self.last_fit: ScaleFit | None = None
         self.needs_sensor_depth = scale_source == 'sensor' and not self.metric_model
         self._rng = np.random.default_rng(0)
@@ -302,11 +300,11 @@ class DepthAnythingSource(DepthSource):
         if inp.sensor_depth is not None and inp.sensor_depth.shape != disparity.shape:
             notes.append(f'sensor depth {inp.sensor_depth.shape[::-1]} does not match the image '
                          f'{disparity.shape[::-1]}: not used')
-            inp = DepthInput(inp.image, inp.detections, inp.intrinsics, None)
+            inp = DepthInput(inp.image, inp.detections, inp.intrinsics, None, inp.gravity)
         stats = [box_depth(disparity, d.box, self.box_stats, larger_is_nearer=True)
                  for d in inp.detections]
         estimates = (self.geometric.estimates(inp.detections, inp.intrinsics, inp.image.width,
-                                              inp.image.height)
+                                              inp.image.height, inp.gravity)
                      if inp.intrinsics is not None else [None] * len(stats))
         anchors, why = (None, 'depth_scale_source is none') if self.scale_source == 'none' \
             else self._anchors(inp, disparity, stats, estimates)

@@ -21,10 +21,11 @@ import cv2
 import numpy as np
 
 from spatial_caption_ros.core.perception.depth.base import DepthInput, DepthOutput, DepthSource
-from spatial_caption_ros.core.perception.depth.geometric import depth_extent
-from spatial_caption_ros.core.perception.depth.statistics import box_depth, BoxStatConfig
+from spatial_caption_ros.core.perception.depth.geometric import (
+    DEFAULT_BORDER_MARGIN_PX, GeometricDepth)
+from spatial_caption_ros.core.perception.depth.statistics import BoxStatConfig, object_readings
 from spatial_caption_ros.core.scene_graph.knowledge import KnowledgeBase
-from spatial_caption_ros.core.types import DEPTH_SENSOR, ObjectDepth
+from spatial_caption_ros.core.types import DEPTH_GEOMETRIC, DEPTH_SENSOR, ObjectDepth
 
 T = TypeVar('T')
 
@@ -32,6 +33,11 @@ T = TypeVar('T')
 # range at a few metres (stereo and time-of-flight alike), and worse farther away, which the
 # spread of the box's readings then shows.
 SENSOR_REL_FLOOR = 0.01
+# Standard error of a median of n normal readings: 1.2533 sigma / sqrt(n) (sqrt(pi / 2)).
+MEDIAN_STANDARD_ERROR = math.sqrt(math.pi / 2.0)
+# Objects without a size prior: readings within this many metres of the object's near side are
+# taken as its own (a person-sized object; background is usually farther than that).
+DEFAULT_BAND_M = 0.5
 # Depth and colour sizes may differ (a 640x480 depth stream registered to a 1280x960 colour
 # stream); they are used together only when their aspect ratios agree to this fraction.
 ASPECT_TOLERANCE = 0.01
@@ -117,9 +123,13 @@ class SensorDepth(DepthSource):
     name = DEPTH_SENSOR
     needs_sensor_depth = True
 
-    def __init__(self, knowledge: KnowledgeBase, box_stats: BoxStatConfig | None = None) -> None:
+    def __init__(self, knowledge: KnowledgeBase, box_stats: BoxStatConfig | None = None,
+                 border_margin_px: float = DEFAULT_BORDER_MARGIN_PX) -> None:
         self.knowledge = knowledge
         self.box_stats = box_stats or BoxStatConfig()
+        # objects in a sensor hole (dark, shiny or too near for the camera) are placed by box
+        # size instead, with that source's (larger) uncertainty, and named in a note
+        self.geometric = GeometricDepth(knowledge, border_margin_px)
 
     def estimate(self, inp: DepthInput, prepared: Any = None) -> DepthOutput:
         if inp.sensor_depth is None:
@@ -136,18 +146,34 @@ class SensorDepth(DepthSource):
                        'depth'])
         objects, unknown = [], 0
         for det in inp.detections:
-            st = box_depth(depth, det.box, self.box_stats)
+            prior = self.knowledge.size_prior(det.class_name)
+            band = (max(prior.width, prior.length, prior.height) if prior is not None
+                    else DEFAULT_BAND_M)
+            st = object_readings(depth, det.box, self.box_stats, band)
             if not st.known:
                 objects.append(ObjectDepth(source=DEPTH_SENSOR))
                 unknown += 1
                 continue
-            prior = self.knowledge.size_prior(det.class_name)
-            extent = (depth_extent(prior, det.box, st.value, inp.intrinsics, z_is_surface=True)
-                      if prior is not None else 0.0)
-            sigma = math.hypot(st.spread, SENSOR_REL_FLOOR * st.value)
-            objects.append(ObjectDepth(st.value + 0.5 * extent, sigma, DEPTH_SENSOR, True,
-                                       extent))
+            # The object's position is the middle of what the sensor sees of it (as point-cloud
+            # pipelines take the centroid of an object's points); the hidden back is not
+            # guessed from a size prior: a sensor measures, and a prior would add its error.
+            # Its uncertainty: the median's standard error over the object's readings (their
+            # spread is the object's own depth, not an error) and the camera's 1 % floor.
+            sigma = math.hypot(MEDIAN_STANDARD_ERROR * st.spread / math.sqrt(st.valid),
+                               SENSOR_REL_FLOOR * st.value)
+            objects.append(ObjectDepth(st.value, sigma, DEPTH_SENSOR, True, st.visible_range))
         notes = []
         if unknown:
-            notes.append(f'sensor depth: {unknown} object(s) have too few valid depth readings')
+            filled = 0
+            if inp.intrinsics is not None:
+                estimates = self.geometric.estimates(inp.detections, inp.intrinsics,
+                                                     inp.image.width, inp.image.height,
+                                                     inp.gravity)
+                for k, (od, est) in enumerate(zip(objects, estimates, strict=True)):
+                    if not od.known and est.known:
+                        objects[k] = ObjectDepth(est.z, est.sigma, DEPTH_GEOMETRIC, True,
+                                                 est.extent)
+                        filled += 1
+            notes.append(f'sensor depth: {unknown} object(s) have too few valid depth readings'
+                         + (f'; {filled} placed by geometric depth instead' if filled else ''))
         return DepthOutput(objects=objects, metric=True, depth_map=depth, notes=notes)

@@ -17,9 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 import math
 from statistics import NormalDist
+from typing import ClassVar
 
 import numpy as np
 
+from spatial_caption_ros.core.params import CONFIGURE, param
 from spatial_caption_ros.core.types import BoundingBox, NAN
 
 # Boxes are read on a grid of at most this many samples (a stride over big boxes): the
@@ -36,10 +38,17 @@ SPREAD_HALF_WIDTH = 20.0
 
 @dataclass(frozen=True)
 class BoxStatConfig:
-    """How a box's depth is read from a dense map."""
+    """How a box's depth is read from a dense map (DepthConfig.box; ROS names `box_*`)."""
 
-    inner_fraction: float = 0.5     # central part of the box (each side) that is read
-    percentile: float = 30.0        # near-side percentile (0 = nearest reading, 50 = median)
+    PARAM_PREFIX: ClassVar[str] = 'box_'
+
+    inner_fraction: float = param(
+        0.5, 'Central fraction of each box side read for the object depth statistic.',
+        minimum=0.05, maximum=1.0, when=CONFIGURE)
+    percentile: float = param(
+        30.0, 'Near-side percentile of the depth readings in a box taken as the object depth '
+        '(50 = median; lower ignores more background).', minimum=1.0, maximum=99.0,
+        when=CONFIGURE, name='box_depth_percentile')
     min_valid_fraction: float = 0.05  # fewer valid readings of the inner region: no estimate
 
 
@@ -103,3 +112,59 @@ def box_depth(depth: np.ndarray, box: BoundingBox, config: BoxStatConfig,
     lo, value, hi = np.percentile(samples, [lo_p, centre, hi_p])   # one partial sort
     return BoxDepth(value=float(value), spread=float((hi - lo) / z_span),
                     valid=int(samples.size), valid_fraction=fraction)
+
+
+@dataclass(frozen=True)
+class ObjectReadings:
+    """The readings of a box that belong to its object (sensor depth, metres)."""
+
+    value: float = NAN          # median of the object's readings (its visible surface)
+    spread: float = NAN         # their robust standard deviation
+    visible_range: float = NAN  # depth range the visible surface spans (10th to 90th pct.)
+    valid: int = 0
+    valid_fraction: float = 0.0
+
+    @property
+    def known(self) -> bool:
+        return math.isfinite(self.value)
+
+
+# Sensor readings per object: a percentile of 1024 samples is within about 1.5 percentile points
+# of the whole box's, and the one sort they need stays far under a millisecond for 20 objects.
+OBJECT_MAX_SAMPLES = 1024
+_OWN_PERCENTILES = np.array([0.10, 0.25, 0.50, 0.75, 0.90])
+# Robust standard deviation from the interquartile range of a normal distribution.
+IQR_TO_SIGMA = 1.0 / (NormalDist().inv_cdf(0.75) - NormalDist().inv_cdf(0.25))
+
+
+def object_readings(depth: np.ndarray, box: BoundingBox, config: BoxStatConfig,
+                    band: float) -> ObjectReadings:
+    """The object's own readings in its box: holes, background and edges left out.
+
+    The near-side percentile of the inner region's valid readings (as box_depth) finds the
+    object; the readings within `band` metres of it (the object's largest extent: an object
+    cannot reach farther than its own size from that point) are its own, the rest is background
+    or an occluder. Their median is the visible surface, robust to the speckle and the depth
+    edges a Kinect has at object borders; their 10th-90th percentile range is how deep the
+    visible surface is; their interquartile range, as a normal standard deviation, the
+    reading's spread. One sort of at most OBJECT_MAX_SAMPLES readings per object.
+    """
+    height, width = depth.shape[:2]
+    x0, y0, x1, y1 = inner_region(box, width, height, config.inner_fraction)
+    stride = max(1, int(math.ceil(math.sqrt((x1 - x0) * (y1 - y0) / OBJECT_MAX_SAMPLES))))
+    region = depth[y0:y1:stride, x0:x1:stride]
+    samples = region[np.isfinite(region) & (region > 0)]
+    fraction = samples.size / region.size if region.size else 0.0
+    if samples.size < min(MIN_VALID_SAMPLES, region.size) or samples.size == 0 \
+            or fraction < config.min_valid_fraction:
+        return ObjectReadings(valid=int(samples.size), valid_fraction=fraction)
+    samples.sort()
+    near = samples[int(config.percentile / 100.0 * (samples.size - 1))]
+    lo, hi = np.searchsorted(samples, (near - band, near + band))
+    own = samples[lo:hi]
+    if own.size < min(MIN_VALID_SAMPLES, samples.size):
+        return ObjectReadings(valid=int(own.size), valid_fraction=fraction)
+    p10, p25, p50, p75, p90 = own[(_OWN_PERCENTILES * (own.size - 1)).astype(int)]
+    return ObjectReadings(value=float(p50), spread=float((p75 - p25) * IQR_TO_SIGMA),
+                          visible_range=float(p90 - p10), valid=int(own.size),
+                          valid_fraction=fraction)

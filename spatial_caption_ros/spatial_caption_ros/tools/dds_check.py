@@ -185,7 +185,7 @@ def measure(config: str, width: int, height: int, rate: float = 30.0, frames: in
     env = dds_environment(config)
     env['ROS_DOMAIN_ID'] = str(random.randint(1, 200))
     timeout = timeout or (MATCH_TIMEOUT_S + frames / rate * 3 + 10)
-    me = [sys.executable, '-m', 'spatial_caption_ros.cli.dds_check']
+    me = [sys.executable, '-m', 'spatial_caption_ros.tools.dds_check']
     sub = subprocess.Popen(me + ['--role', 'sub', '--timeout', str(timeout)], env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     pub = subprocess.Popen(me + ['--role', 'pub', '--sizes', f'{width}x{height}',

@@ -40,17 +40,14 @@ import time
 from typing import Any
 
 import numpy as np
-import yaml
 
 STAGE_ORDER = ('decode', 'preprocess', 'inference', 'postprocess', 'depth')
 DETECTION_STAGES = ('preprocess', 'inference', 'postprocess')
 
 
 def default_image() -> Path | None:
-    from spatial_caption_ros.core.perception.models import repository_root
-    root = repository_root()
-    candidate = root.parent / 'shared' / 'data' / 'images' / 'bus.jpg' if root else None
-    return candidate if candidate is not None and candidate.is_file() else None
+    from spatial_caption_ros.core.perception.models import shared_path
+    return shared_path('data', 'images', 'bus.jpg')
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -89,11 +86,10 @@ def perception_values(args: argparse.Namespace) -> dict[str, Any]:
                      ('depth_source', args.depth_source), ('depth_model', args.depth_model)):
         if arg is not None:
             values[key] = arg
+    from spatial_caption_ros.params_file import parse_set
     for item in args.set:
-        key, sep, value = item.partition('=')
-        if not sep:
-            raise SystemExit(f'--set {item!r}: expected PARAM=VALUE')
-        values[key] = yaml.safe_load(value)
+        _, name, value = parse_set(item, nodes=('perception',), default_node='perception')
+        values[name] = value
     return values
 
 
@@ -138,8 +134,9 @@ def depth_raw_runner(name: str, config, threads: int) -> RawRunner | None:
     from spatial_caption_ros.core.perception.backends import create_backend
     from spatial_caption_ros.core.perception.models import resolve_model
     path = resolve_model(name, config.model_dir or None, task='depth')
-    backend = create_backend(path, config.backend, threads=threads, fp16=config.fp16,
-                             cache_dir=config.engine_cache_dir or None, io_binding=False,
+    run = config.inference
+    backend = create_backend(path, run.backend, threads=threads, fp16=run.fp16,
+                             cache_dir=run.engine_cache_dir or None, io_binding=False,
                              allow_spinning=False)
     inp = backend.inputs[0]
     shape = [d if d else (1 if i == 0 else 3 if i == 1 else 518)
@@ -175,7 +172,7 @@ def bench_pipeline(values: dict[str, Any], image_path: Path, frames: int,
     try:
         runners = [detector_raw_runner(pipeline, first)]
         depth_runner = depth_raw_runner(
-            depth_model, config, getattr(config, 'depth_threads', 0) or config.threads)
+            depth_model, config, config.depth.threads or config.detector.threads)
         if depth_runner is not None:
             runners.append(depth_runner)
         stages: dict[str, list[float]] = {}
@@ -258,6 +255,7 @@ def bench_node_paths(values: dict[str, Any], image_path: Path, frames: int,
     import tempfile
 
     import rclpy
+    import yaml
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import CameraInfo, Image
     from spatial_caption_interfaces.msg import DetectionArray
@@ -472,17 +470,21 @@ def format_report(pipe: dict[str, Any], node_runs: list[dict[str, Any]] | None,
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.image is None or not args.image.is_file():
-        raise SystemExit('no --image given and ../shared/data/images/bus.jpg is not there')
+        print(f'error: --image {args.image or ""}: no such file (default: '
+              '../shared/data/images/bus.jpg)', file=sys.stderr)
+        return 2
     from spatial_caption_ros.core.errors import SpatialCaptionError
-    values = perception_values(args)
+    modes = tuple(m.strip() for m in args.node_modes.split(',') if m.strip())
+    unknown = sorted(set(modes) - set(NODE_MODES))
+    if unknown:
+        print(f'error: --node-modes: unknown {", ".join(unknown)}; use '
+              f'{" and/or ".join(NODE_MODES)}', file=sys.stderr)
+        return 2
     try:
+        values = perception_values(args)
         pipe = bench_pipeline(values, args.image, args.frames, args.warmup)
         node_values = {k: v for k, v in values.items()
                        if k != 'depth_model' or not pipe['notes']}
-        modes = tuple(m.strip() for m in args.node_modes.split(',') if m.strip())
-        unknown = set(modes) - set(NODE_MODES)
-        if unknown:
-            raise SystemExit(f'--node-modes: unknown {sorted(unknown)}; use {NODE_MODES}')
         node_runs = [bench_node_paths(node_values, args.image, args.node_frames, modes)
                      for _ in range(args.repeats if args.node_frames and modes else 0)]
     except SpatialCaptionError as exc:

@@ -23,7 +23,7 @@ Needs torch (benchmark-only; never a dependency of the package). On the developm
     python3 -m venv .bench-venv
     .bench-venv/bin/pip install \
         /opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl onnx==1.23.2 onnxscript
-    .bench-venv/bin/python scripts/make_dav2_timing_model.py
+    .bench-venv/bin/python spatial_caption_ros/spatial_caption_ros/tools/make_dav2_timing_model.py
 
 It writes ~/.cache/spatial_caption_ros/models/depth_anything_v2_vits_timing_518.onnx.
 """

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from support import BUS, needs_shared
-from spatial_caption_ros.cli import bench_perception as bench
+from spatial_caption_ros.tools import bench_perception as bench
 from spatial_caption_ros.core.perception.models import cache_dir
 
 pytestmark = needs_shared
@@ -50,6 +50,12 @@ def test_depth_model_is_timed_raw_beside_the_stage():
     pipe = bench.bench_pipeline({'threads': 1, 'depth_model': str(TIMING_MODEL)}, BUS,
                                 frames=1, warmup=0)
     assert any('raw depth session.run' in k for k in pipe['raw_ms'])
+
+
+def test_unknown_node_mode_is_one_clear_line_and_exit_code_2(capsys):
+    assert bench.main(['--node-modes', 'in-process,threads']) == 2
+    assert capsys.readouterr().err.strip() == (
+        'error: --node-modes: unknown threads; use in-process and/or processes')
 
 
 @pytest.mark.slow

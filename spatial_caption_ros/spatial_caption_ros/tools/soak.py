@@ -19,15 +19,18 @@ import argparse
 import json
 import os
 from pathlib import Path
+import signal
 import statistics
 import sys
+import threading
 import time
 
-import yaml
-
-from spatial_caption_ros.cli.config import load_params
-from spatial_caption_ros.cli.run import default_input, prepare_environment
+from spatial_caption_ros.core.errors import ConfigError
+from spatial_caption_ros.core.inputs.sources import FrameSource
+from spatial_caption_ros.core.perception.models import shared_path
 from spatial_caption_ros.core.runtime.monitoring import percentile
+from spatial_caption_ros.params_file import apply_sets, dump_params, load_params, section
+from spatial_caption_ros.ros.graph import prepare_environment
 
 SAMPLE_PERIOD_S = 5.0
 MEMORY_WINDOW_S = 60.0
@@ -39,7 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument('--warmup', type=float, default=60.0,
                    help='seconds before the memory baseline is taken (default 60)')
     p.add_argument('--rate', type=float, default=30.0, help='camera frames per second (30)')
-    p.add_argument('--input', default=default_input(), help='folder of images, played in a loop')
+    p.add_argument('--input', default=shared_path('data', 'images'),
+                   help='folder of images, played in a loop (default ../shared/data/images)')
     p.add_argument('--config', default=None, help='parameter file (default config/pipeline.yaml)')
     p.add_argument('--set', action='append', default=[], metavar='NODE.PARAM=VALUE')
     p.add_argument('--output', default='output/soak', help='report folder (default output/soak)')
@@ -48,22 +52,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        params = load_params(args.config)
+        FrameSource(Path(args.input or '').resolve())    # a folder with images (or a video)
+        section(params, 'image_source').update(source=str(Path(args.input).resolve()),
+                                               rate=args.rate, loop=True, pace_on='')
+        apply_sets(params, args.set)
+    except ConfigError as exc:
+        print(f'[soak] error: {exc}', file=sys.stderr)
+        return 2
     env = prepare_environment('localhost')
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    params = load_params(args.config)
-
-    def section(node: str) -> dict:
-        return params.setdefault(node, {}).setdefault('ros__parameters', {})
-
-    section('image_source').update(source=str(Path(args.input).resolve()), rate=args.rate,
-                                   loop=True, pace_on='')
-    for item in args.set:
-        key, _, value = item.partition('=')
-        node, _, name = key.partition('.')
-        section(node)[name] = yaml.safe_load(value)
     params_file = out / 'params.yaml'
-    params_file.write_text(yaml.safe_dump(params, sort_keys=False), encoding='utf-8')
+    params_file.write_text(dump_params(params), encoding='utf-8')
 
     import psutil
     import rclpy
@@ -75,7 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     from spatial_caption_ros.ros.graph import GRAPH_NODES, spawn_node, stop_processes
     from spatial_caption_ros.ros.qos import qos_profile
 
-    rclpy.init()
+    # Ctrl-C and SIGTERM end the load and still write the report (the node processes run in
+    # sessions of their own: without this a SIGTERM would leave them running).
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    from rclpy.signals import SignalHandlerOptions
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node('soak_monitor')
     stats = {'detections': 0, 'graphs': 0, 'captions': 0, 'captions_verified': 0}
     generators: dict[str, int] = {}
@@ -83,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     processing: list[float] = []    # seconds, perception + scene graph processing per graph
     received_at: list[float] = []   # seconds since the start
     diagnostics: dict[str, dict[str, str]] = {}
+    failures: dict[str, str] = {}       # node -> why its configure failed
     started = time.time()
 
     def on_graph(msg: SceneGraph) -> None:
@@ -99,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         for status in msg.status:
             values = {kv.key: kv.value for kv in status.values}
             diagnostics[status.name] = values
+            if status.level == status.ERROR and status.message.startswith('configure failed'):
+                failures[status.name] = values.get('last_error', status.message)
             age = values.get('time_ms.input_age', '').split()
             if len(age) == 6 and time.time() - started > args.warmup:   # last X mean Y max Z
                 input_age.setdefault(status.name.rsplit('/', 1)[-1], []).append(
@@ -133,8 +144,11 @@ def main(argv: list[str] | None = None) -> int:
           f'ROS_DOMAIN_ID={env["ROS_DOMAIN_ID"]}; report in {out}', file=sys.stderr)
     next_sample = time.time()
     try:
-        while time.time() - started < args.duration:
+        while time.time() - started < args.duration and not stop.is_set():
             executor.spin_once(timeout_sec=0.05)
+            if failures:
+                raise RuntimeError('; '.join(f'{name}: configure failed: {why}'
+                                             for name, why in sorted(failures.items())))
             if time.time() >= next_sample:
                 next_sample += SAMPLE_PERIOD_S
                 t = time.time() - started
@@ -148,12 +162,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f'[soak] t={t:5.0f} s images={camera} graphs={stats["graphs"]} '
                       f'captions={stats["captions"]} rss(MB)=' + ' '.join(
                           f'{n}:{memory[n][-1][1]:.0f}' for n in GRAPH_NODES), file=sys.stderr)
-    except KeyboardInterrupt:
-        print('[soak] interrupted: reporting what was measured', file=sys.stderr)
     except RuntimeError as exc:
         print(f'[soak] FAILED: {exc}', file=sys.stderr)
         code = 1
     finally:
+        if stop.is_set():
+            print('[soak] interrupted: reporting what was measured', file=sys.stderr)
         stop_processes(list(procs.values()))
         for log in logs:
             log.close()
@@ -201,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         report['nodes'][name] = {k: v for k, v in values.items()
                                  if k.split('.')[0] in ('received', 'processed', 'dropped_stale',
                                                         'rejected', 'errors', 'superseded',
+                                                        'in_flight',
                                                         'input_rate_hz', 'published',
                                                         'state', 'backend', 'depth_source')}
     # how old each node's inputs were when their processing started (its diagnostics, windows
@@ -210,16 +225,10 @@ def main(argv: list[str] | None = None) -> int:
                'max': round(max(x for _, x in v), 1)}
         for name, v in sorted(input_age.items())}
     for values in report['nodes'].values():
-        # latest-only inputs: every message received was processed, dropped as stale (replaced
-        # in the one-message slot), rejected or failed; what is left is in flight (at most the
-        # one in the slot and the one being processed, per input)
-        try:
-            done = sum(int(values.get(k, 0)) for k in
-                       ('processed', 'dropped_stale', 'rejected', 'errors'))
-            if int(values.get('received', 0)):
-                values['in_flight_at_end'] = int(values['received']) - done
-        except ValueError:
-            pass
+        # every input received was processed, dropped as stale, rejected or failed; the rest
+        # is in flight (StageCounters.in_flight: the slot and the frame being processed)
+        if 'in_flight' in values:
+            values['in_flight_at_end'] = int(values.pop('in_flight'))
     with open(out / 'scene_graphs.csv', 'w', encoding='utf-8') as f:
         f.write('t_s,age_s,processing_s\n')
         f.writelines(f'{t:.3f},{a:.4f},{p:.4f}\n'

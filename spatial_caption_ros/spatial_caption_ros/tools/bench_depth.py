@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Frame rate of the perception stage with each depth mode, measured side by side in one run.
 
 Every mode is a PerceptionPipeline (the node's own code) fed the same frames; the modes take turns
@@ -6,10 +5,11 @@ frame by frame, so background load on a shared machine hits them alike. Also tim
 `session.run` of both models, to relate the whole stage to the sum of the raw model times.
 
 Depth timing does not depend on weights: pass models of the Depth Anything V2 Small architecture
-(scripts/make_dav2_timing_model.py writes them with random weights) at the full and at the
+(tools/make_dav2_timing_model.py writes them with random weights) at the full and at the
 real-time input size. Their depth values are meaningless, so this measures speed only.
 
-    scripts/env.sh .venv/bin/python scripts/bench_depth.py --full M518.onnx --small M266.onnx
+    scripts/env.sh .venv/bin/python -m spatial_caption_ros.tools.bench_depth \
+        --full M518.onnx --small M266.onnx
 """
 
 from __future__ import annotations
