@@ -6,7 +6,7 @@ ENV := scripts/env.sh
 ARGS ?=
 
 .PHONY: setup run test test-quick lint config clean bench engines dav2-timing-model eval bench-graph \
-	eval-captions soak bench-memory
+	eval-captions soak bench-memory bag
 
 setup:  ## create/refresh the venv (idempotent; fast when up to date)
 	@scripts/setup.sh
@@ -53,6 +53,9 @@ bench-graph: setup  ## scene-graph build time for 10..200 objects, k-NN vs all p
 
 soak: setup  ## long run at a camera rate: RSS growth, scene-graph age vs processing time (ARGS="--duration 600 --rate 30")
 	@$(ENV) $(PY) -m spatial_caption_ros.tools.soak $(ARGS)
+
+bag: setup  ## caption rosbag2 recordings offline (ARGS="INPUT... --output DIR [--ray local]")
+	@$(ENV) $(PY) -m spatial_caption_ros.cli.bag $(ARGS)
 
 clean:
 	rm -rf $(VENV) build output

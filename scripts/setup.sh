@@ -48,7 +48,8 @@ PY="$VENV/bin/python"
 
 step "installing ROS 2 Kilted wheels, build tools and Python dependencies (pinned)"
 pip_q install -r "$REPO/requirements/ros.txt" -r "$REPO/requirements/ros-build.txt" \
-  -r "$REPO/requirements/runtime.txt" -r "$REPO/requirements/dev.txt"
+  -r "$REPO/requirements/runtime.txt" -r "$REPO/requirements/dev.txt" \
+  -r "$REPO/requirements/bag.txt"
 "$PY" -c "import rclpy, numpy, onnxruntime, shapely, cv2" \
   || { echo "[setup] dependency install failed" >&2; exit 1; }
 

@@ -25,6 +25,7 @@ setup(
         (f'share/{PACKAGE}/models', files('models/*.yaml')),
     ],
     install_requires=['setuptools'],
+    extras_require={'ray': ['ray==2.60.0']},
     zip_safe=False,
     maintainer='spatial_caption_ros maintainers',
     maintainer_email='maintainers@spatial-caption.invalid',
@@ -49,6 +50,7 @@ setup(
             'spatial-caption-bench-memory = spatial_caption_ros.tools.bench_memory:main',
             'spatial-caption-dds-check = spatial_caption_ros.tools.dds_check:main',
             'spatial-caption-soak = spatial_caption_ros.tools.soak:main',
+            'spatial-caption-bag = spatial_caption_ros.cli.bag:main',
         ],
     },
 )

@@ -27,16 +27,14 @@ import json
 from pathlib import Path
 import sys
 
-import yaml
-
-from spatial_caption_ros.params_file import load_params
+from spatial_caption_ros.params_file import apply_sets, load_params, stage_values
 from spatial_caption_ros.core.errors import SpatialCaptionError
 from spatial_caption_ros.core.evaluation.harness import (
     ALL_SOURCES, EvalOptions, Harness, render_markdown)
 from spatial_caption_ros.core.memory.config import MemoryConfig
 from spatial_caption_ros.core.memory.evaluation import evaluate_memory, render_memory_markdown
 from spatial_caption_ros.core.perception.models import repository_root
-from spatial_caption_ros.core.params import build_config, param_fields
+from spatial_caption_ros.core.params import build_config
 from spatial_caption_ros.core.perception.pipeline import PerceptionConfig
 from spatial_caption_ros.core.scene_graph.builder import SceneGraphConfig
 
@@ -82,16 +80,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         'as level)')
     p.add_argument('--memory', action='store_true',
                    help='add the memory section: scene memory on tum_fr1_rpy with sensor and '
-                        'geometric depth (world spread, fragmentation, place retrieval)')
+                        'geometric depth (world spread, fragmentation, false changes, '
+                        'synthetic changes, place retrieval)')
     p.add_argument('--quiet', action='store_true', help='print only the table')
     return p.parse_args(argv)
-
-
-def stage_values(params: dict, node: str, config_cls: type) -> dict:
-    """The parameters of `config_cls` found in the node's section of a parameter file."""
-    section = (params.get(node) or {}).get('ros__parameters') or {}
-    known = {f.name for f, _ in param_fields(config_cls)}
-    return {k: v for k, v in section.items() if k in known}
 
 
 def depth_check_table(objects: list[dict]) -> str:
@@ -117,19 +109,18 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data:
         print('no --data given and ../shared/eval is not there', file=sys.stderr)
         return 2
-    params = load_params(args.config)
+    if not Path(args.data).is_dir():
+        print(f'--data {args.data}: no such folder', file=sys.stderr)
+        return 2
+    try:
+        params = apply_sets(load_params(args.config), args.set,
+                            nodes=('perception', 'scene_graph', 'memory'))
+    except SpatialCaptionError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     perception = stage_values(params, 'perception', PerceptionConfig)
     graph = stage_values(params, 'scene_graph', SceneGraphConfig)
     memory = stage_values(params, 'memory', MemoryConfig)
-    for item in args.set:
-        key, eq, value = item.partition('=')
-        node, dot, name = key.partition('.')
-        target = {'perception': perception, 'scene_graph': graph, 'memory': memory}.get(node)
-        if not eq or not dot or target is None:
-            print(f'--set {item!r}: expected perception.PARAM=VALUE, scene_graph.PARAM=VALUE '
-                  'or memory.PARAM=VALUE', file=sys.stderr)
-            return 2
-        target[name] = yaml.safe_load(value)
     if args.depth_source:
         perception['depth_source'] = args.depth_source
     if args.model_dir:

@@ -29,7 +29,6 @@ FASTDDS_DEFAULT_PROFILES_FILE or FASTDDS_BUILTIN_TRANSPORTS is already set, or -
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 import signal
@@ -157,10 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     env = prepare_environment(args.discovery, args.dds_profile)
     out = Path(args.output)
-    for sub, pattern in (('annotated', '*.jpg'), ('scene_graphs', '*.json')):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-        for stale in (out / sub).glob(pattern):   # results of an earlier run
-            stale.unlink()
+    out.mkdir(parents=True, exist_ok=True)
     params_file = out / 'params.yaml'
     params_file.write_text(dump_params(params), encoding='utf-8')
 
@@ -177,13 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
 
-    import cv2
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
-    from spatial_caption_ros.core.inputs.serialization import caption_to_dict, graph_to_dict
-    from spatial_caption_ros.core.visualization.render import annotate
+    from spatial_caption_ros.core.runtime.outputs import FrameOutputWriter
     from spatial_caption_ros.ros.collector import FrameResult, ResultCollector
     from spatial_caption_ros.ros.spin import spin_once
     from spatial_caption_ros.ros.graph import (
@@ -196,26 +190,16 @@ def main(argv: list[str] | None = None) -> int:
     log(f'[run] ROS_DOMAIN_ID={env["ROS_DOMAIN_ID"]} '
         f'discovery={env["ROS_AUTOMATIC_DISCOVERY_RANGE"]} mode={args.mode}')
     log(f'[run] input={args.input} output={out.resolve()} params={params_file}')
-    captions_file = open(out / 'captions.jsonl', 'w', encoding='utf-8')
+    outputs = FrameOutputWriter(out)
 
     def on_frame(result: FrameResult) -> None:
-        stem = f'{len(collector.results) - 1:04d}_{result.name}'
-        record = {'frame': result.name, **caption_to_dict(result.caption)}
-        captions_file.write(json.dumps(record) + '\n')
-        captions_file.flush()
-        if result.graph is not None:
-            (out / 'scene_graphs' / f'{stem}.json').write_text(
-                json.dumps({'frame': result.name, 'caption': caption_to_dict(result.caption),
-                            'scene_graph': graph_to_dict(result.graph)}, indent=1),
-                encoding='utf-8')
-            if result.image is not None:
-                cv2.imwrite(str(out / 'annotated' / f'{stem}.jpg'),
-                            annotate(result.image, result.graph, result.caption.text))
-            else:
-                # a live best-effort camera image can miss the collector (under load, before its
-                # reader matched, or undecodable): say so rather than leave a silent gap
-                log(f'[run] {result.name}: no camera image with its stamp reached the '
-                    'collector; annotated image not written (scene graph and caption are)')
+        outputs.write(len(collector.results) - 1, result.name, result.caption, result.graph,
+                      result.image)
+        if result.graph is not None and result.image is None:
+            # a live best-effort camera image can miss the collector (under load, before its
+            # reader matched, or undecodable): say so rather than leave a silent gap
+            log(f'[run] {result.name}: no camera image with its stamp reached the '
+                'collector; annotated image not written (scene graph and caption are)')
         tag = 'verified' if result.caption.verified else 'UNVERIFIED'
         print(f'{result.name}: {result.caption.text}  [{result.caption.generator}, {tag}]',
               flush=True)
@@ -294,9 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         collector.flush()               # captions still waiting for their graph
         for item in collector.skipped:
-            captions_file.write(json.dumps({'frame': item['name'],
-                                            'skipped': item['reason']}) + '\n')
-        captions_file.close()
+            outputs.write_skipped(item['name'], item['reason'])
+        outputs.close()
         for name, status in zip(names, stop_processes(procs), strict=False):
             if status != 0:
                 print(f'[run] node {name} did not stop cleanly ({status}); see {out}/{name}.log',

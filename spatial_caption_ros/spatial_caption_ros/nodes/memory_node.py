@@ -309,6 +309,12 @@ class MemoryNode(ManagedNode):
                 'objects_tentative': sum(1 for o in objs if o.state == TENTATIVE),
                 'tentative_discarded': memory.objects.discarded_tentative,
                 'forgotten': memory.objects.forgotten,
+                'entries_merged': memory.objects.merges,
+                # frames that could not show anything missing, and why (camera turning fast,
+                # the detector missing most objects, no camera_info)
+                'frames_without_evidence': ', '.join(
+                    f'{k} {n}' for k, n in sorted(memory.objects.unusable_frames.items()))
+                or 'none',
                 'changes_published': self.published_changes,
                 'objects_without_position': self.objects_without_position,
                 'keyframes': len(memory.keyframes.keyframes)}

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 
+from spatial_caption_ros.core.runtime.monitoring import percentile
 from spatial_caption_ros.core.runtime.resources import package_file
 
 PROFILE = 'config/fastdds_large_images.xml'
@@ -165,7 +166,7 @@ def run_subscriber(timeout: float) -> int:
     print(json.dumps({
         'received': len(lat),
         'latency_mean_ms': sum(lat) / len(lat) if lat else None,
-        'latency_p99_ms': lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else None,
+        'latency_p99_ms': percentile(lat, 99) if lat else None,
     }), flush=True)
     node.destroy_node()
     rclpy.try_shutdown()

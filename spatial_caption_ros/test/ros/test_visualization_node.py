@@ -8,42 +8,22 @@ from spatial_caption_interfaces.msg import Caption, SceneGraph
 from visualization_msgs.msg import Marker, MarkerArray
 
 from support import needs_shared, spin_until
+from support.rig import Harness
 from spatial_caption_ros.core.types import FrameHeader
 from spatial_caption_ros.nodes.visualization_node import VisualizationNode
 from spatial_caption_ros.ros import conversions
-from spatial_caption_ros.ros.qos import qos_profile
 from support.synthetic_scene import bus_scene, FRAME_ID, save_artifact
 
 pytestmark = [needs_shared, pytest.mark.usefixtures('rclpy_context')]
 STAMP = 1_700_000_000_123_456_789
 
 
-class Harness:
-    """Publishes what the pipeline would (image, depth, caption, graph); records the outputs."""
-
-    def __init__(self, namespace):
-        import rclpy
-        self.node = rclpy.create_node('viz_harness', namespace=namespace)
-        reliable = qos_profile('reliable')
-        self.image_pub = self.node.create_publisher(Image, 'image', reliable)
-        self.depth_pub = self.node.create_publisher(Image, 'depth', reliable)
-        self.caption_pub = self.node.create_publisher(Caption, 'caption', reliable)
-        self.graph_pub = self.node.create_publisher(SceneGraph, 'scene_graph', reliable)
-        self.markers, self.annotated = [], []
-        self.node.create_subscription(MarkerArray, 'markers', self.markers.append, reliable)
-        self.node.create_subscription(Image, 'annotated_image', self.annotated.append, reliable)
-
-    def connected(self):
-        return all(p.get_subscription_count() >= 1 for p in (
-            self.image_pub, self.depth_pub, self.caption_pub, self.graph_pub)) and \
-            self.node.count_publishers('annotated_image') >= 1 and \
-            self.node.count_publishers('markers') >= 1
-
-
 @pytest.fixture
 def setup():
     node = VisualizationNode(namespace='/viz')
-    harness = Harness('/viz')
+    harness = Harness('/viz', {'image': Image, 'depth': Image, 'caption': Caption,
+                                'scene_graph': SceneGraph},
+                      {'markers': MarkerArray, 'annotated_image': Image}, 'viz_harness')
     ex = MultiThreadedExecutor()
     ex.add_node(node)
     ex.add_node(harness.node)
@@ -59,14 +39,15 @@ def test_markers_and_annotated_image_in_the_source_frame(setup, tmp_path):
     node, harness, ex = setup
     image, depth, graph, caption = bus_scene(STAMP)
     header = FrameHeader(STAMP, FRAME_ID)
-    harness.image_pub.publish(conversions.color_to_image_msg(image, header))
-    harness.depth_pub.publish(conversions.array_to_image_msg(depth, header, '32FC1'))
-    harness.caption_pub.publish(conversions.caption_to_msg(_caption(caption, STAMP - 1)))
+    harness.pubs['image'].publish(conversions.color_to_image_msg(image, header))
+    harness.pubs['depth'].publish(conversions.array_to_image_msg(depth, header, '32FC1'))
+    harness.pubs['caption'].publish(conversions.caption_to_msg(_caption(caption, STAMP - 1)))
     assert spin_until(ex, lambda: STAMP in node._images and node._depths and node._caption)
-    harness.graph_pub.publish(conversions.scene_graph_to_msg(graph))
-    assert spin_until(ex, lambda: harness.markers and harness.annotated, timeout=30)
+    harness.pubs['scene_graph'].publish(conversions.scene_graph_to_msg(graph))
+    assert spin_until(ex, lambda: harness.out['markers'] and harness.out['annotated_image'],
+                      timeout=30)
 
-    markers = harness.markers[0].markers
+    markers = harness.out['markers'][0].markers
     assert markers[0].action == Marker.DELETEALL
     for m in markers:
         assert m.header.frame_id == FRAME_ID
@@ -81,7 +62,7 @@ def test_markers_and_annotated_image_in_the_source_frame(setup, tmp_path):
     assert 1 <= len(lines) <= node.config.max_relation_lines
     assert all(len(m.points) == 2 for m in lines)
 
-    out = harness.annotated[0]
+    out = harness.out['annotated_image'][0]
     assert out.header.frame_id == FRAME_ID
     assert conversions.stamp_to_ns(out.header.stamp) == STAMP
     assert (out.width, out.height, out.encoding) == (image.width, image.height, 'bgr8')
@@ -95,9 +76,9 @@ def test_markers_and_annotated_image_in_the_source_frame(setup, tmp_path):
 def test_a_graph_without_its_image_still_gets_markers_and_is_counted(setup):
     node, harness, ex = setup
     _, _, graph, _ = bus_scene(STAMP + 7)
-    harness.graph_pub.publish(conversions.scene_graph_to_msg(graph))
-    assert spin_until(ex, lambda: harness.markers, timeout=30)
-    assert not harness.annotated
+    harness.pubs['scene_graph'].publish(conversions.scene_graph_to_msg(graph))
+    assert spin_until(ex, lambda: harness.out['markers'], timeout=30)
+    assert not harness.out['annotated_image']
     assert node._counts['no_matching_image'] == 1
     values = node.diagnostic_values()
     assert values['visualization.no_matching_image'] == '1'
@@ -108,9 +89,9 @@ def test_2d_only_graph_clears_markers_and_adds_none(setup):
     _, _, graph, _ = bus_scene(STAMP + 9)
     for obj in graph.objects:
         obj.position = None
-    harness.graph_pub.publish(conversions.scene_graph_to_msg(graph))
-    assert spin_until(ex, lambda: harness.markers, timeout=30)
-    markers = harness.markers[0].markers
+    harness.pubs['scene_graph'].publish(conversions.scene_graph_to_msg(graph))
+    assert spin_until(ex, lambda: harness.out['markers'], timeout=30)
+    markers = harness.out['markers'][0].markers
     assert [m.action for m in markers] == [Marker.DELETEALL]
 
 

@@ -1,5 +1,6 @@
-"""Rigs of the node and system tests: a camera stand-in that feeds the graph and records what
-comes out, and diagnostics as plain dicts (one copy each instead of one per test file)."""
+"""Rigs of the node and system tests: a harness node that feeds a node under test and records
+what comes out, the camera stand-in built on it, the lifecycle rig, and diagnostics as plain
+dicts (one copy each instead of one per test file)."""
 
 from __future__ import annotations
 
@@ -25,28 +26,21 @@ def diagnostic_values(status: DiagnosticStatus) -> dict[str, str]:
     return {kv.key: kv.value for kv in status.values}
 
 
-class Camera:
-    """A test node standing in for a camera driver (reliable QoS, so no frame is lost to the
-    test): bus.jpg with its camera_info (60 degree field of view) and, when given, an aligned
-    depth image; records the graph's outputs with their arrival times (test clock) and the
-    /diagnostics statuses of the nodes in its namespace."""
+class Harness:
+    """A test node beside the node under test: a reliable publisher per input topic (`pubs`),
+    a recorder per output topic (`out`: messages, `arrived`: their arrival times on the test
+    clock) and the /diagnostics statuses of the nodes in its namespace (`diagnostics`)."""
 
-    def __init__(self, namespace: str, depth: np.ndarray | None = None,
-                 frame_id: str = 'camera_optical_frame', name: str = 'test_camera') -> None:
+    def __init__(self, namespace: str, publishes: dict[str, type], records: dict[str, type],
+                 name: str = 'test_harness') -> None:
         self.namespace = namespace
         self.node = rclpy.create_node(name, namespace=namespace)
-        self.image = read_image_file(BUS)
-        self.intrinsics = CameraIntrinsics.from_horizontal_fov(60.0, self.image.width,
-                                                               self.image.height)
-        self.depth = depth
-        self.frame_id = frame_id
         reliable = qos_profile('reliable')
-        self.image_pub = self.node.create_publisher(Image, 'image', reliable)
-        self.info_pub = self.node.create_publisher(CameraInfo, 'camera_info', reliable)
-        self.depth_pub = self.node.create_publisher(Image, 'depth', reliable)
-        self.out: dict[str, list] = {topic: [] for topic in OUTPUTS}
-        self.arrived: dict[str, list[float]] = {topic: [] for topic in OUTPUTS}
-        for topic, msg_type in OUTPUTS.items():
+        self.pubs = {topic: self.node.create_publisher(msg_type, topic, reliable)
+                     for topic, msg_type in publishes.items()}
+        self.out: dict[str, list] = {topic: [] for topic in records}
+        self.arrived: dict[str, list[float]] = {topic: [] for topic in records}
+        for topic, msg_type in records.items():
             self.node.create_subscription(msg_type, topic, self._recorder(topic), reliable)
         self.diagnostics: list[tuple[float, DiagnosticStatus]] = []
         self.node.create_subscription(
@@ -59,6 +53,36 @@ class Camera:
             self.out[topic].append(msg)
             self.arrived[topic].append(time.monotonic())
         return record
+
+    def connected(self) -> bool:
+        """Every input topic has a subscriber and every recorded topic a publisher."""
+        return (all(p.get_subscription_count() >= 1 for p in self.pubs.values())
+                and all(self.node.count_publishers(topic) >= 1 for topic in self.out))
+
+    def stamps(self, topic: str) -> list[int]:
+        return [conversions.stamp_to_ns(m.header.stamp) for m in self.out[topic]]
+
+    def statuses(self, node: str) -> list[DiagnosticStatus]:
+        """The diagnostics statuses received from `node` of this namespace, oldest first."""
+        return [s for _, s in self.diagnostics if s.name.endswith(f'{self.namespace}/{node}')]
+
+
+class Camera(Harness):
+    """A camera driver stand-in (reliable QoS, so no frame is lost to the test): bus.jpg with
+    its camera_info (60 degree field of view) and, when given, an aligned depth image; records
+    detections, scene graphs and captions."""
+
+    def __init__(self, namespace: str, depth: np.ndarray | None = None,
+                 frame_id: str = 'camera_optical_frame', name: str = 'test_camera') -> None:
+        super().__init__(namespace, {'image': Image, 'camera_info': CameraInfo, 'depth': Image},
+                         OUTPUTS, name)
+        self.image_pub, self.info_pub, self.depth_pub = (
+            self.pubs['image'], self.pubs['camera_info'], self.pubs['depth'])
+        self.image = read_image_file(BUS)
+        self.intrinsics = CameraIntrinsics.from_horizontal_fov(60.0, self.image.width,
+                                                               self.image.height)
+        self.depth = depth
+        self.frame_id = frame_id
 
     @property
     def detections(self) -> list[DetectionArray]:
@@ -81,13 +105,6 @@ class Camera:
         return (self.image_pub.get_subscription_count() >= 1
                 and (not depth or self.depth_pub.get_subscription_count() >= 1)
                 and self.node.count_publishers('detections') >= 1)
-
-    def stamps(self, topic: str) -> list[int]:
-        return [conversions.stamp_to_ns(m.header.stamp) for m in self.out[topic]]
-
-    def statuses(self, node: str) -> list[DiagnosticStatus]:
-        """The diagnostics statuses received from `node` of this namespace, oldest first."""
-        return [s for _, s in self.diagnostics if s.name.endswith(f'{self.namespace}/{node}')]
 
 
 class LifecycleRig:

@@ -14,6 +14,7 @@ import json
 import os
 from pathlib import Path
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -28,7 +29,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 from spatial_caption_interfaces.msg import Caption, DetectionArray, SceneGraph
 
-from support import MODELS, needs_shared, spin_until
+from support import BUS, MODELS, needs_shared, spin_until
 from support.fault_models import make_yolo_stub
 from spatial_caption_ros.cli import run as runner
 from spatial_caption_ros.core.captioning.captioner import CaptionConfig, Captioner
@@ -420,14 +421,22 @@ CODE_TAGS = ['!!python/object/apply:os.system ["touch {marker}"]',
 def test_runner_refuses_python_tags_in_set_and_parameter_files(tmp_path, tag):
     marker = tmp_path / 'executed'
     value = tag.replace('{marker}', str(marker))
-    with pytest.raises(SystemExit, match='not a plain YAML value'):
+    images = tmp_path / 'in'
+    images.mkdir()
+    shutil.copy(BUS, images / 'bus.jpg')
+    # --set: never run; a number parameter refuses the text, a string parameter keeps it as
+    # text (a path that does not exist, reported as such by configure)
+    with pytest.raises(ConfigError, match='expected a number'):
         runner.build_params(runner.parse_args(
-            ['--input', str(tmp_path), '--set', f'perception.model_dir={value}']))
+            ['--input', str(images), '--set', f'perception.max_detections={value}']))
+    params, _, _ = runner.build_params(runner.parse_args(
+        ['--input', str(images), '--set', f'perception.model_dir={value}']))
+    assert params['perception']['ros__parameters']['model_dir'] == value
     config = tmp_path / 'params.yaml'
     config.write_text(f'/**/perception:\n  ros__parameters:\n    model_dir: {value}\n',
                       encoding='utf-8')
-    with pytest.raises(SystemExit, match='not a plain YAML parameter file'):
-        runner.build_params(runner.parse_args(['--input', str(tmp_path),
+    with pytest.raises(ConfigError, match='not a plain YAML parameter file'):
+        runner.build_params(runner.parse_args(['--input', str(images),
                                                '--config', str(config)]))
     assert not marker.exists()
 

@@ -30,6 +30,7 @@ import numpy as np
 import yaml
 
 from spatial_caption_ros.core.errors import ConfigError
+from spatial_caption_ros.core.rotations import pose_matrix, quaternion_slerp
 from spatial_caption_ros.core.inputs.sources import load_camera_info_file
 from spatial_caption_ros.core.types import CameraIntrinsics
 
@@ -100,31 +101,6 @@ def _rows(path: Path, columns: int) -> list[list[str]]:
             raise ConfigError(f'{path}:{n}: expected {columns} fields, got {len(fields)}')
         out.append(fields)
     return out
-
-
-def quaternion_slerp(q0: np.ndarray, q1: np.ndarray, t: float) -> np.ndarray:
-    """Spherical linear interpolation of unit quaternions (x, y, z, w), shortest path."""
-    q0 = q0 / np.linalg.norm(q0)
-    q1 = q1 / np.linalg.norm(q1)
-    dot = float(np.dot(q0, q1))
-    if dot < 0.0:                  # q and -q are the same rotation: take the short way
-        q1, dot = -q1, -dot
-    if dot > 0.9995:               # nearly equal: linear interpolation is exact to 1e-7
-        q = q0 + t * (q1 - q0)
-        return q / np.linalg.norm(q)
-    theta = np.arccos(dot)
-    return (np.sin((1.0 - t) * theta) * q0 + np.sin(t * theta) * q1) / np.sin(theta)
-
-
-def pose_matrix(translation: np.ndarray, quaternion: np.ndarray) -> np.ndarray:
-    """4x4 homogeneous transform from a translation and a unit quaternion (x, y, z, w)."""
-    x, y, z, w = quaternion / np.linalg.norm(quaternion)
-    m = np.eye(4)
-    m[:3, :3] = [[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                 [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                 [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]]
-    m[:3, 3] = translation
-    return m
 
 
 def interpolate_pose(stamps: np.ndarray, poses: np.ndarray, t: float,

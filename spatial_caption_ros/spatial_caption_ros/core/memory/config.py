@@ -55,17 +55,40 @@ class MemoryConfig:
         5.0, 'Seconds a tentative (unconfirmed) object is kept without a second observation.',
         minimum=0.0, maximum=3600.0)
     move_radius: float = param(
-        2.0, 'Metres within which an unmatched observation may be a remembered object of its '
-        'class that moved (only when its old place is in view and empty).', minimum=0.0,
+        2.0, 'Metres within which a newly seen object of a class may be a remembered one that '
+        'moved: only once the old place has the negative evidence of `gone` and the new '
+        'position is outside the association gate of the old one.', minimum=0.0,
         maximum=100.0)
     gone_after_frames: int = param(
-        5, 'Least frames in a row in which a remembered object is in view, not occluded, within '
-        'range and not detected before it is reported gone.', minimum=1, maximum=1000)
+        5, 'Least usable frames in a row in which a remembered object is checkably in view '
+        '(see min_box_px, view_margin_px, min_range, max_range, occlusion_margin) and not '
+        'detected before it is reported gone (or moved).', minimum=1, maximum=1000)
+    gone_after_seconds: float = param(
+        1.0, 'Least seconds between the first and the last of those misses: a burst of bad '
+        'frames (a fast sweep, a flicker, someone passing) is shorter; a removal lasts.',
+        minimum=0.0, maximum=3600.0)
     gone_miss_probability: float = param(
-        0.01, 'A missed object is reported gone only once missing it that many frames in a row '
-        'would have this probability or less if it were still there, given its own detection '
-        'rate while in view (an often-missed object needs more misses).', minimum=1e-9,
-        maximum=1.0)
+        0.01, 'A missed object is reported gone only once missing it that many usable frames '
+        'in a row would have this probability or less if it were still there, given its own '
+        'detection rate in usable frames while checkably in view (an often-missed object '
+        'needs more misses).', minimum=1e-9, maximum=1.0)
+    exposure_time: float = param(
+        0.02, 'Seconds the camera exposes a frame, for the motion blur of a turning camera '
+        '(angular speed from consecutive poses x exposure x focal length, in pixels); 20 ms is '
+        'typical of RGB-D cameras indoors (10 to 30 ms at 30 Hz).', minimum=0.0, maximum=1.0)
+    max_blur_fraction: float = param(
+        0.1, "A miss counts only if the motion blur is at most this fraction of the object's "
+        'projected size: smeared by a tenth of its size an object keeps its shape; more, and '
+        'detectors lose it while it is still there.', minimum=0.0, maximum=10.0)
+    min_detected_share: float = param(
+        0.5, 'A frame is evidence that an object is missing only if the detector works on it: '
+        'of the other remembered objects checkably in view it finds at least one, and at least '
+        'this share of what it usually finds there (the sum of their own detection rates); a '
+        'blurred or dark frame loses most objects at once.', minimum=0.0, maximum=1.0)
+    min_box_px: float = param(
+        32.0, "Smallest side (pixels) of an object's projected box for a miss to count: COCO's "
+        'small-object limit (32 px), below which detectors find objects least often.',
+        minimum=0.0, maximum=10000.0)
     min_range: float = param(
         0.3, 'Nearest depth (m) at which a missed object counts as negative evidence.',
         minimum=0.0, maximum=100.0)
@@ -73,7 +96,8 @@ class MemoryConfig:
         4.0, 'Farthest depth (m) at which a missed object counts as negative evidence (the '
         'detector misses small far objects).', minimum=0.1, maximum=1000.0)
     view_margin_px: float = param(
-        20.0, 'A remembered object must project this far inside the image to count as in view.',
+        20.0, "A remembered object's projected box (its remembered size) must lie this far "
+        'inside the image for a miss to count (objects cut by the border are missed often).',
         minimum=0.0, maximum=1000.0)
     occlusion_margin: float = param(
         0.15, 'A detected object in front of a remembered position by more than this (m), '

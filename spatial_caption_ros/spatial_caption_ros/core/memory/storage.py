@@ -27,14 +27,14 @@ from spatial_caption_ros.core.memory.keyframes import Features, Keyframe
 from spatial_caption_ros.core.memory.store import Change, MemoryObject, ObjectSnapshot
 
 MEMORY = ':memory:'
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS objects (
   id INTEGER PRIMARY KEY, votes TEXT NOT NULL, position BLOB NOT NULL, covariance BLOB NOT NULL,
   first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, times_seen INTEGER NOT NULL,
   state TEXT NOT NULL, frames TEXT NOT NULL, missed_in_view INTEGER NOT NULL,
-  misses_total INTEGER NOT NULL);
+  misses_total INTEGER NOT NULL, evidence TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS changes (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, stamp INTEGER NOT NULL, kind TEXT NOT NULL,
   object TEXT NOT NULL, previous TEXT, evidence TEXT NOT NULL);
@@ -91,13 +91,21 @@ class MemoryDatabase:
                     raise sqlite3.DatabaseError(f'integrity check failed: {check}')
             conn.executescript(_SCHEMA)
             row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            if row is not None and row[0] == '1':
+                # version 1 lacked the evidence column (size, sightings in view): add it
+                conn.execute("ALTER TABLE objects ADD COLUMN evidence TEXT NOT NULL "
+                             "DEFAULT '{}'")
+                conn.execute("UPDATE meta SET value=? WHERE key='schema'",
+                             (str(SCHEMA_VERSION),))
+                row = (str(SCHEMA_VERSION),)
             if row is None:
                 conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
             elif row[0] != str(SCHEMA_VERSION):
                 raise sqlite3.DatabaseError(f'schema version {row[0]}, expected '
                                             f'{SCHEMA_VERSION}')
             conn.execute('SELECT id, votes, position, covariance, first_seen, last_seen, '
-                         'times_seen, state, frames, missed_in_view, misses_total FROM objects '
+                         'times_seen, state, frames, missed_in_view, misses_total, evidence '
+                         'FROM objects '
                          'LIMIT 1').fetchall()
         except sqlite3.DatabaseError:
             conn.close()
@@ -128,7 +136,7 @@ class MemoryDatabase:
             c = self.conn
             c.execute('BEGIN IMMEDIATE')
             try:
-                c.executemany('INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?,?,?,?,?)',
+                c.executemany('INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?,?,?,?,?,?)',
                               [_object_row(o) for o in objects])
                 if removed:
                     c.executemany('DELETE FROM objects WHERE id=?', [(i,) for i in removed])
@@ -165,6 +173,11 @@ class MemoryDatabase:
                 first_seen_ns=row[4], last_seen_ns=row[5], times_seen=row[6], state=row[7],
                 frames=deque(json.loads(row[8]), maxlen=frames_per_object),
                 missed_in_view=row[9], misses_total=row[10])
+            evidence = json.loads(row[11])
+            obj.size = float(evidence.get('size', 0.0))
+            obj.size_n = int(evidence.get('size_n', 0))
+            obj.seen_in_view = int(evidence.get('seen_in_view', 0))
+            obj.miss_since_ns = int(evidence.get('miss_since_ns', 0))
             objects[obj.id] = obj
         changes = deque(_row_change(r) for r in self.conn.execute(
             'SELECT stamp, kind, object, previous, evidence FROM changes ORDER BY seq'))
@@ -181,7 +194,9 @@ def _object_row(o: MemoryObject) -> tuple:
     return (o.id, json.dumps(o.class_votes), np.asarray(o.position, np.float64).tobytes(),
             np.asarray(o.covariance, np.float64).tobytes(), o.first_seen_ns, o.last_seen_ns,
             o.times_seen, o.state, json.dumps(list(o.frames)), o.missed_in_view,
-            o.misses_total)
+            o.misses_total, json.dumps({'size': o.size, 'size_n': o.size_n,
+                                        'seen_in_view': o.seen_in_view,
+                                        'miss_since_ns': o.miss_since_ns}))
 
 
 def _snapshot_json(s: ObjectSnapshot) -> str:

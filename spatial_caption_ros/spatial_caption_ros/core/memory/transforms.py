@@ -19,6 +19,8 @@ import threading
 import numpy as np
 
 from spatial_caption_ros.core.errors import SpatialCaptionError
+from spatial_caption_ros.core.rotations import matrix_to_quaternion, quaternion_slerp, \
+    quaternion_to_matrix
 
 
 class TransformError(SpatialCaptionError):
@@ -31,39 +33,6 @@ class TransformMissingError(TransformError):
 
 class TransformStaleError(TransformError):
     """The frames are connected but no sample is close enough to the requested time."""
-
-
-def quaternion_to_matrix(q: tuple[float, float, float, float]) -> np.ndarray:
-    """3x3 rotation of a quaternion (x, y, z, w); normalised first."""
-    x, y, z, w = (float(v) for v in q)
-    n = math.sqrt(x * x + y * y + z * z + w * w)
-    if not math.isfinite(n) or n < 1e-9:
-        raise TransformError(f'invalid quaternion {q}')
-    x, y, z, w = x / n, y / n, z / n, w / n
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
-
-
-def matrix_to_quaternion(r: np.ndarray) -> tuple[float, float, float, float]:
-    """Quaternion (x, y, z, w) of a 3x3 rotation matrix (w >= 0)."""
-    t = np.trace(r)
-    if t > 0:
-        s = math.sqrt(t + 1.0) * 2
-        q = ((r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s, s / 4)
-    else:
-        i = int(np.argmax(np.diag(r)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = math.sqrt(1.0 + r[i, i] - r[j, j] - r[k, k]) * 2
-        v = [0.0, 0.0, 0.0]
-        v[i] = s / 4
-        v[j] = (r[j, i] + r[i, j]) / s
-        v[k] = (r[k, i] + r[i, k]) / s
-        q = (v[0], v[1], v[2], (r[k, j] - r[j, k]) / s)
-    if q[3] < 0:
-        q = tuple(-c for c in q)
-    return tuple(float(c) for c in q)
 
 
 @dataclass(frozen=True)
@@ -82,7 +51,10 @@ class Transform:
         t = np.asarray(translation, dtype=np.float64).reshape(3)
         if not np.all(np.isfinite(t)):
             raise TransformError(f'invalid translation {translation}')
-        return cls(quaternion_to_matrix(quaternion), t)
+        try:
+            return cls(quaternion_to_matrix(quaternion), t)
+        except ValueError as exc:
+            raise TransformError(str(exc)) from exc
 
     @property
     def quaternion(self) -> tuple[float, float, float, float]:
@@ -100,18 +72,6 @@ class Transform:
     def apply(self, points: np.ndarray) -> np.ndarray:
         """Transform one point (3,) or many (N, 3)."""
         return np.asarray(points) @ self.rotation.T + self.translation
-
-
-def _slerp(q0: np.ndarray, q1: np.ndarray, t: float) -> np.ndarray:
-    d = float(np.dot(q0, q1))
-    if d < 0:
-        q1, d = -q1, -d
-    if d > 0.9995:
-        q = q0 + t * (q1 - q0)
-        return q / np.linalg.norm(q)
-    theta = math.acos(min(1.0, d))
-    s = math.sin(theta)
-    return (math.sin((1 - t) * theta) * q0 + math.sin(t * theta) * q1) / s
 
 
 @dataclass(frozen=True)
@@ -160,7 +120,7 @@ class _Edge:
             s0, s1 = self.stamps[i - 1], self.stamps[i]
             a = (stamp_ns - s0) / (s1 - s0)
             (t0, q0), (t1, q1) = self.samples[i - 1], self.samples[i]
-            return Transform.from_quaternion(t0 + a * (t1 - t0), _slerp(q0, q1, a))
+            return Transform.from_quaternion(t0 + a * (t1 - t0), quaternion_slerp(q0, q1, a))
         nearest = self.stamps[0] if i == 0 else self.stamps[-1]
         gap = abs(stamp_ns - nearest)
         if gap > tolerance_ns:

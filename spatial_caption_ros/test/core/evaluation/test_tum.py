@@ -10,8 +10,8 @@ import pytest
 
 from support import EVAL
 from spatial_caption_ros.core.errors import ConfigError
-from spatial_caption_ros.core.evaluation.tum import (
-    interpolate_pose, quaternion_slerp, read_tum_sequence)
+from spatial_caption_ros.core.evaluation.tum import interpolate_pose, read_tum_sequence
+from spatial_caption_ros.core.rotations import quaternion_slerp
 
 TUM = EVAL / 'tum_fr1_rpy'
 CAMERA = """image_width: 64
