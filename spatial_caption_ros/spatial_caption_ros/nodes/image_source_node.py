@@ -164,6 +164,20 @@ class ImageSourceNode(ManagedNode):
                 f'({self.image_pub.get_subscription_count()} matched) before publishing')
         return False
 
+    def _next_frame(self):
+        """(name, image) of the next frame; None once the source is exhausted.
+
+        Looping, the source starts over within the same tick, so the rate holds across the wrap
+        (it used to skip one period there).
+        """
+        try:
+            return next(self._frames)
+        except StopIteration:
+            if not (self.config.loop and self.published):
+                return None
+        self._frames = iter(self._decoded) if self._decoded is not None else self._first_pass()
+        return next(self._frames, None)
+
     def _tick(self) -> None:
         if not self.active or self.finished:
             return
@@ -178,12 +192,9 @@ class ImageSourceNode(ManagedNode):
             self._pending_stamp = None
         if not self._subscribers_matched():
             return
-        try:
-            name, image = next(self._frames)
-        except StopIteration:
+        frame = self._next_frame()
+        if frame is None:
             if self.config.loop and self.published:
-                self._frames = (iter(self._decoded) if self._decoded is not None
-                                else self._first_pass())
                 return
             self.finished = True
             # the end message follows every frame name on the same topic, so a reader that
@@ -194,6 +205,7 @@ class ImageSourceNode(ManagedNode):
             skipped = f', {len(self.skipped)} unreadable files skipped' if self.skipped else ''
             self.get_logger().info(f'source exhausted after {self.published} frames{skipped}')
             return
+        name, image = frame
         self.counters.received += 1
         try:
             intrinsics = self._intrinsics_for(image.width, image.height)

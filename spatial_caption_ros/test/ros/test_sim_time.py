@@ -111,3 +111,36 @@ def test_caption_min_period_runs_on_simulated_time():
         ex.shutdown()
         node.destroy_node()
         driver.destroy_node()
+
+
+@needs_shared
+def test_a_looped_source_keeps_its_rate_across_the_wrap(tmp_path):
+    """Two images looped at 10 Hz of simulated time: every frame 0.1 s after the previous one.
+
+    The clock advances one period per step, so each timer tick publishes one frame; the source
+    used to spend the tick at the end of the folder starting over (a 0.2 s gap at each wrap).
+    """
+    folder = tmp_path / 'frames'
+    folder.mkdir()
+    for name in ('a.jpg', 'b.jpg'):
+        (folder / name).write_bytes(BUS.read_bytes())
+    node = ImageSourceNode(namespace='/simloop', parameter_overrides=[
+        Parameter('use_sim_time', value=True), Parameter('source', value=str(folder)),
+        Parameter('loop', value=True), Parameter('rate', value=10.0)])
+    driver = rclpy.create_node('sim_driver', namespace='/simloop')
+    clock_pub = driver.create_publisher(Clock, '/clock', 10)
+    stamps: list[int] = []
+    driver.create_subscription(Image, 'image', lambda m: stamps.append(
+        conversions.stamp_to_ns(m.header.stamp)), qos_profile('reliable'))
+    ex = SingleThreadedExecutor()
+    ex.add_node(node)
+    ex.add_node(driver)
+    try:
+        assert node.active, node.last_error
+        _run_slow_clock(ex, clock_pub, lambda: len(stamps) >= 7)
+        gaps = [(b - a) / 1e9 for a, b in zip(stamps, stamps[1:], strict=False)]
+        assert len(gaps) >= 6 and all(g == pytest.approx(0.1, abs=0.01) for g in gaps), gaps
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        driver.destroy_node()
