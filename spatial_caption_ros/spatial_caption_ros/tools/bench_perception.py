@@ -330,7 +330,7 @@ def bench_node_paths(values: dict[str, Any], image_path: Path, frames: int,
         path_ratio: dict[str, list[float]] = {m: [] for m in modes}
         steps = ('process()',) + modes
         for i in range(1, warmup + frames + 1):
-            header = FrameHeader(i, 'camera_optical_frame')
+            header = FrameHeader(time.time_ns(), 'camera_optical_frame')
             info = conversions.intrinsics_to_camera_info(intrinsics, header)
             msg = conversions.color_to_image_msg(image, header)
             for step in steps[i % len(steps):] + steps[:i % len(steps)]:
@@ -340,14 +340,18 @@ def bench_node_paths(values: dict[str, Any], image_path: Path, frames: int,
                     pipeline.process(decoded, header, intrinsics)
                     elapsed = time.perf_counter() - t0
                 else:
+                    # stamped now, as a camera would: the node's input_age is then the time
+                    # from publish to its worker (only setting the stamp, no copy)
+                    stamp_ns = time.time_ns()
+                    msg.header.stamp = info.header.stamp = conversions.ns_to_stamp(stamp_ns)
                     image_pub, info_pub = publishers[step]
                     info_pub.publish(info)
                     t0 = time.perf_counter()
                     image_pub.publish(msg)
-                    if not spin_until(lambda s=step, n=i: n in received[s], timeout_s):
+                    if not spin_until(lambda s=step, n=stamp_ns: n in received[s], timeout_s):
                         raise SystemExit(f'no detections for frame {i} from the {step} node '
                                          f'after {timeout_s:.0f} s' + _child_log(procs, tmp))
-                    arrived, inner_ms = received[step][i]
+                    arrived, inner_ms = received[step][stamp_ns]
                     elapsed = arrived - t0
                     if i > warmup:
                         path[step].append(elapsed * 1e3 - inner_ms)
