@@ -72,8 +72,13 @@ def run_node(node_cls, args=None) -> None:
     finally:
         # Ctrl-C in a terminal signals the whole process group, then `ros2 launch` signals each
         # node again: a second SIGINT must not interrupt the clean-up (the node would die with
-        # exit code -2 and launch report "process has died"). SIGTERM still ends a hung one.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # exit code -2 and launch report "process has died"). One that arrived just before is
+        # raised by this very call (its Python code checks pending signals): then again.
+        # SIGTERM still ends a hung node.
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        except KeyboardInterrupt:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         worker = getattr(node, 'worker', None)
         if interrupted and worker is not None and not worker.stop(INTERRUPT_WORKER_WAIT_S):
             # Still busy: releasing its models under it could crash, waiting could take
