@@ -87,8 +87,10 @@ NODE_TOPICS: dict[str, tuple[TopicSpec, ...]] = {
                   'Intrinsics for 3D positions and metric sizes (the latest one is used).'),
         TopicSpec('depth', IMAGE, 'in', 'input_qos',
                   'Depth image aligned to the colour image (16UC1 mm or 32FC1 m), matched to '
-                  'each colour frame by stamp within `depth_stamp_tolerance`.',
-                  when=('depth_source', ('sensor',)), or_when=('depth_scale_source', ('sensor',))),
+                  'each colour frame by stamp within `depth_stamp_tolerance`. `auto` subscribes '
+                  'too: frames that arrive with one use it, others estimate depth.',
+                  when=('depth_source', ('sensor', 'auto')),
+                  or_when=('depth_scale_source', ('sensor',))),
         TopicSpec('detections', DETECTIONS, 'out', 'output_qos',
                   'Objects with depth and 3D position; header of the source image.'),
     ),
