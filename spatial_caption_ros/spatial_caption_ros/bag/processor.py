@@ -209,7 +209,9 @@ class Stages:
         self.perception = PerceptionPipeline(self.perception_config)
 
     def new_sequence(self) -> None:
-        """A fresh perception pipeline (tracker, depth scale): chunks never share state."""
+        """A fresh perception pipeline (tracker, depth scale) and an LLM without a cached
+        prompt: chunks never share state."""
+        self.captioner.new_sequence()
         if self.perception.frames:
             self.perception.close()
             self.perception = PerceptionPipeline(self.perception_config)

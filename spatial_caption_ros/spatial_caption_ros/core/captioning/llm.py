@@ -447,6 +447,20 @@ class LlamaModel:
     def _text(self, tokens: list[int]) -> str:
         return b''.join(self._piece(t) for t in tokens).decode('utf-8', 'ignore')
 
+    def forget_prompt(self) -> None:
+        """Drop the cached prompt prefix: the next call evaluates its whole prompt.
+
+        Reusing a cached prefix evaluates the rest of a prompt in different batches, so logits
+        differ in their last bits from a fresh evaluation, and a close call between two words
+        can go either way. Offline runs call this at the start of every chunk of frames, so a
+        chunk's captions are the same wherever (and after whatever) it runs.
+        """
+        with self._lock:
+            if getattr(self, '_ctx', None):
+                _llama.llama_memory_clear(self._mem, True)
+            self._cached = []
+            self._pos = 0
+
     def close(self) -> None:
         """Free the context and the model (unmaps the GGUF file)."""
         with self._lock:

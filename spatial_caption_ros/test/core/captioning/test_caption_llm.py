@@ -5,6 +5,8 @@ Timing is never asserted (shared 2-core machine); only what was published and wh
 
 import json
 
+import numpy as np
+
 import pytest
 
 from spatial_caption_ros.core.captioning.captioner import (
@@ -183,3 +185,20 @@ def test_eval_command_runs_the_real_pipeline(tmp_path, capsys):
     doc = json.loads(out.read_text())
     assert [r['run'] for r in doc['results']] == ['template/short', 'llm/short']
     assert all(rec['verified'] for r in doc['results'] for rec in r['records'])
+
+
+@needs_llm
+def test_forget_prompt_makes_logits_independent_of_earlier_prompts():
+    """Offline chunks call forget_prompt: a prompt then gives the logits of a fresh model
+    (bit for bit), whatever was evaluated before it (the Ray test's local == remote relies on it)."""
+    model = LlamaModel(GEMMA, n_threads=2)
+    try:
+        first = model.tokenize('Facts: a cup; a tv left of the cup.\nCaption:', True)
+        second = model.tokenize('Facts: a cup; a mouse right of the cup.\nCaption:', True)
+        fresh = model.logits(model.start(second)).copy()
+        model.forget_prompt()
+        model.start(first)
+        model.forget_prompt()
+        assert np.array_equal(model.logits(model.start(second)), fresh)
+    finally:
+        model.close()
