@@ -209,8 +209,10 @@ class Stages:
         self.perception = PerceptionPipeline(self.perception_config)
 
     def new_sequence(self) -> None:
-        """A fresh perception pipeline (tracker, depth scale) and an LLM without a cached
-        prompt: chunks never share state."""
+        """Fresh per-sequence state: chunks never share any.
+
+        A new perception pipeline (tracker, depth scale) and an LLM without a cached prompt.
+        """
         self.captioner.new_sequence()
         if self.perception.frames:
             self.perception.close()

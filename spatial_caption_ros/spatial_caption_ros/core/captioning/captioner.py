@@ -309,8 +309,10 @@ class Captioner:
             _SYSTEM, f'{example}Facts: {facts}.\n{_INSTRUCTIONS[style]}', completion)
 
     def new_sequence(self) -> None:
-        """Forget what earlier frames left in the model (its cached prompt prefix), so the
-        next captions do not depend on the frames before them (offline chunks)."""
+        """Forget what earlier frames left in the model (its cached prompt prefix).
+
+        The next captions then do not depend on the frames before them (offline chunks).
+        """
         if self.llm is not None:
             self.llm.forget_prompt()
 

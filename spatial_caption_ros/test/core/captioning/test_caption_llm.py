@@ -189,8 +189,10 @@ def test_eval_command_runs_the_real_pipeline(tmp_path, capsys):
 
 @needs_llm
 def test_forget_prompt_makes_logits_independent_of_earlier_prompts():
-    """Offline chunks call forget_prompt: a prompt then gives the logits of a fresh model
-    (bit for bit), whatever was evaluated before it (the Ray test's local == remote relies on it)."""
+    """A prompt after forget_prompt gives a fresh model's logits, bit for bit.
+
+    Whatever was evaluated before it: offline chunks rely on it (the Ray test's local == remote).
+    """
     model = LlamaModel(GEMMA, n_threads=2)
     try:
         first = model.tokenize('Facts: a cup; a tv left of the cup.\nCaption:', True)
