@@ -17,7 +17,7 @@ cannot configure (e.g. a missing model) ends the run at once with its reason.
 
 Exit codes: 0 every frame captioned (or a live run stopped by Ctrl-C); 1 the run failed (a node
 could not start or exited, timeout, frames without a caption); 2 bad command line, parameter
-file, --set or input (nothing was run); 3 finished, but unreadable input files were skipped;
+file, --set, input or output folder (nothing was run); 3 finished, but unreadable input files were skipped;
 130 / 143 a batch stopped by SIGINT / SIGTERM before its end (what was done is written).
 
 ROS traffic stays on this machine by default (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a
@@ -149,16 +149,20 @@ def build_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, st
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    out = Path(args.output)
+    params_file = out / 'params.yaml'
     try:
         params, remaps, live = build_params(args)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            params_file.write_text(dump_params(params), encoding='utf-8')
+        except OSError as exc:
+            raise ConfigError(f'--output {out}: cannot create the folder or write to it '
+                              f'({exc.strerror or exc})') from None
     except ConfigError as exc:
         print(f'[run] error: {exc}', file=sys.stderr)
         return EXIT_USAGE
     env = prepare_environment(args.discovery, args.dds_profile)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    params_file = out / 'params.yaml'
-    params_file.write_text(dump_params(params), encoding='utf-8')
 
     # Ctrl-C / SIGTERM end the run gracefully: rclpy's own handler would shut the context down
     # at once, losing the outputs still in flight (a caption whose graph is a moment behind).

@@ -41,6 +41,8 @@ def _run(*args, timeout=300):
     (['--input', '/nonexistent'], "--input: image source '/nonexistent' does not exist"),
     (['--config', '/nonexistent.yaml'], 'cannot read the parameter file /nonexistent.yaml'),
     (['--model-dir', '/nonexistent'], '--model-dir /nonexistent: not a folder'),
+    (['--output', '/proc/spatial_caption_out'],
+     '--output /proc/spatial_caption_out: cannot create the folder'),
 ])
 def test_bad_arguments_end_in_one_line_and_exit_2(tmp_path, args, expected):
     done = _run('--output', str(tmp_path / 'out'), *args, timeout=60)
