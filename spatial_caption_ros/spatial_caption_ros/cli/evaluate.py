@@ -67,7 +67,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument('--sources', default=','.join(ALL_SOURCES),
                    help=f'comma-separated subset of {",".join(ALL_SOURCES)} (tum: the '
                         'tum_fr1_rpy RGB-D sequence against its Kinect depth)')
-    p.add_argument('--limit', type=int, default=0, help='first N items of each source only')
+    p.add_argument('--limit', type=int, default=0,
+                   help='first N items of each source only (default 0: every item)')
     p.add_argument('--oracle-depth', action='store_true',
                    help='KITTI: replace estimated depth by the labelled depth (harness '
                         'self-check, reported as ORACLE)')
@@ -112,6 +113,16 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.data).is_dir():
         print(f'--data {args.data}: no such folder', file=sys.stderr)
         return 2
+    if args.limit < 0:
+        print(f'--limit {args.limit}: must be 0 (every item) or more', file=sys.stderr)
+        return 2
+    out = Path(args.output)
+    try:                # before the evaluation, which can take many minutes
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f'--output {out}: cannot create the folder ({exc.strerror or exc})',
+              file=sys.stderr)
+        return 2
     try:
         params = apply_sets(load_params(args.config), args.set,
                             nodes=('perception', 'scene_graph', 'memory'))
@@ -153,8 +164,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f'memory evaluation failed: {exc}', file=sys.stderr)
             return 2
         table += '\n' + render_memory_markdown(report['memory'])
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
     (out / 'results.json').write_text(json.dumps(report, indent=1), encoding='utf-8')
     (out / 'results.md').write_text(table, encoding='utf-8')
     if args.depth_check and report.get('kitti'):
