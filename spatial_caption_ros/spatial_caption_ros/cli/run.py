@@ -17,8 +17,9 @@ cannot configure (e.g. a missing model) ends the run at once with its reason.
 
 Exit codes: 0 every frame captioned (or a live run stopped by Ctrl-C); 1 the run failed (a node
 could not start or exited, timeout, frames without a caption); 2 bad command line, parameter
-file, --set, input or output folder (nothing was run); 3 finished, but unreadable input files were skipped;
-130 / 143 a batch stopped by SIGINT / SIGTERM before its end (what was done is written).
+file, --set, input or output folder (nothing was run); 3 finished, but unreadable input files
+were skipped; 130 / 143 a batch stopped by SIGINT / SIGTERM before its end (what was done is
+written).
 
 ROS traffic stays on this machine by default (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a
 random ROS_DOMAIN_ID unless set); --discovery subnet lets a live camera on the network in.

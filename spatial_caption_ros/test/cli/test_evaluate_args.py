@@ -1,8 +1,11 @@
 """The evaluate command refuses bad arguments in one line with exit code 2 (issue 15.2)."""
 
+import json
+
 import pytest
 
 from spatial_caption_ros.cli import evaluate
+from support import needs_shared
 
 
 @pytest.mark.parametrize('argv,expected', [
@@ -29,3 +32,16 @@ def test_an_output_folder_that_cannot_be_made_is_refused_before_the_evaluation(c
     assert code == 2, err
     assert err.startswith('--output /proc/spatial_caption_eval: cannot create the folder')
     assert len(err.splitlines()) == 1 and 'Traceback' not in err
+
+
+@needs_shared
+def test_limit_also_limits_the_memory_evaluation_and_the_tables_say_n_a(tmp_path, capsys):
+    """--limit N is 'the first N items of each source': the memory section ran all 87 TUM
+    frames whatever the limit, and figures with nothing to measure were printed as 'None'."""
+    code = evaluate.main(['--sources', 'tum', '--memory', '--limit', '3',
+                          '--output', str(tmp_path), '--quiet'])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / 'results.json').read_text())
+    assert report['memory']['frames'] == 3
+    table = (tmp_path / 'results.md').read_text()
+    assert 'None' not in table and 'n/a' in table, table
