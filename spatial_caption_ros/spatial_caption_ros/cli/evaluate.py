@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             report['memory'] = evaluate_memory(Path(args.data), perception,
                                                build_config(SceneGraphConfig, graph),
-                                               build_config(MemoryConfig, memory), log)
+                                               build_config(MemoryConfig, memory), log,
+                                               limit=args.limit)
         except SpatialCaptionError as exc:
             print(f'memory evaluation failed: {exc}', file=sys.stderr)
             return 2
