@@ -163,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f'[run] error: {exc}', file=sys.stderr)
         return EXIT_USAGE
+    # files of an input folder that are not frames (a video, a .gif): named at the end
+    ignored = [] if live else FrameSource(section(params, 'image_source')['source']).ignored
     env = prepare_environment(args.discovery, args.dds_profile)
 
     # Ctrl-C / SIGTERM end the run gracefully: rclpy's own handler would shut the context down
@@ -312,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     if collector.skipped:
         print(f'[run] {len(collector.skipped)} unreadable input files skipped (also in '
               f'{out / "captions.jsonl"})', file=sys.stderr)
+    for name, why in ignored:
+        print(f'[run] not an image, not captioned: {name} ({why})', file=sys.stderr)
     code = _exit_code(code, live, collector, signals)
     if stop.is_set():
         # Interrupted: every output is written and closed, the node processes are stopped. An
