@@ -1,7 +1,8 @@
 """Image source node: publishes a folder of images or a video as a camera would.
 
 For demos, simulation stand-ins and tests. With `pace_on` it waits for a stage's output for each
-frame before publishing the next, so a batch run processes every frame.
+frame before publishing the next, so a batch run processes every frame. Rate, stamps and
+pace_timeout run on the node clock: with use_sim_time they follow /clock.
 
 Publishes:   image (sensor_msgs/Image, bgr8), camera_info (sensor_msgs/CameraInfo, when
              calibrated or assumed), ~/done (std_msgs/UInt32, latched: frames published, sent
@@ -17,7 +18,6 @@ Subscribes:  detections | scene_graph | caption (only with pace_on)
 from __future__ import annotations
 
 import json
-import time
 
 from sensor_msgs.msg import CameraInfo, Image
 from spatial_caption_interfaces.msg import Caption, DetectionArray, SceneGraph
@@ -168,11 +168,26 @@ class ImageSourceNode(ManagedNode):
                 f'({self.image_pub.get_subscription_count()} matched) before publishing')
         return False
 
+    def _next_frame(self):
+        """(name, image) of the next frame; None once the source is exhausted.
+
+        Looping, the source starts over within the same tick, so the rate holds across the wrap
+        (it used to skip one period there).
+        """
+        try:
+            return next(self._frames)
+        except StopIteration:
+            if not (self.config.loop and self.published):
+                return None
+        self._frames = iter(self._decoded) if self._decoded is not None else self._first_pass()
+        return next(self._frames, None)
+
     def _tick(self) -> None:
         if not self.active or self.finished:
             return
         if self._pending_stamp is not None:
-            if time.monotonic() - self._pending_since < self.config.pace_timeout:
+            if self.get_clock().now().nanoseconds / 1e9 - self._pending_since \
+                    < self.config.pace_timeout:
                 return
             self.counters.error('pace_timeout', main_input=False)
             self.get_logger().warning(
@@ -181,12 +196,9 @@ class ImageSourceNode(ManagedNode):
             self._pending_stamp = None
         if not self._subscribers_matched():
             return
-        try:
-            name, image = next(self._frames)
-        except StopIteration:
+        frame = self._next_frame()
+        if frame is None:
             if self.config.loop and self.published:
-                self._frames = (iter(self._decoded) if self._decoded is not None
-                                else self._first_pass())
                 return
             self.finished = True
             # the end message follows every frame name on the same topic, so a reader that
@@ -197,6 +209,7 @@ class ImageSourceNode(ManagedNode):
             skipped = f', {len(self.skipped)} unreadable files skipped' if self.skipped else ''
             self.get_logger().info(f'source exhausted after {self.published} frames{skipped}')
             return
+        name, image = frame
         self.counters.received += 1
         try:
             intrinsics = self._intrinsics_for(image.width, image.height)
@@ -215,7 +228,7 @@ class ImageSourceNode(ManagedNode):
         self.input_rate.tick()
         if self.config.pace_on:
             self._pending_stamp, self._pending_since, self._pending_name = (
-                stamp_ns, time.monotonic(), name)
+                stamp_ns, stamp_ns / 1e9, name)
 
 
 def main(args=None) -> None:

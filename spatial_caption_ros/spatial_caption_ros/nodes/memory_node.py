@@ -21,7 +21,6 @@ import math
 import threading
 
 from diagnostic_msgs.msg import DiagnosticStatus
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from spatial_caption_interfaces.msg import MemoryChange, MemoryFacts, SceneGraph
 from spatial_caption_interfaces.srv import ChangesSince, LastSeen, QueryObjects
@@ -34,7 +33,7 @@ from spatial_caption_ros.core.memory.transforms import (
     Transform, TransformBuffer, TransformError, TransformMissingError, TransformStaleError)
 from spatial_caption_ros.ros import conversions
 from spatial_caption_ros.ros.managed_node import ManagedNode
-from spatial_caption_ros.ros.qos import qos_profile
+from spatial_caption_ros.ros.qos import qos_profile, TF_QOS, TF_STATIC_QOS
 from spatial_caption_ros.ros.spin import run_node
 
 try:   # a ROS install has tf2_ros; the PyPI wheels do not
@@ -46,11 +45,6 @@ try:   # built into the venv by scripts/build_tf2_msgs.sh
 except ImportError:
     TFMessage = None
 
-TF_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
-                    reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
-TF_STATIC_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
-                           reliability=ReliabilityPolicy.RELIABLE,
-                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
 # Images kept for matching a scene graph's stamp (the graph arrives after its image).
 IMAGE_BUFFER = 8
 

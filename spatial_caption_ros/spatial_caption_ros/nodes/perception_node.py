@@ -3,7 +3,9 @@
 Subscribes:  image (sensor_msgs/Image) or image/compressed (sensor_msgs/CompressedImage),
              camera_info (sensor_msgs/CameraInfo),
              depth (sensor_msgs/Image, 16UC1 x depth_image_scale or 32FC1 m, aligned to the
-             colour image; with depth_source sensor or auto, or sensor scale anchors)
+             colour image; with depth_source sensor or auto, or sensor scale anchors),
+             /tf and /tf_static (tf2_msgs/TFMessage; with gravity_frame set: the camera's
+             orientation for the geometric depth cues)
 Publishes:   detections (spatial_caption_interfaces/DetectionArray)
 """
 
@@ -16,6 +18,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from spatial_caption_interfaces.msg import DetectionArray
 
 from spatial_caption_ros.core.perception.depth.sensor import StampBuffer
+from spatial_caption_ros.core.perception.gravity import GravityFromTransforms
 from spatial_caption_ros.core.errors import (
     InvalidCameraInfoError, InvalidImageError, OutOfOrderError)
 from spatial_caption_ros.core.params import CONFIGURE, param
@@ -23,8 +26,13 @@ from spatial_caption_ros.core.perception.pipeline import PerceptionConfig, Perce
 from spatial_caption_ros.core.types import DEPTH_AUTO
 from spatial_caption_ros.ros import conversions
 from spatial_caption_ros.ros.managed_node import ManagedNode
-from spatial_caption_ros.ros.qos import qos_profile
+from spatial_caption_ros.ros.qos import qos_profile, TF_QOS, TF_STATIC_QOS
 from spatial_caption_ros.ros.spin import run_node
+
+try:   # every ROS install has it; the PyPI wheels get it from scripts/build_tf2_msgs.sh
+    from tf2_msgs.msg import TFMessage
+except ImportError:
+    TFMessage = None
 
 # Right after activation, wait up to this long for a first CameraInfo before processing an image
 # without one (only during the first STARTUP_WINDOW_S seconds; never later).
@@ -59,6 +67,16 @@ class PerceptionNodeConfig:
         'order, unless it is earlier by more than this many seconds: then the camera restarted '
         'or a bag looped, and a new sequence starts (tracks and depth scale reset).',
         minimum=0.0, maximum=86400.0)
+    gravity_frame: str = param(
+        '', 'World-fixed frame with z up (REP 103: map, odom, base_footprint) whose transform '
+        "from the image's frame_id on /tf gives the camera's pitch and roll to the geometric "
+        'depth cues, per frame at its stamp. Empty: /tf is not read. When the transform is '
+        'missing or stale the frame gets a note and the fixed-mount parameters '
+        '(camera_orientation) apply.', when=CONFIGURE)
+    gravity_tf_tolerance: float = param(
+        0.1, 'Seconds an image stamp may lie beyond the newest (or before the oldest) /tf sample '
+        "of the camera's transform chain; beyond it the transform is stale and not used.",
+        minimum=0.0, maximum=10.0)
 
 
 class PerceptionNode(ManagedNode):
@@ -78,11 +96,28 @@ class PerceptionNode(ManagedNode):
         self.depth_unmatched = 0
         self._depth_seen = False
         self.depth_unregistered = 0
+        self.gravity: GravityFromTransforms | None = None
+        self.gravity_mode = ''
         super().__init__('perception', **kwargs)
 
     def configure_stage(self, config: PerceptionConfig) -> None:
         self.pipeline = PerceptionPipeline(config)
         self.detections_pub = self.publisher(DetectionArray, 'detections')
+        node_config = self.extra(PerceptionNodeConfig)
+        self.gravity = None
+        fallback = ('camera_pitch_deg/camera_roll_deg'
+                    if config.depth.camera_orientation == 'parameters' else 'level camera')
+        if not node_config.gravity_frame:
+            self.gravity_mode = f'parameters ({fallback}); gravity_frame empty, /tf not read'
+        elif TFMessage is None:
+            self.gravity_mode = (f'parameters ({fallback}): tf2_msgs is not importable, /tf '
+                                 'cannot be read (scripts/build_tf2_msgs.sh)')
+            self.get_logger().error(f'gravity_frame {node_config.gravity_frame!r}: '
+                                    f'{self.gravity_mode}')
+        else:
+            self.gravity = GravityFromTransforms(node_config.gravity_frame,
+                                                 node_config.gravity_tf_tolerance)
+            self.gravity_mode = f'/tf ({node_config.gravity_frame}), else {fallback}'
 
     def create_inputs(self) -> None:
         self._newest_stamp_ns = None
@@ -97,6 +132,10 @@ class PerceptionNode(ManagedNode):
             self._depth_frames.clear()
             self._depth_seen = False
             self.subscribe(Image, 'depth', self._on_depth, qos_profile(self.io.input_qos))
+        if self.gravity is not None:
+            self.subscribe(TFMessage, '/tf', lambda m: self._on_tf(m, False), TF_QOS)
+            self.subscribe(TFMessage, '/tf_static', lambda m: self._on_tf(m, True),
+                           TF_STATIC_QOS)
 
     # Subscription callbacks: header checks only, nothing slow (the worker decodes).
 
@@ -144,6 +183,24 @@ class PerceptionNode(ManagedNode):
             return
         self._depth_seen = True
         self._depth_frames.put(conversions.stamp_to_ns(msg.header.stamp), msg)
+
+    def _on_tf(self, msg, static: bool) -> None:
+        for problem in self.gravity.add(conversions.tf_message_to_transforms(msg), static):
+            self.reject('invalid_transform', problem, main_input=False)
+
+    def _gravity(self, frame_id: str, stamp_ns: int) -> tuple[object, str | None]:
+        """Gravity in the camera frame from /tf, or None and a note saying what applies."""
+        if self.gravity is None:
+            return None, None
+        self.gravity.set_tolerance(self.extra(PerceptionNodeConfig).gravity_tf_tolerance)
+        down, problem = self.gravity.down(frame_id.lstrip('/'), stamp_ns)
+        if down is not None:
+            return down, None
+        fallback = ('the fixed-mount camera_pitch_deg/camera_roll_deg apply'
+                    if self.config.depth.camera_orientation == 'parameters'
+                    else 'the optical axis is taken as level')
+        self._throttled_log('warning', 'gravity', f'{problem}; {fallback}')
+        return None, f'{problem}; {fallback}'
 
     def _matched_depth(self, stamp_ns: int, frame_id: str) -> tuple[object, str | None]:
         """The aligned depth (metres) of the colour frame at `stamp_ns`, or None and why."""
@@ -204,6 +261,14 @@ class PerceptionNode(ManagedNode):
             out['depth_frames_matched'] = str(self.depth_matched)
             out['depth_frames_unmatched'] = str(self.depth_unmatched)
             out['depth_frames_unregistered'] = str(self.depth_unregistered)
+        out['gravity_source'] = self.gravity_mode
+        if self.gravity is not None:
+            counts = self.gravity.counts
+            out['gravity_frames_from_tf'] = str(counts.from_tf)
+            out['gravity_tf_missing'] = str(counts.missing)
+            out['gravity_tf_stale'] = str(counts.stale)
+            if self.gravity.last_problem:
+                out['gravity_tf_last_problem'] = self.gravity.last_problem
         return out
 
     def process(self, msg) -> None:
@@ -228,7 +293,10 @@ class PerceptionNode(ManagedNode):
             t1 = time.perf_counter()
             sensor_depth, depth_note = self._matched_depth(header.stamp_ns, header.frame_id)
             match_ms = (time.perf_counter() - t1) * 1e3
-        result = self.pipeline.process(image, header, intrinsics, sensor_depth)
+        gravity, gravity_note = self._gravity(header.frame_id, header.stamp_ns)
+        result = self.pipeline.process(image, header, intrinsics, sensor_depth, gravity)
+        if gravity_note:
+            result.notes.append(gravity_note)
         result.stage_times_ms['decode'] = decode_ms
         if self.config.uses_sensor_depth:
             result.stage_times_ms['depth_match'] = match_ms

@@ -13,6 +13,12 @@ from rclpy.qos import (
     DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
 
 QOS_NAMES = ('sensor_data', 'reliable', 'reliable_latest', 'latched')
+# /tf and /tf_static as tf2's own listener subscribes to them (every node reading the tree).
+TF_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
+                    reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+TF_STATIC_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
+                           reliability=ReliabilityPolicy.RELIABLE,
+                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def qos_profile(name: str) -> QoSProfile:

@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     modes = {
         'geometric, gravity known': (GeometricDepth(knowledge), DepthInput(
             image, dets, seq.intrinsics, None, frame.gravity)),
+        'geometric, gravity known, no surface cue': (
+            GeometricDepth(knowledge, surface_consistency=False),
+            DepthInput(image, dets, seq.intrinsics, None, frame.gravity)),
         'geometric, no gravity': (GeometricDepth(knowledge), DepthInput(
             image, dets, seq.intrinsics)),
         'sensor (Kinect depth)': (SensorDepth(knowledge, BoxStatConfig()), DepthInput(

@@ -29,8 +29,8 @@ from typing import Any
 from spatial_caption_ros.core.errors import SpatialCaptionError
 from spatial_caption_ros.core.evaluation.dataset import EvalItem, load_items, SOURCES, TUM_FOLDER
 from spatial_caption_ros.core.evaluation.metrics import (
-    decide_statement, DepthScores, match_objects, RelationScores, score_depth, score_directions,
-    sigma_coverage)
+    decide_statement, DepthScores, match_objects, order_tradeoff, RelationScores, score_depth,
+    score_directions, sigma_coverage)
 from spatial_caption_ros.core.evaluation.kitti import MODERATE_OCCLUSION, MODERATE_TRUNCATION
 from spatial_caption_ros.core.evaluation.reference_depth import (
     reference_report, ReferenceDepthScores, score_reference_depth)
@@ -282,6 +282,22 @@ def _ratio(num: int, den: int) -> float | None:
     return round(num / den, 4) if den else None
 
 
+def _tradeoff_lines(name: str, tradeoff: dict[str, Any]) -> list[str]:
+    """The order rule at each target confidence (scene graph order_confidence), one table."""
+    lines = ['', f'{name} depth order by order_confidence (every pair clearly apart by the '
+                 f'reference with both depths; {tradeoff["pairs_with_estimates"]} pairs; errors '
+                 f'of one frame\'s objects linked by {tradeoff["error_correlation"]}):', '',
+             '| order_confidence | sigma multiple | right / asserted (log-depth gap: the rule) | '
+             'accuracy | coverage | right / asserted (linear gap) | accuracy | coverage |',
+             '|---|---|---|---|---|---|---|---|']
+    for row in tradeoff['rows']:
+        lines.append(f'| {row["confidence"]} | {row["sigma_multiple"]} | {row["correct"]}/'
+                     f'{row["decided"]} | {_pct(row["accuracy"])} | {_pct(row["coverage"])} | '
+                     f'{row["linear_correct"]}/{row["linear_decided"]} | '
+                     f'{_pct(row["linear_accuracy"])} | {_pct(row["linear_coverage"])} |')
+    return lines
+
+
 def _round(value: float, digits: int = 4) -> float | None:
     return round(float(value), digits) if value is not None and math.isfinite(value) else None
 
@@ -355,6 +371,7 @@ def _depth_report(s: DepthScores, objects: list[dict[str, Any]]) -> dict[str, An
                             if s.depth_errors else None,
                             'within_25': _within(s.depth_errors)},
         'sigma_coverage': sigma_coverage(_metric_triples(objects)),
+        'order_tradeoff': order_tradeoff(s.order_records, s.pairs),
         'kendall_tau': {'frames': len(s.frame_taus),
                         'mean': _round(statistics.mean(s.frame_taus)) if s.frame_taus else None},
     }
@@ -479,6 +496,9 @@ def render_markdown(report: dict[str, Any]) -> str:
                          f'{_pct(row["median_depth_rel_error"])} | '
                          f'{_pct(row["median_distance_rel_error"])} | {_pct(cover["one"])} / '
                          f'{_pct(cover["two"])} |')
+    for name, section in (('KITTI', k), ('TUM', report.get('tum'))):
+        if section and section.get('order_tradeoff'):
+            lines += _tradeoff_lines(name, section['order_tradeoff'])
     t = report['timing_ms']
     if t['perception_ms'] is None:      # only sources that are not timed (TUM), or no item
         lines += ['', 'Mean time per image: n/a (no timed KITTI, COCO or VSR item).']

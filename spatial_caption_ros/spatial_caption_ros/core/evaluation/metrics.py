@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 import itertools
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from spatial_caption_ros.core.evaluation.dataset import GroundTruthObject
 from spatial_caption_ros.core.evaluation.vsr import VsrStatement
+from spatial_caption_ros.core.scene_graph.relations import order_gap, order_sigma_multiple
 from spatial_caption_ros.core.types import (
     ABOVE, BEHIND, BELOW, BoundingBox, CONTAINS, CONVERSE, IN_FRONT_OF, INSIDE, LEFT_OF, NEAR,
     NEXT_TO, ON, OVERLAPPING, RIGHT_OF, SceneGraph, SceneObject)
@@ -55,6 +57,76 @@ def sigma_coverage(records: Sequence[tuple[float, float, float]]) -> dict[str, f
     return {'n': n,
             'one': round(sum(abs(e - r) <= s for e, r, s in known) / n, 4) if n else None,
             'two': round(sum(abs(e - r) <= 2.0 * s for e, r, s in known) / n, 4) if n else None}
+
+
+# Target confidences of the order trade-off table: the multiple of the combined sigma each one
+# asks for under honest Gaussian errors (1.0, 1.28, 1.64, 1.88, 2.33 sigma).
+ORDER_CONFIDENCES = (0.84, 0.90, 0.95, 0.97, 0.99)
+
+
+@dataclass(frozen=True)
+class OrderRecord:
+    """One reference pair clearly apart, as the graph's order rule sees it.
+
+    agreement: the estimated depth gap in standard deviations (relations.order_gap), + when
+    the estimate orders the pair as the reference does (so |agreement| > m is "asserted at m
+    sigma", and it is right when agreement > 0); linear_agreement: the same with the linear
+    gap over sqrt(sigma_a^2 + sigma_b^2) (the rule before the log-depth one, for comparison).
+    error_a, error_b: each object's error over its own sigma, (z - reference) / sigma: their
+    product over many pairs measures how errors of objects of one frame go together.
+    """
+
+    agreement: float
+    linear_agreement: float
+    error_a: float
+    error_b: float
+
+
+def order_record(za: float, sa: float, ref_a: float, zb: float, sb: float,
+                 ref_b: float) -> OrderRecord | None:
+    """The pair's OrderRecord, None unless both estimates and sigmas are finite and positive."""
+    values = (za, sa, ref_a, zb, sb, ref_b)
+    if not all(math.isfinite(v) for v in values) or sa <= 0 or sb <= 0:
+        return None
+    order = clear_depth_order(ref_a, ref_b)
+    if not order:
+        return None
+    gap = float(order_gap(za, sa, zb, sb)) * order
+    if not math.isfinite(gap):
+        return None
+    return OrderRecord(gap, (zb - za) * order / math.hypot(sa, sb), (za - ref_a) / sa,
+                       (zb - ref_b) / sb)
+
+
+def order_tradeoff(records: Sequence[OrderRecord], pairs: int,
+                   confidences: Sequence[float] = ORDER_CONFIDENCES) -> dict[str, Any]:
+    """Accuracy and coverage of the order rule at each target confidence, and the error link.
+
+    Per confidence c the rule asserts a pair when its gap exceeds Phi^-1(c) standard deviations
+    (relations.order_sigma_multiple): decided, correct, accuracy, coverage of `pairs` (all
+    reference pairs clearly apart, as graph_order counts them), for the log-depth gap (the
+    rule) and, prefixed linear_, the linear one. `error_correlation`: the mean
+    of error_a * error_b over the pairs of one frame, over the mean of the squares (about 0
+    when objects err independently, > 0 when one frame's objects err together, which makes
+    their order safer than the combined sigma says).
+    """
+    rows = []
+    for c in confidences:
+        m = order_sigma_multiple(c)
+        row: dict[str, Any] = {'confidence': c, 'sigma_multiple': round(m, 3)}
+        for prefix, values in (('', [r.agreement for r in records]),
+                               ('linear_', [r.linear_agreement for r in records])):
+            decided = [v for v in values if abs(v) > m]
+            correct = sum(1 for v in decided if v > 0)
+            row.update({prefix + 'decided': len(decided), prefix + 'correct': correct,
+                        prefix + 'accuracy': round(correct / len(decided), 4) if decided
+                        else None,
+                        prefix + 'coverage': round(len(decided) / pairs, 4) if pairs else None})
+        rows.append(row)
+    squares = sum(0.5 * (r.error_a ** 2 + r.error_b ** 2) for r in records)
+    link = sum(r.error_a * r.error_b for r in records)
+    return {'pairs_with_estimates': len(records), 'rows': rows,
+            'error_correlation': round(link / squares, 4) if squares > 0 else None}
 
 
 def match_objects(truth: Sequence[GroundTruthObject], objects: Sequence[SceneObject],
@@ -121,6 +193,7 @@ class DepthScores:
     distance_errors: list[float] = field(default_factory=list)   # |d - d_gt| / d_gt
     depth_errors: list[float] = field(default_factory=list)      # |z - z_gt| / z_gt
     frame_taus: list[float] = field(default_factory=list)
+    order_records: list[OrderRecord] = field(default_factory=list)
 
     def add(self, other: DepthScores) -> None:
         for name in ('pairs', 'pairs_matched', 'graph_decided', 'graph_correct',
@@ -129,6 +202,7 @@ class DepthScores:
         self.distance_errors += other.distance_errors
         self.depth_errors += other.depth_errors
         self.frame_taus += other.frame_taus
+        self.order_records += other.order_records
 
 
 def score_depth(truth: Sequence[GroundTruthObject], graph: SceneGraph,
@@ -151,6 +225,11 @@ def score_depth(truth: Sequence[GroundTruthObject], graph: SceneGraph,
         if IN_FRONT_OF in said or BEHIND in said:
             s.graph_decided += 1
             s.graph_correct += int((IN_FRONT_OF in said) == a_nearer)
+        if oa.depth_metric and ob.depth_metric:
+            record = order_record(oa.depth, oa.depth_uncertainty, truth[a].depth, ob.depth,
+                                  ob.depth_uncertainty, truth[b].depth)
+            if record is not None:
+                s.order_records.append(record)
         if math.isfinite(oa.depth) and math.isfinite(ob.depth) and oa.depth != ob.depth:
             s.values_decided += 1
             s.values_correct += int((oa.depth < ob.depth) == a_nearer)

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from spatial_caption_ros.core.evaluation.metrics import (
-    clear_depth_order, relation_index, sigma_coverage)
+    clear_depth_order, order_record, order_tradeoff, OrderRecord, relation_index,
+    sigma_coverage)
 from spatial_caption_ros.core.types import BEHIND, BoundingBox, IN_FRONT_OF, SceneGraph
 
 INNER_FRACTION = 0.5
@@ -57,12 +58,14 @@ class ReferenceDepthScores:
     sigma_records: list[tuple[float, float, float]] = field(default_factory=list)
     by_class: dict[str, list[float]] = field(default_factory=dict)
     sources: dict[str, int] = field(default_factory=dict)        # objects per depth source
+    order_records: list[OrderRecord] = field(default_factory=list)
 
     def add(self, other: ReferenceDepthScores) -> None:
         for name in ('objects', 'with_reference', 'pairs', 'graph_decided', 'graph_correct'):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors += other.errors
         self.sigma_records += other.sigma_records
+        self.order_records += other.order_records
         for k, v in other.by_class.items():
             self.by_class.setdefault(k, []).extend(v)
         for k, n in other.sources.items():
@@ -92,6 +95,12 @@ def score_reference_depth(graph: SceneGraph, reference: np.ndarray) -> Reference
         if not order:
             continue
         s.pairs += 1
+        oa, ob = graph.objects[a], graph.objects[b]
+        if oa.depth_metric and ob.depth_metric:
+            record = order_record(oa.depth, oa.depth_uncertainty, refs[a], ob.depth,
+                                  ob.depth_uncertainty, refs[b])
+            if record is not None:
+                s.order_records.append(record)
         said = index.get((graph.objects[a].id, graph.objects[b].id), set())
         if IN_FRONT_OF in said or BEHIND in said:
             s.graph_decided += 1
@@ -117,6 +126,7 @@ def reference_report(s: ReferenceDepthScores, frames: int) -> dict[str, Any]:
                             'within_25': _ratio(sum(e <= 0.25 for e in s.errors),
                                                 len(s.errors))},
         'sigma_coverage': sigma_coverage(s.sigma_records),
+        'order_tradeoff': order_tradeoff(s.order_records, s.pairs),
         'per_class': {k: {'n': len(v), 'median': round(statistics.median(v), 4)}
                       for k, v in sorted(s.by_class.items(), key=lambda kv: -len(kv[1]))},
     }

@@ -178,7 +178,9 @@ class PerceptionPipeline:
         self.threads = (det_threads, depth_threads)
         if self.parallel:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix='depth')
-        self.geometric = GeometricDepth(self.knowledge, config.depth.border_margin_px)
+        self.geometric = GeometricDepth(self.knowledge, config.depth.border_margin_px,
+                                        config.depth.surface_consistency,
+                                        config.depth.camera_height_m)
         # auto: a frame that comes with an aligned depth image is measured, not estimated
         self.auto_sensor = (SensorDepth(self.knowledge, config.depth.box,
                                         config.depth.border_margin_px)

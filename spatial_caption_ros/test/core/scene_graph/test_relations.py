@@ -9,6 +9,7 @@ import shapely
 from spatial_caption_ros.core.scene_graph.geometry import (
     box_intersection_areas, box_polygons, gaps, intersection_areas, knn_pairs)
 from spatial_caption_ros.core.scene_graph.knowledge import KnowledgeBase
+from spatial_caption_ros.core.params import build_config
 from spatial_caption_ros.core.scene_graph.relations import (
     canonical, relate_pair, RelationConfig, resolve_conflicts)
 from spatial_caption_ros.core.types import (
@@ -210,21 +211,25 @@ def test_on_needs_a_support_class_and_contact():
 
 def test_in_front_only_beyond_the_combined_uncertainty():
     a, b = (0, 0, 10, 10), (100, 0, 110, 10)
-    # difference 0.5, combined sigma sqrt(0.3^2 + 0.3^2) = 0.42: asserted
+    # log-depth gap ln(11/10) / sqrt(0.03^2 + (0.3/11)^2) = 2.35 sigma > Phi^-1(0.97) = 1.88
     got = relate_pair(obj(0, 'car', a, depth=10.0, sigma=0.3),
-                      obj(1, 'car', b, depth=10.5, sigma=0.3), knowledge=KB)
+                      obj(1, 'car', b, depth=11.0, sigma=0.3), knowledge=KB)
     rel = [r for r in got if r.predicate in (IN_FRONT_OF, BEHIND)]
     assert [(r.subject_id, r.predicate, r.object_id) for r in rel] == [(0, IN_FRONT_OF, 1)]
-    # confidence: probability the order is right under Gaussian errors, Phi(0.5 / 0.424)
-    assert rel[0].confidence == pytest.approx(0.5 * (1 + math.erf(0.5 / 0.4243 / 2 ** 0.5)),
-                                              abs=1e-3)
-    # difference 0.3 < 0.42: left unsaid
+    # confidence: probability the order is right under Gaussian errors of ln z, Phi(2.35)
+    gap = math.log(1.1) / math.hypot(0.03, 0.3 / 11.0)
+    assert rel[0].confidence == pytest.approx(0.5 * (1 + math.erf(gap / 2 ** 0.5)), abs=1e-6)
+    # 10 vs 10.5: 1.18 sigma, right with probability 0.88 < 0.97: left unsaid ...
     assert not predicates(obj(0, 'car', a, depth=10.0, sigma=0.3),
-                          obj(1, 'car', b, depth=10.3, sigma=0.3)) & {IN_FRONT_OF, BEHIND}
-    # a stricter multiple drops the 0.5 difference too
-    strict = RelationConfig(depth_sigma_multiple=2.0)
+                          obj(1, 'car', b, depth=10.5, sigma=0.3)) & {IN_FRONT_OF, BEHIND}
+    # ... unless 0.85 is enough
+    lax = build_config(RelationConfig, {'order_confidence': 0.85})
+    assert IN_FRONT_OF in predicates(obj(0, 'car', a, depth=10.0, sigma=0.3),
+                                     obj(1, 'car', b, depth=10.5, sigma=0.3), lax)
+    # a stricter confidence (0.995: 2.58 sigma) drops the 10 vs 11 pair too
+    strict = build_config(RelationConfig, {'order_confidence': 0.995})
     assert not predicates(obj(0, 'car', a, depth=10.0, sigma=0.3),
-                          obj(1, 'car', b, depth=10.5, sigma=0.3), strict) & {IN_FRONT_OF,
+                          obj(1, 'car', b, depth=11.0, sigma=0.3), strict) & {IN_FRONT_OF,
                                                                               BEHIND}
 
 

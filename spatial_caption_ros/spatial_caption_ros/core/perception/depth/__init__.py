@@ -44,7 +44,8 @@ def create_depth_source(name: str, config: DepthConfig | None = None, *,
     knowledge = knowledge or KnowledgeBase.load()
     if name == DEPTH_GEOMETRIC:
         from spatial_caption_ros.core.perception.depth.geometric import GeometricDepth
-        return GeometricDepth(knowledge, config.border_margin_px)
+        return GeometricDepth(knowledge, config.border_margin_px,
+                              config.surface_consistency, config.camera_height_m)
     if name == DEPTH_SENSOR:
         from spatial_caption_ros.core.perception.depth.sensor import SensorDepth
         return SensorDepth(knowledge, config.box, config.border_margin_px)

@@ -66,7 +66,9 @@ class DepthConfig:
     box: BoxStatConfig = group(BoxStatConfig)
     border_margin_px: float = param(
         2.0, 'A box side this close to the image border counts as cut by it (geometric depth '
-        'does not use cut sizes).', minimum=0.0, maximum=100.0, when=CONFIGURE,
+        'does not use cut sizes), in pixels of a 640 px detector input: scaled with larger '
+        'images (KITTI 1242 px: 3.9 px), where detector boxes are coarser (docs/depth.md).',
+        minimum=0.0, maximum=100.0, when=CONFIGURE,
         name='border_margin_px')
     every_n_frames: int = param(
         1, 'Run the dense depth model on every Nth frame only (real-time mode for weak CPUs); '
@@ -89,6 +91,15 @@ class DepthConfig:
         0.0, 'Rotation of the camera about its optical axis in degrees (camera_orientation '
         'parameters; positive: the scene turned clockwise in the image).', minimum=-180.0,
         maximum=180.0, name='camera_roll_deg')
+    surface_consistency: bool = param(
+        True, 'With gravity known, objects whose box bottoms meet one surface (a desk) at the '
+        "same height get a second depth from the others' surface height, combined with their "
+        'own (geometric depth; docs/depth.md).', when=CONFIGURE, name='surface_consistency')
+    camera_height_m: float = param(
+        0.0, 'Height of the camera above the floor the objects stand on, metres (0: unknown). '
+        'Known, an object whose box bottom meets the floor gets a second depth from that contact '
+        '(with surface_consistency; a level camera unless gravity is known). KITTI: 1.65.',
+        minimum=0.0, maximum=100.0, when=CONFIGURE, name='camera_height_m')
 
     def validate(self) -> None:
         """Cross-parameter checks (messages name the ROS parameters)."""
