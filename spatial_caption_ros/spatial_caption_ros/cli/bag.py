@@ -28,6 +28,7 @@ import time
 from typing import Any, TextIO
 
 from spatial_caption_ros.core.errors import ConfigError
+from spatial_caption_ros.core.runtime.outputs import make_output_folder
 from spatial_caption_ros.params_file import (
     apply_sets, dump_params, load_params, parse_set, section)
 
@@ -149,11 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output)
     try:
         params, explicit = build_params(args)
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f'--output {out}: cannot create the folder '
-                              f'({exc.strerror or exc})') from None
+        make_output_folder(out)
     except ConfigError as exc:
         print(f'[bag] error: {exc}', file=sys.stderr)
         return EXIT_USAGE

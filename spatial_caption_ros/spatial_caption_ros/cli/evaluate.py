@@ -28,12 +28,13 @@ from pathlib import Path
 import sys
 
 from spatial_caption_ros.params_file import apply_sets, load_params, stage_values
-from spatial_caption_ros.core.errors import SpatialCaptionError
+from spatial_caption_ros.core.errors import ConfigError, SpatialCaptionError
 from spatial_caption_ros.core.evaluation.harness import (
     ALL_SOURCES, EvalOptions, Harness, render_markdown)
 from spatial_caption_ros.core.memory.config import MemoryConfig
 from spatial_caption_ros.core.memory.evaluation import evaluate_memory, render_memory_markdown
 from spatial_caption_ros.core.perception.models import repository_root
+from spatial_caption_ros.core.runtime.outputs import make_output_folder
 from spatial_caption_ros.core.params import build_config
 from spatial_caption_ros.core.perception.pipeline import PerceptionConfig
 from spatial_caption_ros.core.scene_graph.builder import SceneGraphConfig
@@ -118,10 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.output)
     try:                # before the evaluation, which can take many minutes
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        print(f'--output {out}: cannot create the folder ({exc.strerror or exc})',
-              file=sys.stderr)
+        make_output_folder(out)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
         return 2
     try:
         params = apply_sets(load_params(args.config), args.set,

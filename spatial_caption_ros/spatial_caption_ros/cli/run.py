@@ -41,6 +41,7 @@ from typing import Any
 from spatial_caption_ros.core.errors import ConfigError
 from spatial_caption_ros.core.inputs.sources import FrameSource
 from spatial_caption_ros.core.perception.models import default_model_dir, shared_path
+from spatial_caption_ros.core.runtime.outputs import make_output_folder
 from spatial_caption_ros.params_file import apply_sets, dump_params, load_params, section
 from spatial_caption_ros.ros.graph import camera_remaps, prepare_environment
 
@@ -154,15 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     params_file = out / 'params.yaml'
     try:
         params, remaps, live = build_params(args)
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            params_file.write_text(dump_params(params), encoding='utf-8')
-        except OSError as exc:
-            raise ConfigError(f'--output {out}: cannot create the folder or write to it '
-                              f'({exc.strerror or exc})') from None
+        make_output_folder(out)
     except ConfigError as exc:
         print(f'[run] error: {exc}', file=sys.stderr)
         return EXIT_USAGE
+    params_file.write_text(dump_params(params), encoding='utf-8')
     # files of an input folder that are not frames (a video, a .gif): named at the end
     ignored = [] if live else FrameSource(section(params, 'image_source')['source']).ignored
     env = prepare_environment(args.discovery, args.dds_profile)
