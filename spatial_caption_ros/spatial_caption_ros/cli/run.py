@@ -42,7 +42,8 @@ from spatial_caption_ros.core.errors import ConfigError
 from spatial_caption_ros.core.inputs.sources import FrameSource
 from spatial_caption_ros.core.perception.models import default_model_dir, shared_path
 from spatial_caption_ros.core.runtime.outputs import make_output_folder
-from spatial_caption_ros.params_file import apply_sets, dump_params, load_params, section
+from spatial_caption_ros.params_file import (
+    apply_sets, dump_params, load_params, parse_set, section)
 from spatial_caption_ros.ros.graph import camera_remaps, prepare_environment
 
 DEFAULT_OUTPUT = 'output'
@@ -106,6 +107,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def build_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str], bool]:
     """The effective parameter file content, topic remaps, and whether the input is a topic."""
     params = load_params(args.config)
+    if args.max_frames < 0:
+        raise ConfigError(f'--max-frames {args.max_frames}: must be 0 (no limit) or more')
+    if args.timeout <= 0:
+        raise ConfigError(f'--timeout {args.timeout:g}: must be more than 0 seconds')
 
     remaps: dict[str, str] = {}
     live = bool(args.input) and args.input.startswith('topic:')
@@ -128,8 +133,12 @@ def build_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, st
         # ...and publishes each frame only once its own publisher has matched every image
         # reader: perception, visualization and the collector.
         src['min_subscribers'] = BATCH_IMAGE_READERS
-        if args.rate:
-            src['rate'] = float(args.rate)
+        if args.rate is not None:       # checked as the parameter is (its range)
+            try:
+                _, _, src['rate'] = parse_set(f'image_source.rate={args.rate}')
+            except ConfigError as exc:
+                why = str(exc).rpartition('image_source.rate: ')[2]
+                raise ConfigError(f'--rate {args.rate:g}: {why}') from None
         # Every published frame must reach the perception and visualization nodes in a batch
         # run. Discovery is not symmetric: the source may have matched a reader before that
         # reader has matched the source, and a volatile reader misses what came before. Latched

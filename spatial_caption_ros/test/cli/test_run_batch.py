@@ -41,6 +41,10 @@ def _run(*args, timeout=300):
     (['--input', '/nonexistent'], "--input: image source '/nonexistent' does not exist"),
     (['--config', '/nonexistent.yaml'], 'cannot read the parameter file /nonexistent.yaml'),
     (['--model-dir', '/nonexistent'], '--model-dir /nonexistent: not a folder'),
+    (['--rate', '-1'], '--rate -1: -1.0 is below the minimum 0.01'),
+    (['--rate', '0'], '--rate 0: 0.0 is below the minimum 0.01'),
+    (['--max-frames', '-1'], '--max-frames -1: must be 0 (no limit) or more'),
+    (['--timeout', '0'], '--timeout 0: must be more than 0 seconds'),
     (['--output', '/proc/spatial_caption_out'],
      '--output /proc/spatial_caption_out: cannot create the folder'),
 ])
