@@ -100,7 +100,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument('--memory', action='store_true',
                    help='also run the memory node (objects remembered across frames, changes, '
                         'queries; its database goes to <output>/memory.sqlite unless set)')
-    p.add_argument('--quiet', action='store_true', help='print only the captions')
+    p.add_argument('--quiet', action='store_true',
+                   help='print only the captions (and warnings and errors)')
     return p.parse_args(argv)
 
 
@@ -218,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
 
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    if args.quiet:      # the in-process nodes' INFO lines too (warnings and errors stay)
+        for name in [*names, 'result_collector']:
+            rclpy.logging.set_logger_level(name, rclpy.logging.LoggingSeverity.WARN)
     collector = ResultCollector(on_frame=on_frame, topics={'image': remaps.get('image', 'image')},
                                 image_qos='sensor_data' if live else 'reliable',
                                 expect_names=not live, graph_nodes=names)
