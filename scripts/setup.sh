@@ -23,7 +23,8 @@ pip_q() { "$PY" -m pip "$@" "${PIP_QUIET[@]}" 2>&1 | { grep -v -e "is ignored: i
 
 # Everything the venv's content depends on; a change in any of these re-runs the set-up.
 fingerprint() {
-  (cd "$REPO" && cat requirements/*.txt scripts/setup.sh scripts/build_interfaces.sh scripts/ros_tools.sh \
+  (cd "$REPO" && cat requirements/*.txt scripts/setup.sh scripts/build_interfaces.sh \
+    scripts/ros_tools.sh scripts/smollm2.sh \
     spatial_caption_interfaces/package.xml spatial_caption_interfaces/CMakeLists.txt \
     spatial_caption_interfaces/msg/*.msg spatial_caption_interfaces/srv/*.srv \
     scripts/build_tf2_msgs.sh spatial_caption_ros/setup.py \
@@ -80,6 +81,8 @@ target = Path(sys.argv[1]) / g.MODEL_NAME
 path = g.assemble(target)
 print(f'[setup] model ready: {path}')
 PYEOF
+
+"$REPO/scripts/smollm2.sh" "$PY" "$CACHE"     # the compared caption LLM (docs/captioning.md)
 
 step "building spatial_caption_interfaces into the venv (cmake)"
 "$REPO/scripts/build_interfaces.sh" "$VENV" "$REPO/build/spatial_caption_interfaces"
