@@ -18,6 +18,7 @@ import struct
 
 from rosbags.rosbag2 import Reader
 from rosbags.interfaces import MessageDefinitionFormat
+import yaml
 
 IMAGE = 'sensor_msgs/msg/Image'
 COMPRESSED = 'sensor_msgs/msg/CompressedImage'
@@ -153,7 +154,22 @@ def open_recording(path: str | Path) -> Recording:
     if not topics:
         raise RecordingError(f'{path}: nothing readable: {"; ".join(problems)}')
     problems.append(f'{path}: damaged; its records were scanned up to the damage')
-    return Recording(path, STORAGE_SUFFIXES[files[0].suffix], topics, {}, problems, files)
+    return Recording(path, STORAGE_SUFFIXES[files[0].suffix], topics, _custom_data(path),
+                     problems, files)
+
+
+def _custom_data(path: Path) -> dict[str, str]:
+    """custom_data of a recording folder's metadata.yaml, read on its own ({} when unusable).
+
+    A damaged storage file beside an intact metadata.yaml keeps what the metadata says (the
+    depth unit: without it TUM's 1/5000 m depth would be read as millimetres, 5 times too far).
+    """
+    try:
+        doc = yaml.safe_load((path / 'metadata.yaml').read_text(encoding='utf-8'))
+        custom = doc['rosbag2_bagfile_information'].get('custom_data') or {}
+        return {str(k): str(v) for k, v in custom.items()}
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return {}
 
 
 def _storage_files(path: Path) -> list[Path]:

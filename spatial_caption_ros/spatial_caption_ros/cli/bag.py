@@ -9,6 +9,11 @@ self-contained report of the run.
 
 Running the same command again resumes an interrupted run: finished frames are kept, the rest
 are processed. --ray local|ADDRESS spreads recordings (and --chunk-frames chunks) over Ray.
+
+Exit codes: 0 every recording processed (frames skipped for bad data and damage read around
+are named on stderr, in summary.json and the report); 1 a recording could not be opened or
+gave no frame, or the pipeline could not start; 2 bad command line, parameter file, --set or
+--output (one line says what, nothing was run); 130 interrupted (run again to resume).
 """
 
 from __future__ import annotations
@@ -23,11 +28,14 @@ import time
 from typing import Any, TextIO
 
 from spatial_caption_ros.core.errors import ConfigError
+from spatial_caption_ros.core.runtime.outputs import make_output_folder
 from spatial_caption_ros.params_file import (
     apply_sets, dump_params, load_params, parse_set, section)
 
 RUN_FILE = 'run.json'          # <output>/: frames and timings of the last run
 RESUME_FILE = 'options.json'   # <output>/<recording>/: what its results were made with
+# Exit codes (module docstring, docs/recordings.md).
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class Progress:
@@ -108,17 +116,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def build_params(args: argparse.Namespace) -> tuple[dict[str, Any], frozenset[str]]:
     """The parameter file's content with --model-dir and the --set overrides (checked).
 
-    Also returns the 'node.param' names that --set gave.
+    Also returns the 'node.param' names that --set gave. Raises ConfigError saying what is wrong.
     """
-    try:
-        params = load_params(args.config)
-        if args.model_dir:
-            folder = str(Path(args.model_dir).expanduser().resolve())
-            section(params, 'perception')['model_dir'] = folder
-            section(params, 'caption')['model_dir'] = folder
-        apply_sets(params, args.set)
-    except ConfigError as exc:
-        raise SystemExit(str(exc)) from None
+    params = load_params(args.config)
+    if args.model_dir:
+        folder = str(Path(args.model_dir).expanduser().resolve())
+        section(params, 'perception')['model_dir'] = folder
+        section(params, 'caption')['model_dir'] = folder
+    apply_sets(params, args.set)
     return params, frozenset(f'{node}.{name}' for node, name, _ in map(parse_set, args.set))
 
 
@@ -142,7 +147,13 @@ def _folders(paths: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    params, explicit = build_params(args)
+    out = Path(args.output)
+    try:
+        params, explicit = build_params(args)
+        make_output_folder(out)
+    except ConfigError as exc:
+        print(f'[bag] error: {exc}', file=sys.stderr)
+        return EXIT_USAGE
     from spatial_caption_ros.bag.processor import (
         effective_params, plan_recording, process_chunk, RunOptions, Stages)
     from spatial_caption_ros.bag.reader import RecordingError
@@ -151,8 +162,6 @@ def main(argv: list[str] | None = None) -> int:
     from spatial_caption_ros.core.visualization.report import recording_section, render_report
 
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
     # 16UC1 depth unit: --set perception.depth_image_scale wins over the recording's metadata
     unit = (float(section(params, 'perception')['depth_image_scale'])
             if 'perception.depth_image_scale' in explicit else 0.0)
@@ -185,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         output = RecordingOutput(folder_path, plan, resume)
         if output.resumed:
             log(f'[bag] {plan.name}: resuming, {output.resumed} frames already finished')
-        for problem in plan.problems:
+        for problem in [*plan.problems, *plan.warnings]:
             print(f'[bag] {plan.name}: {problem}', file=sys.stderr)
         log(f'[bag] {plan.name} ({plan.storage}): {len(plan.selected)} of '
             f'{len(plan.frame_times)} frames from {plan.topics.image}; depth '
@@ -235,22 +244,22 @@ def main(argv: list[str] | None = None) -> int:
         progress.close()
         print(f'\n[bag] interrupted; run the same command again to resume ({progress.done} '
               'frames of this run are kept)', file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except SpatialCaptionError as exc:
         progress.close()
         print(f'[bag] cannot run the pipeline: {exc}', file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     progress.close()
     elapsed = time.perf_counter() - t0
     timing['process_s'] = elapsed - timing['load_s']
     cpu['process_s'] = time.process_time() - c0 - cpu['load_s']
     t_finish, c_finish = time.perf_counter(), time.process_time()
-    sections, code = [], 1 if failed else 0
+    sections, code = [], EXIT_FAILED if failed else EXIT_OK
     for plan, output, _ in jobs:
         summary = output.finish()
         sections.append(recording_section(summary, output.frame_metas(), output.keyframes()))
         if not summary['processed']:
-            code = 1
+            code = EXIT_FAILED
         log(f'[bag] {plan.name}: {summary["processed"]} frames processed, '
             f'{summary["skipped_frames"]} skipped, {len(summary["skipped"])} items skipped in '
             f'all; {output.dir}')

@@ -28,12 +28,13 @@ from pathlib import Path
 import sys
 
 from spatial_caption_ros.params_file import apply_sets, load_params, stage_values
-from spatial_caption_ros.core.errors import SpatialCaptionError
+from spatial_caption_ros.core.errors import ConfigError, SpatialCaptionError
 from spatial_caption_ros.core.evaluation.harness import (
     ALL_SOURCES, EvalOptions, Harness, render_markdown)
 from spatial_caption_ros.core.memory.config import MemoryConfig
 from spatial_caption_ros.core.memory.evaluation import evaluate_memory, render_memory_markdown
 from spatial_caption_ros.core.perception.models import repository_root
+from spatial_caption_ros.core.runtime.outputs import make_output_folder
 from spatial_caption_ros.core.params import build_config
 from spatial_caption_ros.core.perception.pipeline import PerceptionConfig
 from spatial_caption_ros.core.scene_graph.builder import SceneGraphConfig
@@ -67,7 +68,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument('--sources', default=','.join(ALL_SOURCES),
                    help=f'comma-separated subset of {",".join(ALL_SOURCES)} (tum: the '
                         'tum_fr1_rpy RGB-D sequence against its Kinect depth)')
-    p.add_argument('--limit', type=int, default=0, help='first N items of each source only')
+    p.add_argument('--limit', type=int, default=0,
+                   help='first N items of each source only (default 0: every item)')
     p.add_argument('--oracle-depth', action='store_true',
                    help='KITTI: replace estimated depth by the labelled depth (harness '
                         'self-check, reported as ORACLE)')
@@ -112,6 +114,15 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.data).is_dir():
         print(f'--data {args.data}: no such folder', file=sys.stderr)
         return 2
+    if args.limit < 0:
+        print(f'--limit {args.limit}: must be 0 (every item) or more', file=sys.stderr)
+        return 2
+    out = Path(args.output)
+    try:                # before the evaluation, which can take many minutes
+        make_output_folder(out)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     try:
         params = apply_sets(load_params(args.config), args.set,
                             nodes=('perception', 'scene_graph', 'memory'))
@@ -148,13 +159,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             report['memory'] = evaluate_memory(Path(args.data), perception,
                                                build_config(SceneGraphConfig, graph),
-                                               build_config(MemoryConfig, memory), log)
+                                               build_config(MemoryConfig, memory), log,
+                                               limit=args.limit)
         except SpatialCaptionError as exc:
             print(f'memory evaluation failed: {exc}', file=sys.stderr)
             return 2
         table += '\n' + render_memory_markdown(report['memory'])
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
     (out / 'results.json').write_text(json.dumps(report, indent=1), encoding='utf-8')
     (out / 'results.md').write_text(table, encoding='utf-8')
     if args.depth_check and report.get('kitti'):

@@ -27,7 +27,7 @@ import urllib.request
 
 from spatial_caption_ros.core.errors import ModelError, SpatialCaptionError
 from spatial_caption_ros.core.perception.models import (
-    cache_dir, default_model_dir, load_manifest, ModelEntry)
+    cache_dir, default_model_dir, load_manifest, ModelEntry, resolve_model)
 
 CHUNK = 1 << 20
 USER_AGENT = 'spatial-caption-ros-model-fetch'
@@ -169,6 +169,14 @@ def export(entry: ModelEntry, directory: Path,
     return exporters[entry.export](entry.download, directory / entry.file, size)
 
 
+def find_model(entry: ModelEntry, directory: Path) -> Path | None:
+    """The file the nodes would load for this entry with model_dir `directory` (None: none)."""
+    try:
+        return resolve_model(entry.name, directory)
+    except ModelError:
+        return None
+
+
 def writable_model_dir() -> Path:
     """The nodes' model directory when writable, else the cache's models folder."""
     directory = default_model_dir()
@@ -186,10 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     manifest = load_manifest()
     directory = args.model_dir or writable_model_dir()
+    # list and verify look where the nodes look (the model folder, then the cache's models)
+    lookup = args.model_dir or default_model_dir()
     if args.command == 'list':
         for name, e in manifest.items():
-            present = 'present' if (directory / e.file).is_file() else 'missing'
-            print(f'{name:40s} {e.task:9s} {e.file:45s} {present:8s} {e.license}')
+            found = find_model(e, lookup)
+            present = 'present' if found else 'missing'
+            where = f'  ({found.parent})' if found else ''
+            print(f'{name:40s} {e.task:9s} {e.file:45s} {present:8s} {e.license}{where}')
         return 0
     unknown = [n for n in args.names if n not in manifest]
     if unknown or not args.names:
@@ -203,9 +215,10 @@ def main(argv: list[str] | None = None) -> int:
             elif args.command == 'export':
                 print(f'{export(entry, directory)} exported ({entry.license})')
             else:
-                path = directory / entry.file
-                if not path.is_file():
-                    raise ModelError(f'{path} is missing')
+                path = find_model(entry, lookup)
+                if path is None:
+                    raise ModelError(f'{entry.file} is missing from {lookup} and '
+                                     f'{cache_dir() / "models"}')
                 got = sha256_of(path)
                 verdict = ('matches the manifest' if got == entry.sha256 else
                            'no hash in the manifest' if not entry.sha256 else

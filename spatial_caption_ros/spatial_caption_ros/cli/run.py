@@ -17,8 +17,9 @@ cannot configure (e.g. a missing model) ends the run at once with its reason.
 
 Exit codes: 0 every frame captioned (or a live run stopped by Ctrl-C); 1 the run failed (a node
 could not start or exited, timeout, frames without a caption); 2 bad command line, parameter
-file, --set or input (nothing was run); 3 finished, but unreadable input files were skipped;
-130 / 143 a batch stopped by SIGINT / SIGTERM before its end (what was done is written).
+file, --set, input or output folder (nothing was run); 3 finished, but unreadable input files
+were skipped; 130 / 143 a batch stopped by SIGINT / SIGTERM before its end (what was done is
+written).
 
 ROS traffic stays on this machine by default (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a
 random ROS_DOMAIN_ID unless set); --discovery subnet lets a live camera on the network in.
@@ -40,7 +41,9 @@ from typing import Any
 from spatial_caption_ros.core.errors import ConfigError
 from spatial_caption_ros.core.inputs.sources import FrameSource
 from spatial_caption_ros.core.perception.models import default_model_dir, shared_path
-from spatial_caption_ros.params_file import apply_sets, dump_params, load_params, section
+from spatial_caption_ros.core.runtime.outputs import make_output_folder
+from spatial_caption_ros.params_file import (
+    apply_sets, dump_params, load_params, parse_set, section)
 from spatial_caption_ros.ros.graph import camera_remaps, prepare_environment
 
 DEFAULT_OUTPUT = 'output'
@@ -97,13 +100,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument('--memory', action='store_true',
                    help='also run the memory node (objects remembered across frames, changes, '
                         'queries; its database goes to <output>/memory.sqlite unless set)')
-    p.add_argument('--quiet', action='store_true', help='print only the captions')
+    p.add_argument('--quiet', action='store_true',
+                   help='print only the captions (and warnings and errors)')
     return p.parse_args(argv)
 
 
 def build_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str], bool]:
     """The effective parameter file content, topic remaps, and whether the input is a topic."""
     params = load_params(args.config)
+    if args.max_frames < 0:
+        raise ConfigError(f'--max-frames {args.max_frames}: must be 0 (no limit) or more')
+    if args.timeout <= 0:
+        raise ConfigError(f'--timeout {args.timeout:g}: must be more than 0 seconds')
 
     remaps: dict[str, str] = {}
     live = bool(args.input) and args.input.startswith('topic:')
@@ -126,8 +134,12 @@ def build_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, st
         # ...and publishes each frame only once its own publisher has matched every image
         # reader: perception, visualization and the collector.
         src['min_subscribers'] = BATCH_IMAGE_READERS
-        if args.rate:
-            src['rate'] = float(args.rate)
+        if args.rate is not None:       # checked as the parameter is (its range)
+            try:
+                _, _, src['rate'] = parse_set(f'image_source.rate={args.rate}')
+            except ConfigError as exc:
+                why = str(exc).rpartition('image_source.rate: ')[2]
+                raise ConfigError(f'--rate {args.rate:g}: {why}') from None
         # Every published frame must reach the perception and visualization nodes in a batch
         # run. Discovery is not symmetric: the source may have matched a reader before that
         # reader has matched the source, and a volatile reader misses what came before. Latched
@@ -149,16 +161,18 @@ def build_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, st
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    out = Path(args.output)
+    params_file = out / 'params.yaml'
     try:
         params, remaps, live = build_params(args)
+        make_output_folder(out)
     except ConfigError as exc:
         print(f'[run] error: {exc}', file=sys.stderr)
         return EXIT_USAGE
-    env = prepare_environment(args.discovery, args.dds_profile)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    params_file = out / 'params.yaml'
     params_file.write_text(dump_params(params), encoding='utf-8')
+    # files of an input folder that are not frames (a video, a .gif): named at the end
+    ignored = [] if live else FrameSource(section(params, 'image_source')['source']).ignored
+    env = prepare_environment(args.discovery, args.dds_profile)
 
     # Ctrl-C / SIGTERM end the run gracefully: rclpy's own handler would shut the context down
     # at once, losing the outputs still in flight (a caption whose graph is a moment behind).
@@ -205,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
 
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    if args.quiet:      # the in-process nodes' INFO lines too (warnings and errors stay)
+        for name in [*names, 'result_collector']:
+            rclpy.logging.set_logger_level(name, rclpy.logging.LoggingSeverity.WARN)
     collector = ResultCollector(on_frame=on_frame, topics={'image': remaps.get('image', 'image')},
                                 image_qos='sensor_data' if live else 'reliable',
                                 expect_names=not live, graph_nodes=names)
@@ -307,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     if collector.skipped:
         print(f'[run] {len(collector.skipped)} unreadable input files skipped (also in '
               f'{out / "captions.jsonl"})', file=sys.stderr)
+    for name, why in ignored:
+        print(f'[run] not an image, not captioned: {name} ({why})', file=sys.stderr)
     code = _exit_code(code, live, collector, signals)
     if stop.is_set():
         # Interrupted: every output is written and closed, the node processes are stopped. An

@@ -67,6 +67,10 @@ class ImageSourceNode(ManagedNode):
 
     def configure_stage(self, config: ImageSourceConfig) -> None:
         self.source = FrameSource(config.source)
+        if self.source.ignored:
+            self.get_logger().warning(
+                f'{len(self.source.ignored)} files of {self.source.path} are not frames and are '
+                'not published: ' + '; '.join(f'{n} ({why})' for n, why in self.source.ignored))
         self._frames = (self._first_pass() if config.loop
                         else self.source.frames(self._skip_file))
         self._resolver = IntrinsicsResolver(config)

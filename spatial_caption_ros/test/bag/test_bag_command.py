@@ -211,3 +211,26 @@ def test_an_interrupted_run_resumes_without_redoing_or_duplicating(tmp_path):
     assert [line['stamp_ns'] for line in lines] == [frame_stamp_ns(f) for f in tum_frames(12)]
     counts = Counter(t for t, *_ in decoded_mcap(out / 'tum12' / 'captioned'))
     assert counts['/spatial_caption/caption'] == 12 and counts[COLOR] == 0
+
+
+def test_bad_set_and_an_output_that_cannot_be_made_end_in_one_line_and_exit_2(
+        tum_recordings, tmp_path, capsys):
+    """Bad command line: one line saying what, exit 2 (as spatial-caption-run), no traceback."""
+    rec = str(tum_recordings['mcap'])
+    assert main([rec, '--output', str(tmp_path / 'out'), '--set', 'perception.nope=1']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('[bag] error: ') and 'nope' in err[0], err
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('')
+    assert main([rec, '--output', str(blocker / 'out')]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('[bag] error: --output ') and \
+        str(blocker / 'out') in err[0], err
+
+
+def test_a_recording_without_camera_info_is_warned_about_on_stderr(tmp_path, capsys):
+    rec = write_tum_recording(tmp_path / 'no_info', 'mcap', 1, camera_info=False)
+    assert main([str(rec), '--output', str(tmp_path / 'out'), *TEMPLATE]) == 0
+    err = capsys.readouterr().err
+    assert '[bag] no_info: no camera_info topic: no 3D positions' in err, err
+    assert 'no camera_info topic' in summary(tmp_path / 'out', 'no_info')['warnings'][0]

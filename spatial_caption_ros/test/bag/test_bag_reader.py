@@ -57,3 +57,19 @@ def test_progress_bar_shows_count_rate_and_eta(monkeypatch):
     lines = stream.getvalue().splitlines()
     assert lines[0].endswith('1/4 frames (25%) 0.50 frames/s ETA 00:00:06')
     assert lines[1].endswith('2/4 frames (50%) 0.50 frames/s ETA 00:00:04')
+
+
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_a_cut_storage_file_keeps_the_depth_unit_of_its_metadata(tum_recordings, storage,
+                                                                  tmp_path):
+    """A cut storage file beside an intact metadata.yaml: the recording is scanned, and its
+    custom_data (the depth unit: TUM's 1/5000 m) still applies; read as the 1 mm default the
+    depth of every object would be 5 times too far."""
+    import shutil
+
+    from support.recordings import _cut
+    cut = shutil.copytree(tum_recordings[storage], tmp_path / 'cut')
+    _cut(cut, '.mcap' if storage == 'mcap' else '.db3', 0.8)
+    rec = open_recording(cut)
+    assert any('damaged' in p for p in rec.problems), rec.problems
+    assert rec.custom['depth_unit_m'] == repr(1 / 5000)

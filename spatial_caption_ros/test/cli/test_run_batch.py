@@ -41,6 +41,12 @@ def _run(*args, timeout=300):
     (['--input', '/nonexistent'], "--input: image source '/nonexistent' does not exist"),
     (['--config', '/nonexistent.yaml'], 'cannot read the parameter file /nonexistent.yaml'),
     (['--model-dir', '/nonexistent'], '--model-dir /nonexistent: not a folder'),
+    (['--rate', '-1'], '--rate -1: -1.0 is below the minimum 0.01'),
+    (['--rate', '0'], '--rate 0: 0.0 is below the minimum 0.01'),
+    (['--max-frames', '-1'], '--max-frames -1: must be 0 (no limit) or more'),
+    (['--timeout', '0'], '--timeout 0: must be more than 0 seconds'),
+    (['--output', '/proc/spatial_caption_out'],
+     '--output /proc/spatial_caption_out: cannot create the folder'),
 ])
 def test_bad_arguments_end_in_one_line_and_exit_2(tmp_path, args, expected):
     done = _run('--output', str(tmp_path / 'out'), *args, timeout=60)
@@ -61,10 +67,12 @@ def test_unreadable_files_are_skipped_named_and_the_batch_goes_on(tmp_path):
     (folder / 'c_truncated.jpg').write_bytes(BUS.read_bytes()[:20000])
     (folder / 'd_text.png').write_text('not an image')
     shutil.copy(IMAGES / 'zidane.jpg', folder / 'e_zidane.jpg')
+    (folder / 'f_clip.mp4').write_bytes(b'\x00' * 64)     # not a frame of a folder: named
     out = tmp_path / 'out'
     done = _run('--input', str(folder), '--output', str(out), '--model-dir', str(MODELS),
                 *FAST)
     assert done.returncode == 3, done.stderr[-3000:]
+    assert '[run] not an image, not captioned: f_clip.mp4 (a video' in done.stderr
     records = [json.loads(line) for line in (out / 'captions.jsonl').read_text().splitlines()]
     captioned = {r['frame'] for r in records if 'text' in r}
     skipped = {r['frame']: r['skipped'] for r in records if 'skipped' in r}
@@ -76,6 +84,20 @@ def test_unreadable_files_are_skipped_named_and_the_batch_goes_on(tmp_path):
     for name, reason in skipped.items():
         assert f'[run] skipped {name}: {reason}' in done.stderr
     assert '3 unreadable input files skipped' in done.stderr
+
+
+@needs_shared
+@pytest.mark.slow
+def test_quiet_prints_the_captions_and_no_node_info_lines(tmp_path):
+    """--quiet: 'print only the captions'; the in-process nodes still logged every INFO line
+    (configured: ..., active, source exhausted) on stderr."""
+    folder = tmp_path / 'in'
+    folder.mkdir()
+    shutil.copy(BUS, folder / 'bus.jpg')
+    done = _run('--input', str(folder), '--output', str(tmp_path / 'out'), '--quiet', *FAST)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith('bus: ') and len(done.stdout.splitlines()) == 1, done.stdout
+    assert '[INFO]' not in done.stderr and '[run] ROS_DOMAIN_ID' not in done.stderr, done.stderr
     assert 'Traceback' not in done.stderr
 
 

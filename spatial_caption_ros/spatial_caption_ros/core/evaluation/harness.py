@@ -500,6 +500,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         if section and section.get('order_tradeoff'):
             lines += _tradeoff_lines(name, section['order_tradeoff'])
     t = report['timing_ms']
-    lines += ['', f'Mean time per image: perception {t["perception_ms"]} ms, scene graph '
-                  f'{t["graph_ms"]} ms.']
+    if t['perception_ms'] is None:      # only sources that are not timed (TUM), or no item
+        lines += ['', 'Mean time per image: n/a (no timed KITTI, COCO or VSR item).']
+    else:
+        lines += ['', f'Mean time per image: perception {t["perception_ms"]} ms, scene graph '
+                      f'{t["graph_ms"]} ms.']
     return '\n'.join(lines) + '\n'

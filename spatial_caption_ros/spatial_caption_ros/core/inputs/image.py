@@ -227,13 +227,15 @@ def raw_to_depth_metres(width: int, height: int, encoding: str, step: int, data,
 def read_image_file(path: str | Path) -> ColorImage:
     """Read an image file from disk; an unreadable one raises InvalidImageError saying why.
 
-    Reasons: the file cannot be opened, is empty, is a JPEG cut short (no end-of-image marker:
-    OpenCV would decode the part that is there and grey out the rest), or is not an image.
+    Reasons: the file cannot be opened, is empty, is a JPEG or PNG cut short (no end-of-image
+    marker or IEND chunk: OpenCV would decode the part that is there and grey out the rest, or
+    fail with a bare library message), declares a size over the limit in its header (refused
+    before OpenCV allocates it), or is not an image.
     """
     path = Path(path)
     try:
         with open(path, 'rb') as f:
-            head = f.read(2)
+            head = f.read(65536)
             f.seek(0, 2)
             size = f.tell()
             f.seek(max(0, size - 64))
@@ -242,9 +244,17 @@ def read_image_file(path: str | Path) -> ColorImage:
         raise InvalidImageError(f'{path}: cannot be read ({exc.strerror or exc})') from None
     if size == 0:
         raise InvalidImageError(f'{path}: empty file (0 bytes)')
-    if head == b'\xff\xd8' and not tail.rstrip(b'\x00\r\n ').endswith(b'\xff\xd9'):
+    if head.startswith(b'\xff\xd8') and not tail.rstrip(b'\x00\r\n ').endswith(b'\xff\xd9'):
         raise InvalidImageError(f'{path}: truncated JPEG (the file ends before its '
                                 'end-of-image marker)')
+    if head.startswith(b'\x89PNG') and b'IEND' not in tail:
+        raise InvalidImageError(f'{path}: truncated PNG (the file ends before its IEND chunk)')
+    declared = _declared_size(np.frombuffer(head, dtype=np.uint8))
+    if declared is not None:
+        try:
+            _check_size(*declared)
+        except InvalidImageError as exc:
+            raise InvalidImageError(f'{path}: {exc}') from None
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise InvalidImageError(f'{path}: not a readable image (not an image format OpenCV '

@@ -27,6 +27,8 @@ from spatial_caption_ros.core.types import CameraIntrinsics
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 VIDEO_SUFFIXES = ('.mp4', '.avi', '.mkv', '.mov', '.webm', '.m4v')
 PACE_TOPICS = ('', 'detections', 'scene_graph', 'caption')
+# Files a photo folder often holds beside its images (labels, notes): not frames, not named.
+SIDECAR_SUFFIXES = ('.txt', '.md', '.json', '.yaml', '.yml', '.csv', '.xml')
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,25 @@ def list_images(folder: str | Path) -> list[Path]:
                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def not_images(folder: str | Path) -> list[tuple[str, str]]:
+    """(name, why) of each file of a folder that is not taken as a frame.
+
+    So that none is dropped without a word; hidden files and label or notes files
+    (SIDECAR_SUFFIXES) are not listed.
+    """
+    out = []
+    for p in sorted(Path(folder).iterdir()):
+        suffix = p.suffix.lower()
+        if (not p.is_file() or p.name.startswith('.')
+                or suffix in IMAGE_SUFFIXES + SIDECAR_SUFFIXES):
+            continue
+        why = ('a video: give it on its own as the source' if suffix in VIDEO_SUFFIXES else
+               f'{suffix or "no suffix"}: not an image type read here '
+               f'({", ".join(IMAGE_SUFFIXES)})')
+        out.append((p.name, why))
+    return out
+
+
 class FrameSource:
     """Iterates frames (name, image) from a folder, an image file or a video file."""
 
@@ -88,11 +109,16 @@ class FrameSource:
         if not source or not path.exists():
             raise ConfigError(f'image source {str(source)!r} does not exist')
         self.path = path
+        # files of a folder that are not frames: (name, why), named by the node and the runner
+        self.ignored: list[tuple[str, str]] = []
         if path.is_dir():
             self.kind = 'folder'
             self.files = list_images(path)
+            self.ignored = not_images(path)
             if not self.files:
-                raise ConfigError(f'no images ({", ".join(IMAGE_SUFFIXES)}) in {path}')
+                found = ''.join(f'; {name} ({why})' for name, why in self.ignored)
+                raise ConfigError(f'no images ({", ".join(IMAGE_SUFFIXES)}) in {path}'
+                                  + (f': {found[2:]}' if found else ''))
         elif path.suffix.lower() in IMAGE_SUFFIXES:
             self.kind, self.files = 'image', [path]
         elif path.suffix.lower() in VIDEO_SUFFIXES:

@@ -408,6 +408,11 @@ def evaluate_memory(data_root: Path, perception: dict[str, Any], graph: SceneGra
     return section
 
 
+def _na(value: Any) -> str:
+    """A figure for the table; 'n/a' where there was nothing to measure (e.g. a short --limit)."""
+    return 'n/a' if value is None else str(value)
+
+
 def render_memory_markdown(section: dict[str, Any]) -> str:
     """The memory section as a short markdown table, counts beside every figure."""
     ws, fr = section['world_spread'], section['fragmentation']
@@ -419,14 +424,14 @@ def render_memory_markdown(section: dict[str, Any]) -> str:
         w, f = ws[source], fr[source]
         goal = f'<= {GOALS["world_spread_sensor"]:.2f} m' if source == 'sensor' else ''
         lines.append(f'| world spread, {source} depth: median distance of observations from '
-                     f'the fused position | {w["median"]} m | {w["n"]} observations of '
-                     f'{w["objects"]} static objects (p90 {w["p90"]} m) | {goal} |')
+                     f'the fused position | {_na(w["median"])} m | {w["n"]} observations of '
+                     f'{w["objects"]} static objects (p90 {_na(w["p90"])} m) | {goal} |')
         lines.append(f'| fragmentation, {source} depth: entries per physical object | '
-                     f'{f["entries_per_object"]} | {f["entries"]} entries, {f["n"]} objects '
+                     f'{_na(f["entries_per_object"])} | {f["entries"]} entries, {f["n"]} objects '
                      f'(same class within {SAME_OBJECT_RADIUS} m) | <= {GOALS["fragmentation"]} |')
     if pr:
         lines.append(f'| place retrieval precision@1, ORB re-ranked / signature baseline | '
-                     f'{pr["precision_at_1"]} / {pr["baseline_precision_at_1"]} | '
+                     f'{_na(pr["precision_at_1"])} / {_na(pr["baseline_precision_at_1"])} | '
                      f'{pr["correct"]} / {pr["baseline_correct"]} of {pr["n"]} revisiting frames, '
                      f'{pr["keyframes"]} keyframes | >= {GOALS["place_retrieval"]} |')
     for source, counts in section.get('false_changes', {}).items():
@@ -441,7 +446,7 @@ def render_memory_markdown(section: dict[str, Any]) -> str:
             k = t[kind]
             what = f'shifted {t["shift_m"]} m' if kind == 'moved' else 'removed'
             lines.append(f'| synthetic {kind} from frame {t["change_frame"]}, {source} depth: '
-                         f'recall, median delay | {k["recall"]}, {k["delay_frames_median"]} '
-                         f'frames ({k["delay_s_median"]} s) | {k["detected"]} of {k["n"]} '
-                         f'objects {what} | |')
+                         f'recall, median delay | {_na(k["recall"])}, '
+                         f'{_na(k["delay_frames_median"])} frames ({_na(k["delay_s_median"])} '
+                         f's) | {k["detected"]} of {k["n"]} objects {what} | |')
     return '\n'.join(lines) + '\n'

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import cv2
 
+from spatial_caption_ros.core.errors import ConfigError
 from spatial_caption_ros.core.inputs.image import ColorImage
 from spatial_caption_ros.core.inputs.serialization import caption_to_dict, graph_to_dict
 from spatial_caption_ros.core.types import Caption, SceneGraph
@@ -22,6 +23,16 @@ CAPTIONS_FILE = 'captions.jsonl'
 GRAPHS_DIR = 'scene_graphs'
 ANNOTATED_DIR = 'annotated'
 JPEG_QUALITY = 95     # what cv2.imwrite uses by default
+
+
+def make_output_folder(path: Path) -> Path:
+    """Create a command's --output folder before any work; ConfigError saying why it cannot be."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f'--output {path}: cannot create the folder '
+                          f'({exc.strerror or exc})') from None
+    return path
 
 
 def frame_stem(index: int, name: str) -> str:

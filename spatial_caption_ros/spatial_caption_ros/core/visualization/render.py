@@ -59,6 +59,9 @@ class MarkerSpec:
     points: list[tuple[float, float, float]] = field(default_factory=list)
 
 
+# Smallest font scale of the object labels of annotated images (readable at 1:1).
+LABEL_MIN_FONT = 0.4
+
 def class_color(class_id: int) -> tuple[int, int, int]:
     """A stable, distinct BGR colour per class."""
     hue = (class_id * 47) % 180
@@ -185,15 +188,17 @@ def annotate(image: ColorImage, graph: SceneGraph, caption: str | None = None,
     h, w = canvas.shape[:2]
     scale = max(0.4, min(1.2, w / 1000.0))
     thickness = max(1, int(round(2 * scale)))
+    # label font: 0.4 (text about 9 px high) is the least that stays readable on small images
+    label_font = max(LABEL_MIN_FONT, 0.5 * scale)
     for obj in sorted(graph.objects, key=lambda o: -o.box.area):
         color = class_color(obj.class_id)
         x1, y1, x2, y2 = (int(round(v)) for v in obj.box.as_tuple())
         cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness)
         text = f'#{obj.id} {object_label(obj, graph.intrinsics_assumed)}'
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, thickness)
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, label_font, thickness)
         ty = max(th + base, y1)
         cv2.rectangle(canvas, (x1, ty - th - base), (x1 + tw, ty), color, -1)
-        cv2.putText(canvas, text, (x1, ty - base), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale,
+        cv2.putText(canvas, text, (x1, ty - base), cv2.FONT_HERSHEY_SIMPLEX, label_font,
                     (0, 0, 0), max(1, thickness - 1), cv2.LINE_AA)
     if depth is not None and depth.ndim == 2 and depth.size:
         inset = depth_inset(depth, int(w * depth_inset_width), graph.depth_metric)

@@ -143,3 +143,24 @@ def test_verify_and_list_commands(tmp_path, capsys, monkeypatch):
     assert models_cli.main(['list', '--model-dir', str(tmp_path)]) == 0
     listing = capsys.readouterr().out
     assert 'yolo11n_int8_320' in listing and 'present' in listing and 'AGPL-3.0' in listing
+
+
+def test_list_and_verify_find_a_model_where_the_nodes_find_it(tmp_path, capsys, monkeypatch):
+    """The nodes look in the model folder, then in the cache's models folder (where `make setup`
+    assembles the Gemma GGUF): `list` said 'missing' and `verify` 'is missing' for a model that
+    every caption node was using."""
+    from spatial_caption_ros.core.perception.models import CACHE_ENV
+    entry = load_manifest()['yolo11n_int8_320']
+    cache = tmp_path / 'cache'
+    (cache / 'models').mkdir(parents=True)
+    (cache / 'models' / entry.file).write_bytes(b'not the real file')
+    monkeypatch.setenv(CACHE_ENV, str(cache))
+    (tmp_path / 'models').mkdir()
+    assert models_cli.main(['list', '--model-dir', str(tmp_path / 'models')]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines()
+                if ln.startswith('yolo11n_int8_320 '))
+    assert ' present ' in line and str(cache / 'models') in line, line
+    assert models_cli.main(['verify', 'yolo11n_int8_320',
+                            '--model-dir', str(tmp_path / 'models')]) == 1
+    out = capsys.readouterr().out
+    assert str(cache / 'models' / entry.file) in out and 'DIFFERS from the manifest' in out

@@ -119,3 +119,17 @@ def test_annotate_does_not_modify_the_input():
     graph = _graph([_obj(1, 'cup', (0.0, 0.0, 1.0), (0.1, 0.1))])
     annotate(ColorImage(pixels, 'bgr'), graph, 'A cup.', depth=np.ones((50, 60), np.float32))
     assert not pixels.any()
+
+
+def test_labels_stay_readable_on_small_images():
+    """On a 481 x 640 COCO photo the label text was about 6 px high (font scale 0.24), too small
+    to read; the label band (text + baseline) must be at least 11 px on any image."""
+    from spatial_caption_ros.core.visualization.render import class_color
+    obj = _obj(3, 'umbrella', (0.0, 0.0, 2.0), (0.5, 0.5))
+    obj.box = BoundingBox(100, 200, 300, 400)
+    graph = _graph([obj])
+    canvas = annotate(ColorImage(np.full((640, 481, 3), 128, np.uint8), 'bgr'), graph)
+    colour = np.array(class_color(obj.class_id), np.uint8)
+    above = canvas[:200, 100:300]         # the label band sits on the box's top edge
+    band = np.all(above == colour, axis=2).sum(axis=1) > 5
+    assert band.sum() >= 11, band.sum()
