@@ -105,9 +105,8 @@ def test_tilt_spread_is_zero_without_tilt_and_grows_with_it():
     level = np.array([e.z for e in GeometricDepth(KNOWLEDGE).estimates(
         dets, K, K.width, K.height, gravity_from_pitch_roll(0.0, 0.0))])
     assert np.all(tilt_spread(boxes, priors, K, cuts, 0.0, level) == 0.0)
-    spreads = [tilt_spread(boxes, priors, K, cuts, t, level) for t in (5.0, 10.0, 20.0)]
-    assert np.all(spreads[0] > 0)
-    assert np.all(spreads[1] > spreads[0]) and np.all(spreads[2] > spreads[1])
+    small, large = (tilt_spread(boxes, priors, K, cuts, t, level) for t in (5.0, 20.0))
+    assert np.all(small > 0) and np.all(large > 1.4 * small)
     # beyond MAX_TILT_UNCERTAINTY_DEG every tilt point would look steeper than the model allows:
     # the spread is taken at the largest tilt instead of failing
     assert np.all(np.isfinite(tilt_spread(boxes, priors, K, cuts, 90.0, level)))
