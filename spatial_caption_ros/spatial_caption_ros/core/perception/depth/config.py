@@ -96,7 +96,7 @@ class DepthConfig:
         'degrees of the camera pitch and roll that the level-axis assumption may miss; the '
         "geometric depth's uncertainty gains the depth spread over that tilt (0: none). 20: "
         'hand-held cameras and robot head/navigation cameras (docs/depth.md).',
-        minimum=0.0, maximum=40.0, name='camera_tilt_uncertainty_deg')
+        minimum=0.0, maximum=40.0, when=CONFIGURE, name='camera_tilt_uncertainty_deg')
     surface_consistency: bool = param(
         True, 'With gravity known, objects whose box bottoms meet one surface (a desk) at the '
         "same height get a second depth from the others' surface height, combined with their "
