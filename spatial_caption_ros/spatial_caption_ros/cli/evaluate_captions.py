@@ -10,6 +10,10 @@ several configurations, and prints one table row per configuration:
   share true (goal >= 95 %); counts are reported apart (not spatial);
 - CHAIR-i: object mentions absent from the image's labels / all decidable mentions (goal <= 2 %);
   CHAIR-s: captions with at least one;
+- distances: claims stating a distance per caption, captions of metric graphs (with objects)
+  that state at least one, and of the distances the labels decide (KITTI 3D centres) the share
+  within +-25 % (SpatialRGPT-Bench's criterion: SpatialRGPT-7B 41.2 %, MM-Spatial-3B 59.5 % on
+  direct distances) and the median relative error;
 - BLEU-4, METEOR, CIDEr against the 5 COCO references (pycocoevalcap; needs java);
 - latency per caption (p50, p90).
 No thresholds are tuned here: the figures are printed as measured.
@@ -51,8 +55,10 @@ RUNS: dict[str, tuple[dict[str, Any], str]] = {
     'llm-2threads/short': ({'n_threads': 2}, 'short'),
     'llm-vocabulary/short': ({'constraint': 'vocabulary'}, 'short'),
     'llm-free/short': ({'constraint': 'none'}, 'short'),
+    # the compared model of issue 13: SmolLM2-135M-Instruct (chat template from its GGUF)
+    'smollm2/short': ({'model': 'smollm2_135m_instruct_q4_1'}, 'short'),
 }
-DEFAULT_RUNS = ('template/short', 'llm/short', 'llm/detailed', 'llm/json',
+DEFAULT_RUNS = ('template/short', 'llm/short', 'smollm2/short', 'llm/detailed', 'llm/json',
                 'llm-vocabulary/short', 'llm-free/short')
 
 
@@ -126,11 +132,21 @@ def evaluate_run(name: str, captioner: Captioner, style: str, frames: list[dict]
     counts = {'decided': 0, 'true': 0}
     by_kind: dict[str, list[int]] = {}
     mentions = hallucinated = captions_with_hallucination = chair_captions = 0
+    distance_errors: list[float] = []
+    distance_claims = metric_captions = metric_with_distance = 0
     for frame in frames:
         graph, gt, item = frame['graph'], frame['gt'], frame['item']
         caption = captioner.caption(graph, style)
         text = json.loads(caption.text)['text'] if style == STYLE_JSON else caption.text
-        judgements = judge_caption(text, captioner.view(graph), gt)
+        view = captioner.view(graph)
+        judgements = judge_caption(text, view, gt)
+        stated = sum(j.kind == 'distance' for j in judgements)
+        distance_claims += stated
+        if view.depth_metric and view.objects:
+            metric_captions += 1
+            metric_with_distance += int(stated > 0)
+        distance_errors += [j.error for j in judgements
+                            if j.kind == 'distance' and j.decided and j.error is not None]
         for j in judgements:
             bucket = spatial if j.spatial else counts
             if j.decided:
@@ -163,6 +179,16 @@ def evaluate_run(name: str, captioner: Captioner, style: str, frames: list[dict]
         'fallback': {k.split('.', 1)[1]: v for k, v in stats.items()
                      if k.startswith('fallback.')},
         'spatial_claims': spatial, 'count_claims': counts, 'claims_by_kind': by_kind,
+        'distance_claims': distance_claims,
+        'distance_claims_per_caption': distance_claims / len(records) if records else
+        float('nan'),
+        'metric_captions': {'captions': metric_captions, 'with_distance': metric_with_distance},
+        'distance_within_25': {
+            'decided': len(distance_errors), 'within': sum(e <= 0.25 for e in distance_errors),
+            'share': (sum(e <= 0.25 for e in distance_errors) / len(distance_errors)
+                      if distance_errors else float('nan'))},
+        'distance_median_error': statistics.median(distance_errors) if distance_errors else
+        float('nan'),
         'chair_i': hallucinated / mentions if mentions else float('nan'),
         'chair_s': captions_with_hallucination / chair_captions if chair_captions else
         float('nan'), 'mentions': mentions,
@@ -184,10 +210,19 @@ def _pct(a: int, b: int) -> str:
     return f'{100.0 * a / b:.1f}% ({a}/{b})' if b else 'n/a (0)'
 
 
+def _distances(r: dict) -> str:
+    d, m = r['distance_within_25'], r['metric_captions']
+    return (f"{r['distance_claims_per_caption']:.2f} | "
+            f"{_pct(m['with_distance'], m['captions'])} | {_pct(d['within'], d['decided'])}, "
+            f"median {100 * r['distance_median_error']:.0f} %")
+
+
 def table(results: list[dict]) -> str:
     head = ('| run | verified | llm ok | fallbacks | spatial claims true | count claims true '
-            '| CHAIR-i | CHAIR-s | BLEU-4 | METEOR | CIDEr | latency p50 / p90 |')
-    lines = [head, '|' + '---|' * 12]
+            '| CHAIR-i | CHAIR-s | BLEU-4 | METEOR | CIDEr | latency p50 / p90 '
+            '| distances per caption | metric captions with a distance '
+            '| distances within 25 % |')
+    lines = [head, '|' + '---|' * 15]
     for r in results:
         coco = r.get('coco') or {}
         fallbacks = ', '.join(f'{k} {v}' for k, v in sorted(r['fallback'].items())) or '-'
@@ -200,7 +235,7 @@ def table(results: list[dict]) -> str:
             f"| {100 * r['chair_i']:.1f}% of {r['mentions']} | {100 * r['chair_s']:.1f}% "
             f"| {coco.get('bleu4', float('nan')):.3f} | {coco.get('meteor', float('nan')):.3f} "
             f"| {coco.get('cider', float('nan')):.3f} "
-            f"| {r['latency_p50_s']:.2f} / {r['latency_p90_s']:.2f} s |")
+            f"| {r['latency_p50_s']:.2f} / {r['latency_p90_s']:.2f} s | {_distances(r)} |")
     return '\n'.join(lines)
 
 

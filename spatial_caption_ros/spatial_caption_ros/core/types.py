@@ -93,7 +93,11 @@ class BoundingBox:
 
 @dataclass(frozen=True)
 class CameraIntrinsics:
-    """Pinhole intrinsics of the image the detections are in (rectified, no distortion)."""
+    """Pinhole intrinsics of the image the detections are in (rectified, no distortion).
+
+    `assumed`: not a calibration but an assumed field of view (metric values derived from it
+    are rough; the scene graph and the caption say so).
+    """
 
     fx: float
     fy: float
@@ -101,6 +105,7 @@ class CameraIntrinsics:
     cy: float
     width: int
     height: int
+    assumed: bool = False
 
     def __post_init__(self) -> None:
         values = (self.fx, self.fy, self.cx, self.cy)
@@ -134,7 +139,7 @@ class CameraIntrinsics:
         """The same camera for an image resized to width x height."""
         sx, sy = width / self.width, height / self.height
         return CameraIntrinsics(self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy,
-                                width, height)
+                                width, height, self.assumed)
 
     def backproject(self, u: float, v: float, z: float) -> tuple[float, float, float]:
         """Point at depth z (metres along the optical axis) seen at pixel (u, v)."""
@@ -233,6 +238,7 @@ class DetectionResult:
     notes: list[str] = field(default_factory=list)
     processing_latency: float = 0.0
     depth_map: np.ndarray | None = None   # HxW float32, same convention as ObjectDepth.value
+    intrinsics_assumed: bool = False      # the intrinsics are an assumed field of view
 
 
 @dataclass
@@ -249,6 +255,7 @@ class SceneGraph:
     has_camera_info: bool = False
     notes: list[str] = field(default_factory=list)
     processing_latency: float = 0.0
+    intrinsics_assumed: bool = False      # metric values rest on an assumed field of view
 
     def object_by_id(self, object_id: int) -> SceneObject | None:
         for obj in self.objects:
@@ -278,3 +285,4 @@ class Caption:
     model: str = ''
     fallback_reason: str = ''
     latency: float = 0.0
+    intrinsics_assumed: bool = False      # its distances rest on an assumed field of view

@@ -7,13 +7,14 @@ The subscription only stores the newest graph; the base class's worker thread ca
 slow LLM never blocks callbacks and never builds a queue (the latest graph wins, replaced ones
 are counted as dropped_stale). min_period and only_on_change bound the load. The LLM is loaded in
 configure: if it cannot be, configure fails (llm_required: true) or the node publishes template
-captions with a WARN diagnostic (llm_required: false, the default).
+captions with a WARN diagnostic (llm_required: false, the default). min_period and
+refresh_period run on the node clock: with use_sim_time they follow /clock. `log_captions`
+also logs each caption at INFO (the launch files turn it on: captions on the console).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-import time
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from spatial_caption_interfaces.msg import Caption as CaptionMsg, MemoryFacts, SceneGraph
@@ -53,6 +54,9 @@ class CaptionNodeConfig:
     refresh_period: float = param(
         0.0, 'only_on_change: re-caption an unchanged scene after this many seconds '
         '(0: never).', minimum=0.0, maximum=86400.0)
+    log_captions: bool = param(
+        False, 'Also log each published caption at INFO (the launch files turn it on, so '
+        '`ros2 launch` shows the captions on the console).')
 
 
 class CaptionNode(ManagedNode):
@@ -120,7 +124,7 @@ class CaptionNode(ManagedNode):
         when = self.extra(CaptionNodeConfig)
         if when.only_on_change:
             changed = scene_change(self._last_graph, graph, when.change_threshold)
-            stale = (when.refresh_period > 0 and time.monotonic()
+            stale = (when.refresh_period > 0 and self._clock_s()
                      - self._last_caption_time >= when.refresh_period)
             if not changed and not stale:
                 self.skipped_unchanged += 1
@@ -134,17 +138,19 @@ class CaptionNode(ManagedNode):
             self._throttled_log('warning', f'caption:{code}',
                                 f'LLM failed, template caption published: '
                                 f'{caption.fallback_reason}')
-        self._last_caption_time = time.monotonic()
+        self._last_caption_time = self._clock_s()
         self._last_graph = graph
         self.caption_pub.publish(conversions.caption_to_msg(caption))
         self.text_pub.publish(String(data=caption.text))
+        if self.extra(CaptionNodeConfig).log_captions:
+            self.get_logger().info(f'caption [{caption.generator}]: {caption.text}')
         self.record_timings({'caption': caption.latency * 1e3})
 
     def _wait_min_period(self, msg: SceneGraph) -> SceneGraph | None:
         """Wait out min_period, taking any newer graph that arrives meanwhile (latest wins)."""
         while self.active:
             wait = (self.extra(CaptionNodeConfig).min_period
-                    - (time.monotonic() - self._last_caption_time))
+                    - (self._clock_s() - self._last_caption_time))
             if wait <= 0:
                 return msg
             newer = self.worker.slot.take(timeout=min(wait, _WAIT_STEP_S))
@@ -152,6 +158,10 @@ class CaptionNode(ManagedNode):
                 self.counters.dropped_stale += 1
                 msg = newer
         return None
+
+    def _clock_s(self) -> float:
+        """Node clock in seconds (sim time with use_sim_time): min_period and refresh_period."""
+        return self.get_clock().now().nanoseconds / 1e9
 
     def diagnostic_values(self) -> dict[str, str]:
         """Caption counters: verified vs fallen back, by generator and by reason."""

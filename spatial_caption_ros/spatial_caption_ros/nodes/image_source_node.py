@@ -1,13 +1,16 @@
 """Image source node: publishes a folder of images or a video as a camera would.
 
 For demos, simulation stand-ins and tests. With `pace_on` it waits for a stage's output for each
-frame before publishing the next, so a batch run processes every frame.
+frame before publishing the next, so a batch run processes every frame. Rate, stamps and
+pace_timeout run on the node clock: with use_sim_time they follow /clock.
 
-Publishes:   image (sensor_msgs/Image, bgr8), camera_info (sensor_msgs/CameraInfo, when
-             calibrated or assumed), ~/done (std_msgs/UInt32, latched: frames published, sent
-             once the source is exhausted), ~/frame_names (std_msgs/String, JSON
-             {"stamp_ns", "name"}: which file or video frame each image came from; once the
-             source is exhausted {"end": true, "published", "skipped": [{"name", "reason"}]})
+Publishes:   image (sensor_msgs/Image, bgr8), camera_info (sensor_msgs/CameraInfo: from
+             camera_info_url / camera_info_file, else the photo's EXIF focal length, else an
+             assumed field of view marked by distortion_model "assumed_pinhole"), ~/done
+             (std_msgs/UInt32, latched: frames published, sent once the source is exhausted),
+             ~/frame_names (std_msgs/String, JSON {"stamp_ns", "name"}: which file or video
+             frame each image came from; once the source is exhausted {"end": true,
+             "published", "skipped": [{"name", "reason"}]})
 
 An unreadable file (empty, truncated, not an image) does not end a folder: it is rejected
 (counted, logged with its reason), named in the end message, and the next file follows.
@@ -17,7 +20,6 @@ Subscribes:  detections | scene_graph | caption (only with pace_on)
 from __future__ import annotations
 
 import json
-import time
 
 from sensor_msgs.msg import CameraInfo, Image
 from spatial_caption_interfaces.msg import Caption, DetectionArray, SceneGraph
@@ -27,7 +29,7 @@ from spatial_caption_ros.core.errors import SpatialCaptionError
 from spatial_caption_ros.core.inputs.sources import (
     FrameSource,
     ImageSourceConfig,
-    load_camera_info_file,
+    IntrinsicsResolver,
 )
 from spatial_caption_ros.core.types import CameraIntrinsics, FrameHeader
 from spatial_caption_ros.ros import conversions
@@ -59,14 +61,16 @@ class ImageSourceNode(ManagedNode):
         self.published = 0
         self.skipped: list[dict[str, str]] = []
         self.finished = False
-        self._intrinsics: dict[tuple[int, int], CameraIntrinsics] = {}
+        self._resolver: IntrinsicsResolver | None = None
+        self.intrinsics_kinds: dict[str, int] = {}
         super().__init__('image_source', **kwargs)
 
     def configure_stage(self, config: ImageSourceConfig) -> None:
         self.source = FrameSource(config.source)
         self._frames = (self._first_pass() if config.loop
                         else self.source.frames(self._skip_file))
-        self._intrinsics.clear()
+        self._resolver = IntrinsicsResolver(config)
+        self.intrinsics_kinds = {}
         self.published = 0
         self.skipped = []
         self.finished = False
@@ -74,16 +78,19 @@ class ImageSourceNode(ManagedNode):
         self.info_pub = self.publisher(CameraInfo, 'camera_info')
         self.done_pub = self.publisher(UInt32, '~/done', qos_profile('latched'))
         self.names_pub = self.publisher(String, '~/frame_names', qos_profile('reliable'))
-        if config.assumed_hfov_deg:
+        if self._resolver.calibration is None and config.assumed_hfov_deg:
             self.get_logger().warning(
-                f'publishing CameraInfo of an ASSUMED camera ({config.assumed_hfov_deg:.0f} deg '
-                'horizontal field of view): metric values are only as good as that assumption')
+                f'no calibration: frames without an EXIF focal length get CameraInfo of an '
+                f'ASSUMED camera ({config.assumed_hfov_deg:.0f} deg horizontal field of view, '
+                f'marked as assumed): their distances are rough')
 
     def describe(self) -> dict[str, str]:
         if self.source is None:
             return {}
-        return {'source': str(self.source.path), 'kind': self.source.kind,
-                'frames_published': str(self.published), 'files_skipped': str(len(self.skipped))}
+        out = {'source': str(self.source.path), 'kind': self.source.kind,
+               'frames_published': str(self.published), 'files_skipped': str(len(self.skipped))}
+        out.update({f'intrinsics.{k}': str(v) for k, v in sorted(self.intrinsics_kinds.items())})
+        return out
 
     def create_inputs(self) -> None:
         self._start_timer(self.config.rate)
@@ -110,6 +117,7 @@ class ImageSourceNode(ManagedNode):
         self.source = None
         self._frames = None
         self._decoded = None
+        self._resolver = None
 
     def _first_pass(self):
         """Frames of the source, kept decoded for the next loops when they fit LOOP_CACHE_BYTES.
@@ -138,18 +146,11 @@ class ImageSourceNode(ManagedNode):
                 conversions.stamp_to_ns(msg.header.stamp) == self._pending_stamp:
             self._pending_stamp = None
 
-    def _intrinsics_for(self, width: int, height: int) -> CameraIntrinsics | None:
-        key = (width, height)
-        if key not in self._intrinsics:
-            if self.config.camera_info_file:
-                self._intrinsics[key] = load_camera_info_file(self.config.camera_info_file,
-                                                              width, height)
-            elif self.config.assumed_hfov_deg:
-                self._intrinsics[key] = CameraIntrinsics.from_horizontal_fov(
-                    self.config.assumed_hfov_deg, width, height)
-            else:
-                self._intrinsics[key] = None
-        return self._intrinsics[key]
+    def _intrinsics_for(self, name: str, width: int, height: int) -> CameraIntrinsics | None:
+        intrinsics = self._resolver.for_frame(width, height, self.source.file_of(name))
+        kind = self._resolver.kind(intrinsics)
+        self.intrinsics_kinds[kind] = self.intrinsics_kinds.get(kind, 0) + 1
+        return intrinsics
 
     def _subscribers_matched(self) -> bool:
         """With min_subscribers, hold frames back until enough subscribers are matched."""
@@ -164,11 +165,26 @@ class ImageSourceNode(ManagedNode):
                 f'({self.image_pub.get_subscription_count()} matched) before publishing')
         return False
 
+    def _next_frame(self):
+        """(name, image) of the next frame; None once the source is exhausted.
+
+        Looping, the source starts over within the same tick, so the rate holds across the wrap
+        (it used to skip one period there).
+        """
+        try:
+            return next(self._frames)
+        except StopIteration:
+            if not (self.config.loop and self.published):
+                return None
+        self._frames = iter(self._decoded) if self._decoded is not None else self._first_pass()
+        return next(self._frames, None)
+
     def _tick(self) -> None:
         if not self.active or self.finished:
             return
         if self._pending_stamp is not None:
-            if time.monotonic() - self._pending_since < self.config.pace_timeout:
+            if self.get_clock().now().nanoseconds / 1e9 - self._pending_since \
+                    < self.config.pace_timeout:
                 return
             self.counters.error('pace_timeout', main_input=False)
             self.get_logger().warning(
@@ -177,12 +193,9 @@ class ImageSourceNode(ManagedNode):
             self._pending_stamp = None
         if not self._subscribers_matched():
             return
-        try:
-            name, image = next(self._frames)
-        except StopIteration:
+        frame = self._next_frame()
+        if frame is None:
             if self.config.loop and self.published:
-                self._frames = (iter(self._decoded) if self._decoded is not None
-                                else self._first_pass())
                 return
             self.finished = True
             # the end message follows every frame name on the same topic, so a reader that
@@ -193,9 +206,10 @@ class ImageSourceNode(ManagedNode):
             skipped = f', {len(self.skipped)} unreadable files skipped' if self.skipped else ''
             self.get_logger().info(f'source exhausted after {self.published} frames{skipped}')
             return
+        name, image = frame
         self.counters.received += 1
         try:
-            intrinsics = self._intrinsics_for(image.width, image.height)
+            intrinsics = self._intrinsics_for(name, image.width, image.height)
         except SpatialCaptionError as exc:
             self.get_logger().error(f'camera calibration unusable: {exc}',
                                     throttle_duration_sec=30.0)
@@ -211,7 +225,7 @@ class ImageSourceNode(ManagedNode):
         self.input_rate.tick()
         if self.config.pace_on:
             self._pending_stamp, self._pending_since, self._pending_name = (
-                stamp_ns, time.monotonic(), name)
+                stamp_ns, stamp_ns / 1e9, name)
 
 
 def main(args=None) -> None:

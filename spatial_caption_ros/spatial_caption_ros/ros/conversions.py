@@ -7,6 +7,7 @@ not copied, wherever the layout allows (see core/inputs/image.py).
 from __future__ import annotations
 
 import array
+from dataclasses import replace
 import json
 import math
 
@@ -110,13 +111,21 @@ def color_to_image_msg(image: ColorImage, header: FrameHeader | Header) -> Image
 # ---------------------------------------------------------------- camera info
 
 
+# CameraInfo has no field saying "not calibrated": an image source that publishes an ASSUMED
+# field of view (no calibration, no EXIF) names this distortion model (no distortion, D empty).
+ASSUMED_CAMERA_MODEL = 'assumed_pinhole'
+
+
 def camera_info_to_intrinsics(msg: CameraInfo) -> CameraIntrinsics:
     """Intrinsics from CameraInfo: K, or P when K is all zero (raises InvalidCameraInfoError)."""
     k = np.asarray(msg.k, dtype=np.float64)
     if not np.any(k):
         p = np.asarray(msg.p, dtype=np.float64).reshape(3, 4)
         k = p[:, :3].reshape(-1)
-    return CameraIntrinsics.from_k(k, msg.width, msg.height)
+    intrinsics = CameraIntrinsics.from_k(k, msg.width, msg.height)
+    if msg.distortion_model == ASSUMED_CAMERA_MODEL:
+        return replace(intrinsics, assumed=True)
+    return intrinsics
 
 
 def intrinsics_to_camera_info(intrinsics: CameraIntrinsics, header: FrameHeader | Header
@@ -124,8 +133,8 @@ def intrinsics_to_camera_info(intrinsics: CameraIntrinsics, header: FrameHeader 
     msg = CameraInfo()
     msg.header = header if isinstance(header, Header) else core_to_header(header)
     msg.width, msg.height = intrinsics.width, intrinsics.height
-    msg.distortion_model = 'plumb_bob'
-    msg.d = [0.0] * 5
+    msg.distortion_model = ASSUMED_CAMERA_MODEL if intrinsics.assumed else 'plumb_bob'
+    msg.d = [] if intrinsics.assumed else [0.0] * 5
     msg.k = intrinsics.k()
     msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
     msg.p = [intrinsics.fx, 0.0, intrinsics.cx, 0.0, 0.0, intrinsics.fy, intrinsics.cy, 0.0,
@@ -226,6 +235,7 @@ def detections_to_msg(result: DetectionResult) -> DetectionArray:
     m.stage_times = _kv((k, f'{v:.3f}') for k, v in result.stage_times_ms.items())
     m.notes = list(result.notes)
     m.processing_latency = float(result.processing_latency)
+    m.intrinsics_assumed = bool(result.intrinsics_assumed)
     return m
 
 
@@ -241,7 +251,7 @@ def msg_to_detections(m: DetectionArray) -> DetectionResult:
         image_height=m.image_height, objects=[msg_to_object(o) for o in m.objects],
         depth_source=sanitize_label(m.depth_source, MAX_KEY), depth_metric=m.depth_metric,
         has_camera_info=m.has_camera_info, stage_times_ms=times, notes=_notes(m.notes),
-        processing_latency=m.processing_latency)
+        processing_latency=m.processing_latency, intrinsics_assumed=m.intrinsics_assumed)
 
 
 def scene_graph_to_msg(graph: SceneGraph) -> SceneGraphMsg:
@@ -255,6 +265,7 @@ def scene_graph_to_msg(graph: SceneGraph) -> SceneGraphMsg:
     m.relations = [relation_to_msg(r) for r in graph.relations]
     m.notes = list(graph.notes)
     m.processing_latency = float(graph.processing_latency)
+    m.intrinsics_assumed = bool(graph.intrinsics_assumed)
     return m
 
 
@@ -265,7 +276,7 @@ def msg_to_scene_graph(m: SceneGraphMsg) -> SceneGraph:
         relations=[msg_to_relation(r) for r in m.relations],
         depth_source=sanitize_label(m.depth_source, MAX_KEY),
         depth_metric=m.depth_metric, has_camera_info=m.has_camera_info, notes=_notes(m.notes),
-        processing_latency=m.processing_latency)
+        processing_latency=m.processing_latency, intrinsics_assumed=m.intrinsics_assumed)
 
 
 def check_scene_graph_msg(m: SceneGraphMsg) -> None:
@@ -277,13 +288,15 @@ def caption_to_msg(caption: Caption) -> CaptionMsg:
     return CaptionMsg(header=core_to_header(caption.header), text=caption.text,
                       style=caption.style, verified=bool(caption.verified),
                       generator=caption.generator, model=caption.model,
-                      fallback_reason=caption.fallback_reason, latency=float(caption.latency))
+                      fallback_reason=caption.fallback_reason, latency=float(caption.latency),
+                      intrinsics_assumed=bool(caption.intrinsics_assumed))
 
 
 def msg_to_caption(m: CaptionMsg) -> Caption:
     return Caption(header=header_to_core(m.header), text=m.text, style=m.style,
                    verified=m.verified, generator=m.generator, model=m.model,
-                   fallback_reason=m.fallback_reason, latency=m.latency)
+                   fallback_reason=m.fallback_reason, latency=m.latency,
+                   intrinsics_assumed=m.intrinsics_assumed)
 
 
 def graph_to_json_msg(graph: SceneGraph) -> String:

@@ -37,6 +37,10 @@ COMMON_ARGUMENTS = (
                    'Parameter file of every node (sections `/**/<node name>`).'),
     LaunchArgument('namespace', '', 'Namespace of the nodes and their relative topics.'),
     LaunchArgument('log_level', 'info', 'Log level of the nodes (debug, info, warn, error).'),
+    LaunchArgument('use_sim_time', 'false',
+                   'Every node takes its time from /clock (rosgraph_msgs/Clock): stamps, timers, '
+                   'rates, the pace timeout and the caption periods follow the simulation or a '
+                   'played-back bag.'),
     LaunchArgument('use_dds_profile', 'true',
                    'Set FASTDDS_DEFAULT_PROFILES_FILE to `dds_profile` for the nodes (large '
                    'best-effort images between processes need it with Fast DDS).'),
@@ -55,6 +59,10 @@ RVIZ_ARGUMENTS = (
     LaunchArgument('rviz_config', _share(RVIZ_CONFIG_FILE),
                    'rviz2 configuration (camera image, annotated image, markers).'),
 )
+CAPTION_ARGUMENTS = (
+    LaunchArgument('log_captions', 'true',
+                   'The caption node also logs each caption at INFO (captions on the console).'),
+)
 MEMORY_ARGUMENTS = (
     LaunchArgument('use_memory', 'false',
                    'Also start the memory node (objects remembered in `world_frame`, changes, '
@@ -69,13 +77,13 @@ DEMO_ARGUMENTS = (
 
 # Launch file -> the arguments it declares (documented in docs/ros_interface.md).
 LAUNCH_FILES = {
-    'spatial_caption.launch.py': COMMON_ARGUMENTS + CAMERA_ARGUMENTS + RVIZ_ARGUMENTS
-    + MEMORY_ARGUMENTS,
-    'demo.launch.py': COMMON_ARGUMENTS + CAMERA_ARGUMENTS + RVIZ_ARGUMENTS + MEMORY_ARGUMENTS
-    + DEMO_ARGUMENTS,
+    'spatial_caption.launch.py': (COMMON_ARGUMENTS + CAMERA_ARGUMENTS + CAPTION_ARGUMENTS
+                                  + RVIZ_ARGUMENTS + MEMORY_ARGUMENTS),
+    'demo.launch.py': (COMMON_ARGUMENTS + CAMERA_ARGUMENTS + CAPTION_ARGUMENTS + RVIZ_ARGUMENTS
+                       + MEMORY_ARGUMENTS + DEMO_ARGUMENTS),
     'perception.launch.py': COMMON_ARGUMENTS + CAMERA_ARGUMENTS,
     'scene_graph.launch.py': COMMON_ARGUMENTS,
-    'caption.launch.py': COMMON_ARGUMENTS,
+    'caption.launch.py': COMMON_ARGUMENTS + CAPTION_ARGUMENTS,
     'visualization.launch.py': COMMON_ARGUMENTS + CAMERA_ARGUMENTS,
     'memory.launch.py': COMMON_ARGUMENTS + CAMERA_ARGUMENTS,
     'rviz.launch.py': RVIZ_ARGUMENTS[1:],
@@ -134,10 +142,15 @@ def _camera_remappings(node: str) -> list:
 
 
 def node_action(node: str, extra_parameters: dict | None = None, condition=None):
-    """The launch_ros Node of one graph node: name, parameter file, camera remaps, log level."""
+    """The launch_ros Node of one graph node: name, parameter file, camera remaps, log level.
+
+    Parameters: the `config` file, then use_sim_time, then `extra_parameters` (later wins).
+    """
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node
-    parameters = [LaunchConfiguration('config')]
+    from launch_ros.parameter_descriptions import ParameterValue
+    parameters = [LaunchConfiguration('config'), {
+        'use_sim_time': ParameterValue(LaunchConfiguration('use_sim_time'), value_type=bool)}]
     if extra_parameters:
         parameters.append(extra_parameters)
     return Node(package=PACKAGE, executable=EXECUTABLES[node], name=node,
@@ -171,9 +184,16 @@ def nodes_description(launch_file: str, nodes: tuple[str, ...], with_rviz: bool 
     return LaunchDescription(actions)
 
 
+def _caption_parameters() -> dict:
+    from launch.substitutions import LaunchConfiguration
+    from launch_ros.parameter_descriptions import ParameterValue
+    return {'log_captions': ParameterValue(LaunchConfiguration('log_captions'), value_type=bool)}
+
+
 def pipeline_description():
     """spatial_caption.launch.py: the pipeline on a live camera."""
-    return nodes_description('spatial_caption.launch.py', PIPELINE_NODES, with_rviz=True)
+    return nodes_description('spatial_caption.launch.py', PIPELINE_NODES, with_rviz=True,
+                             extra_parameters={'caption': _caption_parameters()})
 
 
 def demo_description():
@@ -185,12 +205,14 @@ def demo_description():
     source = {'source': ParameterValue(LaunchConfiguration('source'), value_type=str),
               'rate': LaunchConfiguration('rate'), 'loop': LaunchConfiguration('loop')}
     return nodes_description('demo.launch.py', ('image_source',) + PIPELINE_NODES,
-                             with_rviz=True, extra_parameters={'image_source': source})
+                             with_rviz=True, extra_parameters={'image_source': source,
+                                                               'caption': _caption_parameters()})
 
 
 def single_node_description(node: str):
     """<node>.launch.py: one node alone."""
-    return nodes_description(f'{node}.launch.py', (node,))
+    extra = {'caption': _caption_parameters()} if node == 'caption' else None
+    return nodes_description(f'{node}.launch.py', (node,), extra_parameters=extra)
 
 
 def rviz_description():

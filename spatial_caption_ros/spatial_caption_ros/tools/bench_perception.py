@@ -1,6 +1,6 @@
 r"""spatial-caption-bench: time the perception stage exactly as the node runs it.
 
-Side by side with the raw model runs, and once through the real perception node.
+Side by side with the raw model runs, and through the real perception node.
 
     spatial-caption-bench                                     # YOLO11n on bus.jpg, no depth
     spatial-caption-bench --depth-source depth_anything_v2 \
@@ -16,8 +16,13 @@ configured. Medians of each are reported with the ratios
   whole stage / sum of the raw model runs       (detection + depth + per-object depth)
 
 so machine load (other processes on a shared machine) affects numerator and denominator alike.
-Then N frames are published through an in-process PerceptionNode (real rclpy, loopback DDS) and
-the publish-to-detections latency and frame rate are reported, showing the node's overhead.
+Then the node path, side by side: per frame, process() alone, publish -> detections through a
+PerceptionNode in this process, and through a perception node in its own process (the shipped
+Fast DDS profile), in rotating order (real rclpy, loopback DDS); the ratio in-process node /
+process() and the milliseconds the separate process adds are printed, and the path cost: each
+frame's latency minus the node's own process() time for that frame (from its DetectionArray), the
+transport, conversions and hand-offs alone (`--repeats N`: N such runs, for the spread on a
+loaded machine).
 Nothing here asserts a time: it prints measurements.
 """
 
@@ -64,6 +69,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help='any other perception parameter (YAML value), repeatable')
     p.add_argument('--node-frames', type=int, default=20,
                    help='frames published through the real node (0: skip the node run)')
+    p.add_argument('--node-modes', default=','.join(NODE_MODES),
+                   help='node paths timed beside process(): in-process, processes or both '
+                        '(default both)')
+    p.add_argument('--repeats', type=int, default=1,
+                   help='repeat the node-path measurement N times (spread on a loaded machine)')
     p.add_argument('--json', type=Path, help='also write the figures to this JSON file')
     return p.parse_args(argv)
 
@@ -211,81 +221,226 @@ def bench_pipeline(values: dict[str, Any], image_path: Path, frames: int,
         pipeline.close()
 
 
-def bench_node(values: dict[str, Any], image_path: Path, frames: int,
-               timeout_s: float = 60.0) -> dict[str, Any]:
-    """Publish frames one at a time through an in-process PerceptionNode; time each round trip."""
+NODE_MODES = ('in-process', 'processes')
+
+
+def _node_parameters(values: dict[str, Any]) -> dict[str, Any]:
+    """Perception parameters of the benchmarked nodes: the given ones, reliable input.
+
+    Reliable input, one frame at a time: no frame can be lost, so every round trip is timed.
+    """
+    out = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+    out['input_qos'] = 'reliable'
+    return out
+
+
+def bench_node_paths(values: dict[str, Any], image_path: Path, frames: int,
+                     modes: tuple[str, ...] = NODE_MODES, warmup: int = 2,
+                     timeout_s: float = 120.0) -> dict[str, Any]:
+    """process() and the real perception node, side by side, one frame at a time.
+
+    Every iteration publishes the same frame (Image + CameraInfo, built before the clock starts,
+    as a camera driver would) and times publish -> detections received: through a
+    PerceptionNode in this process (the executor the node processes use, ros/spin.py) and, with
+    'processes', through a perception node in its own process started like the runner's
+    (Fast DDS profile config/fastdds_large_images.xml for both sides), then runs the core
+    PerceptionPipeline.process() itself on the decoded frame. The order rotates per iteration
+    so that none always follows another, and machine load affects all of them alike.
+    """
+    from spatial_caption_ros.core.runtime.resources import package_file
+    from spatial_caption_ros.ros.graph import DDS_PROFILE_FILE
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 200)))
-    os.environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
+    os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE', str(package_file(DDS_PROFILE_FILE)))
+    import tempfile
+
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
+    import yaml
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import CameraInfo, Image
     from spatial_caption_interfaces.msg import DetectionArray
 
     from spatial_caption_ros.core.inputs.image import read_image_file
+    from spatial_caption_ros.core.perception.pipeline import PerceptionPipeline
     from spatial_caption_ros.core.types import CameraIntrinsics, FrameHeader
     from spatial_caption_ros.nodes.perception_node import PerceptionNode
     from spatial_caption_ros.ros import conversions
+    from spatial_caption_ros.ros.graph import spawn_node, stop_processes
     from spatial_caption_ros.ros.qos import qos_profile
+    from spatial_caption_ros.ros.spin import node_executor, spin_once
 
     image = read_image_file(image_path)
     intrinsics = CameraIntrinsics.from_horizontal_fov(60.0, image.width, image.height)
+    params = _node_parameters(values)
     rclpy.init()
-    namespace = f'/bench{os.getpid()}'
-    overrides = [Parameter(k, value=list(v) if isinstance(v, tuple) else v)
-                 for k, v in values.items()]
-    overrides.append(Parameter('input_qos', value='reliable'))
-    node = PerceptionNode(namespace=namespace, parameter_overrides=overrides)
-    client = rclpy.create_node('bench_client', namespace=namespace)
-    received: dict[int, float] = {}
-    image_pub = client.create_publisher(Image, 'image', qos_profile('reliable'))
-    info_pub = client.create_publisher(CameraInfo, 'camera_info', qos_profile('reliable'))
-    client.create_subscription(
-        DetectionArray, 'detections',
-        lambda m: received.setdefault(conversions.stamp_to_ns(m.header.stamp),
-                                      time.perf_counter()), qos_profile('reliable'))
-    executor = MultiThreadedExecutor()
-    executor.add_node(node)
-    executor.add_node(client)
-
-    def spin_until(predicate, limit: float) -> bool:
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline and not predicate():
-            executor.spin_once(timeout_sec=0.05)
-        return predicate()
-
+    base = f'/bench{os.getpid()}'
+    executor = node_executor()
+    nodes, procs, logs = [], [], []
+    # per mode: stamp -> (arrival time, the node's own process() time for that frame in ms)
+    received: dict[str, dict[int, tuple[float, float]]] = {m: {} for m in modes}
+    publishers: dict[str, tuple] = {}
+    tmp = tempfile.TemporaryDirectory(prefix='spatial_caption_bench_')
     try:
-        if not node.active:
-            raise SystemExit(f'perception node did not start: {node.last_error}')
-        if not spin_until(lambda: image_pub.get_subscription_count() >= 1
-                          and client.count_publishers('detections') >= 1, 10.0):
-            raise SystemExit('perception node not connected after 10 s')
-        latencies = []
-        t_start = time.perf_counter()
-        for i in range(1, frames + 2):      # frame 1 is a warm-up
-            header = FrameHeader(i, 'camera_optical_frame')
-            info_pub.publish(conversions.intrinsics_to_camera_info(intrinsics, header))
-            t0 = time.perf_counter()
-            image_pub.publish(conversions.color_to_image_msg(image, header))
-            if not spin_until(lambda i=i: i in received, timeout_s):
-                raise SystemExit(f'no detections for frame {i} after {timeout_s} s')
-            if i == 1:
-                t_start = time.perf_counter()
+        client = rclpy.create_node('bench_client', namespace=base)
+        nodes.append(client)
+        for mode in modes:
+            ns = f'{base}/{mode.replace("-", "_")}'
+            if mode == 'in-process':
+                node = PerceptionNode(namespace=ns, parameter_overrides=[
+                    Parameter(k, value=v) for k, v in params.items()])
+                nodes.append(node)
+                if not node.active:
+                    raise SystemExit(f'perception node did not start: {node.last_error}')
             else:
-                latencies.append((received[i] - t0) * 1e3)
-        wall = time.perf_counter() - t_start
-        return {'frames': frames, 'latency_ms_median': _median(latencies),
-                'latency_ms_max': max(latencies), 'fps': frames / wall,
-                'node_stage_ms': {k: v[1] for k, v in node.timings.summary().items()}}
+                params_file = Path(tmp.name) / 'perception.yaml'
+                params_file.write_text(yaml.safe_dump({'/**/perception': {
+                    'ros__parameters': params}}), encoding='utf-8')
+                logs.append(open(Path(tmp.name) / 'perception.log', 'w', encoding='utf-8'))
+                procs.append(spawn_node('perception', params_file, {'__ns': ns},
+                                        dict(os.environ), logs[-1]))
+            client.create_subscription(
+                DetectionArray, f'{ns}/detections',
+                lambda m, stamps=received[mode]: stamps.setdefault(
+                    conversions.stamp_to_ns(m.header.stamp),
+                    (time.perf_counter(), _process_ms(m))),
+                qos_profile('reliable'))
+            publishers[mode] = (
+                client.create_publisher(Image, f'{ns}/image', qos_profile('reliable')),
+                client.create_publisher(CameraInfo, f'{ns}/camera_info', qos_profile('reliable')))
+        for node in nodes:
+            executor.add_node(node)
+
+        def spin_until(predicate, limit: float) -> bool:
+            deadline = time.monotonic() + limit
+            while time.monotonic() < deadline and not predicate():
+                spin_once(executor, 0.05)
+            return predicate()
+
+        def connected() -> bool:
+            return all(pub.get_subscription_count() >= 1
+                       and client.count_publishers(f'{base}/{m.replace("-", "_")}/detections')
+                       for m, (pub, _) in publishers.items())
+        if not spin_until(connected, 60.0):
+            raise SystemExit('perception node(s) not connected after 60 s'
+                             + (f'; see {tmp.name}/perception.log' if procs else ''))
+        pipeline = PerceptionPipeline(nodes[1].config if 'in-process' in modes
+                                      else _pipeline_config(values))
+        times: dict[str, list[float]] = {m: [] for m in ('process()',) + modes}
+        path: dict[str, list[float]] = {m: [] for m in modes}
+        path_ratio: dict[str, list[float]] = {m: [] for m in modes}
+        steps = ('process()',) + modes
+        for i in range(1, warmup + frames + 1):
+            header = FrameHeader(time.time_ns(), 'camera_optical_frame')
+            info = conversions.intrinsics_to_camera_info(intrinsics, header)
+            msg = conversions.color_to_image_msg(image, header)
+            for step in steps[i % len(steps):] + steps[:i % len(steps)]:
+                if step == 'process()':
+                    decoded = conversions.image_msg_to_color(msg)
+                    t0 = time.perf_counter()
+                    pipeline.process(decoded, header, intrinsics)
+                    elapsed = time.perf_counter() - t0
+                else:
+                    # stamped now, as a camera would: the node's input_age is then the time
+                    # from publish to its worker (only setting the stamp, no copy)
+                    stamp_ns = time.time_ns()
+                    msg.header.stamp = info.header.stamp = conversions.ns_to_stamp(stamp_ns)
+                    image_pub, info_pub = publishers[step]
+                    info_pub.publish(info)
+                    t0 = time.perf_counter()
+                    image_pub.publish(msg)
+                    if not spin_until(lambda s=step, n=stamp_ns: n in received[s], timeout_s):
+                        raise SystemExit(f'no detections for frame {i} from the {step} node '
+                                         f'after {timeout_s:.0f} s' + _child_log(procs, tmp))
+                    arrived, inner_ms = received[step][stamp_ns]
+                    elapsed = arrived - t0
+                    if i > warmup:
+                        path[step].append(elapsed * 1e3 - inner_ms)
+                        path_ratio[step].append(elapsed * 1e3 / inner_ms)
+                if i > warmup:
+                    times[step].append(elapsed * 1e3)
+        pipeline.close()
+        medians = {k: _median(v) for k, v in times.items()}
+        out: dict[str, Any] = {'frames': frames, 'executor': type(executor).__name__,
+                               'median_ms': medians,
+                               'max_ms': {k: max(v) for k, v in times.items()},
+                               'path_ms': {k: _median(v) for k, v in path.items()},
+                               'path_ratio': {k: _median(v) for k, v in path_ratio.items()}}
+        # Paired per frame (the three ran within a second of each other), so that load changing
+        # over the run cancels out; the ratio of the medians is kept beside it.
+        base_times = times['process()']
+        if 'in-process' in modes:
+            out['ratio_in_process'] = _median(
+                [n / b for n, b in zip(times['in-process'], base_times, strict=True)])
+            out['ratio_of_medians_in_process'] = medians['in-process'] / medians['process()']
+            out['node_stage_ms'] = {k: v[1] for k, v in nodes[1].timings.summary().items()}
+        if 'processes' in modes:
+            out['processes_overhead_ms'] = _median(
+                [n - b for n, b in zip(times['processes'], base_times, strict=True)])
+            out['difference_of_medians_processes_ms'] = medians['processes'] - medians['process()']
+        return out
     finally:
         executor.shutdown()
-        node.destroy_node()
-        client.destroy_node()
+        for node in nodes:
+            node.destroy_node()
+        stop_processes(procs)
+        for f in logs:
+            f.close()
+        tmp.cleanup()
         rclpy.try_shutdown()
 
 
-def format_report(pipe: dict[str, Any], node: dict[str, Any] | None, frames: int) -> str:
+def _process_ms(msg) -> float:
+    """The node's own PerceptionPipeline.process() time for a frame, from its DetectionArray.
+
+    processing_latency is process() plus the node's decode and depth matching (stage_times).
+    """
+    stages = {kv.key: float(kv.value) for kv in msg.stage_times}
+    return (msg.processing_latency * 1e3 - stages.get('decode', 0.0)
+            - stages.get('depth_match', 0.0))
+
+
+def _child_log(procs: list, tmp) -> str:
+    """State and last lines of the perception node process, for an error message."""
+    if not procs:
+        return ''
+    state = 'running' if procs[0].poll() is None else f'exited with {procs[0].returncode}'
+    lines = (Path(tmp.name) / 'perception.log').read_text(encoding='utf-8').splitlines()
+    return f'; the node process is {state}; its last log lines:\n' + '\n'.join(lines[-15:])
+
+
+def _pipeline_config(values: dict[str, Any]):
+    from spatial_caption_ros.core.params import build_config
+    from spatial_caption_ros.core.perception.pipeline import PerceptionConfig
+    return build_config(PerceptionConfig, values)
+
+
+def format_node_paths(node: dict[str, Any], run: int = 1, runs: int = 1) -> list[str]:
+    """Lines of one side-by-side node-path measurement."""
+    med, peak = node['median_ms'], node['max_ms']
+    label = f'node path, run {run} of {runs}' if runs > 1 else 'node path'
+    lines = [f'{label} ({node["frames"]} frames one at a time, publish -> detections, '
+             f'{node["executor"]}; medians, max in brackets; ratio and overhead paired per '
+             'frame):']
+    lines.append(f'  {"process() alone":32s} {med["process()"]:9.2f}  ({peak["process()"]:.1f})')
+    if 'ratio_in_process' in node:
+        lines.append(f'  {"node in this process":32s} {med["in-process"]:9.2f}  '
+                     f'({peak["in-process"]:.1f})   ratio to process(): '
+                     f'{node["ratio_in_process"]:.3f} (goal <= 1.15; of the medians '
+                     f'{node["ratio_of_medians_in_process"]:.3f})')
+    if 'processes_overhead_ms' in node:
+        lines.append(f'  {"node in its own process":32s} {med["processes"]:9.2f}  '
+                     f'({peak["processes"]:.1f})   over process(): '
+                     f'{node["processes_overhead_ms"]:+.1f} ms (goal <= +12; of the medians '
+                     f'{node["difference_of_medians_processes_ms"]:+.1f})')
+    for mode, ms in node['path_ms'].items():
+        lines.append(f'  path cost {mode + ":":21s} {ms:9.2f}   latency minus the node\'s own '
+                     f'process() of the same frame; latency / that process(): '
+                     f'{node["path_ratio"][mode]:.3f}')
+    return lines
+
+
+def format_report(pipe: dict[str, Any], node_runs: list[dict[str, Any]] | None,
+                  frames: int) -> str:
     """The printed table."""
     lines = []
     d = pipe['describe']
@@ -311,12 +466,8 @@ def format_report(pipe: dict[str, Any], node: dict[str, Any] | None, frames: int
                      f'{pipe["ratio_whole_stage_to_raw_sum"]:.3f} (goal <= 1.10; slower model '
                      f'alone {pipe["slower_model_ms"]:.1f} ms)')
     lines.extend(f'note: {n}' for n in pipe['notes'])
-    if node is not None:
-        lines.append(f'perception node (in-process rclpy, {node["frames"]} frames one at a '
-                     f'time): latency median {node["latency_ms_median"]:.1f} ms, max '
-                     f'{node["latency_ms_max"]:.1f} ms, {node["fps"]:.1f} frames/s; node '
-                     f'overhead vs process(): '
-                     f'{node["latency_ms_median"] - pipe["whole_stage_ms"]:+.1f} ms')
+    for k, node in enumerate(node_runs or []):
+        lines.extend(format_node_paths(node, k + 1, len(node_runs)))
     return '\n'.join(lines)
 
 
@@ -327,21 +478,28 @@ def main(argv: list[str] | None = None) -> int:
               '../shared/data/images/bus.jpg)', file=sys.stderr)
         return 2
     from spatial_caption_ros.core.errors import SpatialCaptionError
+    modes = tuple(m.strip() for m in args.node_modes.split(',') if m.strip())
+    unknown = sorted(set(modes) - set(NODE_MODES))
+    if unknown:
+        print(f'error: --node-modes: unknown {", ".join(unknown)}; use '
+              f'{" and/or ".join(NODE_MODES)}', file=sys.stderr)
+        return 2
     try:
         values = perception_values(args)
         pipe = bench_pipeline(values, args.image, args.frames, args.warmup)
         node_values = {k: v for k, v in values.items()
                        if k != 'depth_model' or not pipe['notes']}
-        node = (bench_node(node_values, args.image, args.node_frames) if args.node_frames
-                else None)
+        node_runs = [bench_node_paths(node_values, args.image, args.node_frames, modes)
+                     for _ in range(args.repeats if args.node_frames and modes else 0)]
     except SpatialCaptionError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2
-    print(format_report(pipe, node, args.frames))
+    print(format_report(pipe, node_runs, args.frames))
     if args.json:
         doc = {'date': time.strftime('%Y-%m-%d'), 'machine': f'{platform.machine()}, '
                f'{os.cpu_count()} CPUs, {platform.processor() or platform.platform()}',
-               'image': str(args.image), 'parameters': values, 'pipeline': pipe, 'node': node}
+               'image': str(args.image), 'parameters': values, 'pipeline': pipe,
+               'node': node_runs or None}
         args.json.write_text(json.dumps(doc, indent=2, default=str) + '\n', encoding='utf-8')
     return 0
 

@@ -26,7 +26,7 @@ def _graph():
                       image_height=480, objects=[a, b],
                       relations=[Relation(2, LEFT_OF, 1, distance=float('nan'), confidence=0.7)],
                       depth_source='geometric', depth_metric=False, has_camera_info=True,
-                      notes=['n'], processing_latency=0.05)
+                      notes=['n'], processing_latency=0.05, intrinsics_assumed=True)
 
 
 def _same_graph(x, y):
@@ -39,6 +39,7 @@ def test_scene_graph_message_round_trip_keeps_everything():
     _same_graph(g, back)
     assert back.objects[1].position is None and math.isnan(back.objects[1].distance)
     assert back.header.stamp_ns == 1_700_000_000_123_456_789
+    assert back.intrinsics_assumed is True
 
 
 def test_unknown_position_is_nan_not_zero_in_the_message():
@@ -53,8 +54,10 @@ def test_json_round_trip_uses_null_for_unknown():
 
 
 def test_caption_round_trip():
-    c = Caption(FrameHeader(7, 'cam'), 'A bus.', verified=True, latency=0.1)
-    assert cv.msg_to_caption(cv.caption_to_msg(c)).text == 'A bus.'
+    c = Caption(FrameHeader(7, 'cam'), 'A bus.', verified=True, latency=0.1,
+                intrinsics_assumed=True)
+    back = cv.msg_to_caption(cv.caption_to_msg(c))
+    assert back.text == 'A bus.' and back.intrinsics_assumed is True
 
 
 def test_image_round_trip_bgr_and_rgb():
@@ -72,6 +75,11 @@ def test_camera_info_round_trip_and_p_fallback():
     assert cv.camera_info_to_intrinsics(msg) == intr
     msg.k = [0.0] * 9
     assert cv.camera_info_to_intrinsics(msg).fx == pytest.approx(700.0)
+    # an assumed field of view survives the trip (CameraInfo has no flag: a distortion model)
+    assumed = CameraIntrinsics(700.0, 700.0, 320.0, 240.0, 640, 480, assumed=True)
+    msg = cv.intrinsics_to_camera_info(assumed, FrameHeader(1, 'cam'))
+    assert msg.distortion_model == cv.ASSUMED_CAMERA_MODEL and list(msg.d) == []
+    assert cv.camera_info_to_intrinsics(msg) == assumed
 
 
 @pytest.mark.parametrize('k', [[0.0] * 9, [float('nan')] + [1.0] * 8,

@@ -1,5 +1,6 @@
 """The image source node looping a folder: frames in order, decoded once (real rclpy)."""
 
+from contextlib import contextmanager
 import json
 import shutil
 
@@ -33,17 +34,43 @@ def test_a_looped_folder_plays_in_order_and_is_decoded_once(tmp_path, monkeypatc
     listener.create_subscription(String, 'image_source/frame_names',
                                  lambda m: names.append(json.loads(m.data)['name']),
                                  qos_profile('reliable'))
-    ex = SingleThreadedExecutor()
-    ex.add_node(node)
-    ex.add_node(listener)
-    try:
+    with _executor(node, listener) as ex:
         assert node.active, node.last_error
         assert spin_until(ex, lambda: len(names) >= 7, timeout=20)
         first = names.index('a_bus')
         assert names[first:first + 6] == ['a_bus', 'b_zidane'] * 3
         assert len(reads) == 2          # later loops publish the frames decoded on the first
         assert [n for n, _ in node._decoded] == ['a_bus', 'b_zidane']
+
+
+def test_photos_without_calibration_or_exif_get_an_assumed_camera(tmp_path):
+    from sensor_msgs.msg import CameraInfo
+    from spatial_caption_ros.ros.conversions import ASSUMED_CAMERA_MODEL
+    folder = tmp_path / 'photos'
+    folder.mkdir()
+    shutil.copy(BUS, folder / 'bus.jpg')                   # no EXIF in the shared photos
+    node = ImageSourceNode(namespace='/assumed', parameter_overrides=[
+        Parameter('source', value=str(folder)), Parameter('rate', value=20.0)])
+    listener = rclpy.create_node('info_listener', namespace='/assumed')
+    infos = []
+    listener.create_subscription(CameraInfo, 'camera_info', infos.append,
+                                 qos_profile('reliable'))
+    with _executor(node, listener) as ex:
+        assert node.active, node.last_error
+        assert spin_until(ex, lambda: infos, timeout=20)
+        assert infos[0].distortion_model == ASSUMED_CAMERA_MODEL     # marked as assumed
+        assert infos[0].k[0] > 0 and node.describe()['intrinsics.assumed'] == '1'
+
+
+@contextmanager
+def _executor(*nodes):
+    """One executor spinning `nodes`; destroys them afterwards."""
+    ex = SingleThreadedExecutor()
+    for node in nodes:
+        ex.add_node(node)
+    try:
+        yield ex
     finally:
         ex.shutdown()
-        node.destroy_node()
-        listener.destroy_node()
+        for node in nodes:
+            node.destroy_node()

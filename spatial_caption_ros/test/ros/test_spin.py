@@ -66,3 +66,37 @@ def test_an_entity_destroyed_during_the_wait_does_not_end_spinning():
     finally:
         executor.shutdown()
         node.destroy_node()
+
+
+def _started_node_process(namespace: str):
+    """A scene_graph node process (run_node), once it logged that it is active."""
+    import os
+    import subprocess
+    import sys
+    import time
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'spatial_caption_ros.nodes.scene_graph_node', '--ros-args',
+         '-r', f'__ns:={namespace}'], env=dict(os.environ), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    for line in proc.stdout:
+        if line.rstrip().endswith(': active') or time.monotonic() > deadline:
+            break
+    return proc
+
+
+@pytest.mark.parametrize('gap_s', [0.0, 0.002, 0.02])
+def test_a_node_process_exits_0_on_a_second_sigint_during_its_shutdown(gap_s):
+    """Ctrl-C in a terminal: SIGINT to the process group, then `ros2 launch` sends another.
+
+    The second one used to raise KeyboardInterrupt in the node's clean-up: exit code -2, and
+    launch reported "process has died".
+    """
+    import signal
+    import time
+    proc = _started_node_process(f'/sigint{int(gap_s * 1000)}')
+    proc.send_signal(signal.SIGINT)
+    time.sleep(gap_s)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out

@@ -52,11 +52,24 @@ def test_depth_model_is_timed_raw_beside_the_stage():
     assert any('raw depth session.run' in k for k in pipe['raw_ms'])
 
 
+def test_unknown_node_mode_is_one_clear_line_and_exit_code_2(capsys):
+    assert bench.main(['--node-modes', 'in-process,threads']) == 2
+    assert capsys.readouterr().err.strip() == (
+        'error: --node-modes: unknown threads; use in-process and/or processes')
+
+
 @pytest.mark.slow
-def test_node_path_publishes_through_the_real_perception_node():
-    node = bench.bench_node({'threads': 1}, BUS, frames=3)
-    assert node['frames'] == 3 and node['latency_ms_median'] > 0 and node['fps'] > 0
+def test_node_paths_through_the_real_perception_node_in_and_across_processes():
+    node = bench.bench_node_paths({'threads': 1}, BUS, frames=3, warmup=1)
+    assert node['frames'] == 3 and node['executor'] == 'SingleThreadedExecutor'
+    assert set(node['median_ms']) == {'process()', 'in-process', 'processes'}
+    assert all(v > 0 for v in node['median_ms'].values())
+    assert node['ratio_of_medians_in_process'] == pytest.approx(
+        node['median_ms']['in-process'] / node['median_ms']['process()'])
+    assert node['ratio_in_process'] > 0 and math.isfinite(node['processes_overhead_ms'])
     assert {'decode', 'preprocess', 'inference', 'postprocess'} <= set(node['node_stage_ms'])
+    report = '\n'.join(bench.format_node_paths(node))
+    assert 'ratio to process()' in report and 'node in its own process' in report
 
 
 @pytest.mark.skipif(not TIMING_MODEL.is_file(),

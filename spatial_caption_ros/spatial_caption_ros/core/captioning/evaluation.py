@@ -12,7 +12,10 @@ is judged against the image's ground truth where the labels can decide it:
 - overlapping: the ground-truth boxes intersect (decidable for any pair);
 - in front of / behind / nearest: KITTI depths (z) clearly ordered (metrics.clear_depth_order:
   more than 10 % of the nearer apart); COCO has no depth: undecidable;
-- distances: KITTI 3D centres, same tolerance as the verifier (semantics.py);
+- distances (their own judgement, kind `distance`, also for the distance in a "nearest" or a
+  relation clause): the labelled KITTI 3D centre within the precision the caption states (the
+  verifier's rule, semantics.py), and apart from that the relative error of the number said (a
+  range: its middle) for the +-25 % criterion of SpatialRGPT-Bench;
 - regions: the matched ground-truth box centre's 3x3 cell;
 - counts (not spatial; reported apart): the number of ground-truth instances of the class
   (COCO, when the class has no crowd annotation; KITTI labels skip far objects: undecidable);
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 import math
 
 from spatial_caption_ros.core.captioning.language import NounLexicon, region_matches
-from spatial_caption_ros.core.captioning.semantics import distance_agrees
+from spatial_caption_ros.core.captioning.semantics import distance_agrees, nearest
 from spatial_caption_ros.core.captioning.verify import CaptionVerifier, Claim, tokenize
 from spatial_caption_ros.core.evaluation.ground_truth import GroundTruth
 from spatial_caption_ros.core.evaluation.metrics import (
@@ -49,6 +52,7 @@ class ClaimJudgement:
     true: bool
     text: str
     source: str = ''
+    error: float | None = None      # distance: |said - labelled| / labelled (decided only)
 
 
 def _match(obj: SceneObject, gt: GroundTruth) -> SceneObject | None:
@@ -82,8 +86,40 @@ def judge_caption(text: str, graph: SceneGraph, gt: GroundTruth) -> list[ClaimJu
     verifier = CaptionVerifier(graph)
     out = []
     for claim in verifier.verify(text).claims:
-        out.append(_judge(claim, verifier, graph, gt))
+        if claim.kind != 'distance':
+            out.append(_judge(claim, verifier, graph, gt))
+        if claim.distance is not None:
+            out.append(_judge_distance(claim, verifier, gt))
     return out
+
+
+def _judge_distance(claim: Claim, verifier: CaptionVerifier, gt: GroundTruth) -> ClaimJudgement:
+    """The distance a claim states, against the labelled 3D centres (KITTI)."""
+    def verdict(labelled: float | None) -> ClaimJudgement:
+        if labelled is None or not math.isfinite(labelled) or labelled <= 0:
+            return ClaimJudgement('distance', True, False, False, claim.text)
+        error = abs(claim.distance.point - labelled) / labelled
+        return ClaimJudgement('distance', True, True, distance_agrees(claim.distance, labelled),
+                              claim.text, error=error)
+
+    if not gt.has_depth:
+        return verdict(None)
+    subjects, _ = verifier.index.referents(claim.subject)
+    if claim.kind in ('nearest', 'distance'):
+        if claim.kind == 'nearest':
+            closest = nearest(verifier.graph.objects)
+            subjects = [o for o in subjects if closest is not None and o.id == closest.id]
+        matched = _match(subjects[0], gt) if len(subjects) == 1 else None
+        return verdict(matched.distance if matched is not None else None)
+    objects, _ = verifier.index.referents(claim.object)
+    pairs = [(a, b) for a in subjects for b in objects if a.id != b.id and (
+        not claim.predicate or verifier.index.holds(a.id, claim.predicate, b.id))]
+    if len(pairs) != 1:
+        return verdict(None)
+    ga, gb = _match(pairs[0][0], gt), _match(pairs[0][1], gt)
+    if ga is None or gb is None or ga.position is None or gb.position is None:
+        return verdict(None)
+    return verdict(math.dist(ga.position, gb.position))
 
 
 def _judge(claim: Claim, verifier: CaptionVerifier, graph: SceneGraph,
@@ -93,13 +129,18 @@ def _judge(claim: Claim, verifier: CaptionVerifier, graph: SceneGraph,
     def verdict(decided: bool, true: bool = False, source: str = 'labels') -> ClaimJudgement:
         return ClaimJudgement(claim.kind, spatial, decided, decided and true, claim.text, source)
 
-    if claim.kind == 'empty':       # "No objects detected." reports the detector, not the scene
+    if claim.kind in ('empty', 'scene'):
+        # "No objects detected." reports the detector, not the scene; "looks like a kitchen" is
+        # an inference the labels do not state
         return verdict(False)
     if claim.kind == 'count':
         cls = claim.subject.class_name
         if cls not in gt.counts_decidable or claim.subject.cell is not None:
             return verdict(False)
-        return verdict(True, sum(o.class_name == cls for o in gt.objects) == claim.subject.count)
+        labelled = sum(o.class_name == cls for o in gt.objects)
+        if claim.subject.mode == 'at_least':
+            return verdict(True, labelled >= claim.subject.count)
+        return verdict(True, labelled == claim.subject.count)
     subjects, _ = verifier.index.referents(claim.subject)
     matched = [_match(o, gt) for o in subjects]
     if claim.kind == 'relation' and not gt.objects and subjects and claim.predicate:
@@ -110,38 +151,29 @@ def _judge(claim: Claim, verifier: CaptionVerifier, graph: SceneGraph,
         return verdict(False)
     if claim.kind == 'place':
         return verdict(True, all(region_matches(m.region, claim.cell) for m in matched))
-    if claim.kind in ('nearest', 'distance'):
+    if claim.kind == 'nearest':                   # its distance is judged on its own
         if not gt.has_depth or len(matched) != 1:
             return verdict(False)
         m = matched[0]
-        if claim.distance is not None and not distance_agrees(claim.distance, m.distance):
-            return verdict(True, False)
-        if claim.kind == 'distance':
-            return verdict(True, True)
         others = [g for g in gt.objects if g is not m]
         if any(not clear_depth_order(m.depth, g.depth) for g in others):
             return verdict(False)
         return verdict(True, all(m.depth < g.depth for g in others))
+    if not claim.predicate:                       # "A is 5 m from B": only a distance
+        return verdict(False)
     objects, _ = verifier.index.referents(claim.object)
-    pairs = [(a, b) for a in subjects for b in objects if a.id != b.id and (
-        not claim.predicate or verifier.index.holds(a.id, claim.predicate, b.id))]
+    pairs = [(a, b) for a in subjects for b in objects
+             if a.id != b.id and verifier.index.holds(a.id, claim.predicate, b.id)]
     results = []
     for a, b in pairs:
         ga, gb = _match(a, gt), _match(b, gt)
         if ga is None or gb is None:
             return verdict(False)
-        value = True
-        if claim.predicate:
-            value = gt_relation(claim.predicate, ga, gb, gt)
+        value = gt_relation(claim.predicate, ga, gb, gt)
+        if value is None:
+            value = _vsr(claim.predicate, a.class_name, b.class_name, gt)
             if value is None:
-                value = _vsr(claim.predicate, a.class_name, b.class_name, gt)
-                if value is None:
-                    return verdict(False)
-        if claim.distance is not None:
-            if not gt.has_depth:
                 return verdict(False)
-            value = value and distance_agrees(claim.distance,
-                                              math.dist(ga.position, gb.position))
         results.append(value)
     if not results:
         return verdict(False)

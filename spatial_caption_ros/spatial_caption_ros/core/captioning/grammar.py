@@ -17,7 +17,7 @@ import re
 
 from spatial_caption_ros.core.captioning.language import (
     article, capitalise, NUMBER_WORDS, plural, WRITTEN_PREDICATES)
-from spatial_caption_ros.core.captioning.plan import ContentPlan, COUNT
+from spatial_caption_ros.core.captioning.plan import ContentPlan, COUNT, SCENE
 from spatial_caption_ros.core.captioning.template import (
     clause_options, count_options, EMPTY_CAPTION, other_facts)
 from spatial_caption_ros.core.types import CONTAINS, SceneGraph, STYLE_DETAILED
@@ -49,7 +49,11 @@ def facts_grammar(plan: ContentPlan) -> str:
         return f'root ::= {literal(" " + EMPTY_CAPTION)}\n'
     counts = plan.of_kind(COUNT)
     others = other_facts(plan)
-    rules = [f'counts ::= {_alternatives([capitalise(o) for o in count_options(counts)])}']
+    # Openers the model may choose: the objects themselves ("A bus and three people") or "There
+    # is ..."; not "The image shows ...", which says nothing and which the small model, left to
+    # itself, chose for most captions (the verifier still reads it).
+    openers = count_options(counts, ('fragment', 'there'))
+    rules = [f'counts ::= {_alternatives([capitalise(o) for o in openers])}']
     for n, fact in enumerate(others):
         options = clause_options(fact)
         if plan.style == STYLE_DETAILED:
@@ -64,6 +68,24 @@ def facts_grammar(plan: ContentPlan) -> str:
         rules.append('sep ::= "; " | ", and "')
         bodies = [' '.join(f'sep f{i}' for i in order) for order in orders]
         root = 'root ::= " " counts' + (' rest' if others else '') + ' "."'
+        scene = [i for i, f in enumerate(others) if f.kind == SCENE]
+        if scene:
+            # Aggregation: the counts and the scene in one phrase, "what looks like a street with
+            # a bus and three people" or "a bus and three people in what looks like a street",
+            # then the other facts.
+            place = others[scene[0]].class_name
+            looks = f'what looks like {article(place)} {place}'
+            fragments = count_options(counts, ('fragment',))
+            rules.append('countsin ::= ' + _alternatives(
+                [capitalise(f'{looks} with {o}') for o in fragments]
+                + [capitalise(f'{o} in {looks}') for o in fragments]))
+            rest = [i for i in range(len(others)) if i != scene[0]]
+            short_orders = (list(permutations(rest)) if len(rest) <= MAX_PERMUTED_FACTS
+                            else [tuple(rest)])
+            if rest:
+                rules.append('restin ::= ' + ' | '.join(
+                    '(' + ' '.join(f'sep f{i}' for i in order) + ')' for order in short_orders))
+            root += ' | " " countsin' + (' restin' if rest else '') + ' "."'
     if others:
         rules.append('rest ::= ' + ' | '.join(f'({b})' for b in bodies))
     return '\n'.join([root] + rules) + '\n'

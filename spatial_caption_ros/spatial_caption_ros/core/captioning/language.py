@@ -7,6 +7,7 @@ generator may say is something the verifier understands.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import math
 import re
 
@@ -172,13 +173,89 @@ VERB_PREDICATES: dict[str, str | None] = {
 ENTAILED_BY: dict[str, tuple[str, ...]] = {NEAR: (NEXT_TO,)}
 
 # ------------------------------------------------------------------ numbers and distances
-# Distances are written with one decimal below 10 m and as whole metres from 10 m on; the
-# verifier's tolerance (verify.py) covers that rounding.
+# A stated distance says how precise it is, and the verifier holds it to exactly that:
+#   "5.8 m", "14 m"       the number as written: within half a unit of its last digit;
+#   "about 12 m"          within ABOUT_REL_TOL of the number (and its rounding);
+#   "8 to 10 m"           within the range;
+#   "roughly 30 m"        within ROUGH_REL_TOL of the number (and its rounding).
 UNIT_WORDS = ('m', 'metres', 'meters', 'metre', 'meter')
+ABOUT, ROUGHLY = 'about', 'roughly'
+HEDGES = {'about': ABOUT, 'around': ABOUT, 'approximately': ABOUT, 'some': ABOUT,
+          'roughly': ROUGHLY}
+ABOUT_REL_TOL = 0.10
+ROUGH_REL_TOL = 0.5
+
+
+@dataclass(frozen=True)
+class StatedDistance:
+    """A distance as a caption states it: the interval it asserts and its point value."""
+
+    low: float
+    high: float
+    point: float                  # the number said (a range: its middle)
+    hedge: str = ''               # '' | about | roughly | range
+
+    def holds(self, metres: float) -> bool:
+        return math.isfinite(metres) and self.low <= metres <= self.high
+
+
+def _half_unit(text: str) -> float:
+    """Half the unit of the last digit of a written number ('5.8' -> 0.05, '14' -> 0.5)."""
+    decimals = len(text.split('.')[1]) if '.' in text else 0
+    return 0.5 * 10.0 ** -decimals
+
+
+def stated(number: str, hedge: str = '', upper: str | None = None) -> StatedDistance:
+    """The meaning of '<hedge> <number> m' or '<number> to <upper> m'."""
+    value = float(number)
+    if upper is not None:
+        high = float(upper)
+        return StatedDistance(value, high, 0.5 * (value + high), 'range')
+    rel = {ABOUT: ABOUT_REL_TOL, ROUGHLY: ROUGH_REL_TOL}.get(hedge, 0.0)
+    tol = max(rel * value, _half_unit(number))
+    return StatedDistance(value - tol, value + tol, value, hedge)
+
+
+def _number(value: float, step: float) -> str:
+    """`value` rounded to `step`, written without a trailing '.0' ('2', '2.5', '12')."""
+    rounded = round(round(value / step) * step, 1)
+    return f'{rounded:.1f}'.removesuffix('.0')
+
+
+def _step(metres: float) -> float:
+    """Rounding step of a stated distance: 0.5 m below 5 m, 1 m to 50 m, 5 m beyond."""
+    return 0.5 if metres < 5.0 else 1.0 if metres < 50.0 else 5.0
+
+
+def distance_words(metres: float, half_width: float, assumed: bool = False) -> str:
+    """How a caption states a distance known to +-half_width (about two sigma), or ''.
+
+    - calibrated, half_width <= ABOUT_REL_TOL: "about 12 m";
+    - calibrated, half_width <= ROUGH_REL_TOL: "8 to 10 m" (the interval, rounded outwards);
+    - assumed intrinsics (the scale itself is a guess), half_width <= ROUGH_REL_TOL:
+      "roughly 30 m";
+    - else nothing: a number that loose says little and is often wrong.
+    The wording's meaning (`stated`) always contains `metres`.
+    """
+    if not (math.isfinite(metres) and math.isfinite(half_width)) or metres <= 0:
+        return ''
+    rel = half_width / metres
+    if rel > ROUGH_REL_TOL:
+        return ''
+    step = _step(metres)
+    if assumed:
+        return f'roughly {_number(metres, step)} m'
+    if rel <= ABOUT_REL_TOL:
+        return f'about {_number(metres, 0.1 if metres < 10.0 else 1.0)} m'
+    low = math.floor((metres - half_width) / step) * step
+    high = math.ceil((metres + half_width) / step) * step
+    if low <= 0.0:
+        return ''
+    return f'{_number(low, step)} to {_number(high, step)} m'
 
 
 def format_distance(metres: float) -> str:
-    """'2.3 m', '14 m'."""
+    """'2.3 m', '14 m': the number as measured (a sensor's precision)."""
     if not math.isfinite(metres):
         raise ValueError('distance is not finite')
     return f'{metres:.1f} m' if metres < 10.0 else f'{round(metres):d} m'
@@ -214,8 +291,19 @@ def article(noun: str) -> str:
     return 'an' if noun[:1] in 'aeiou' else 'a'
 
 
-def counted(noun: str, n: int) -> str:
-    """'a bus', 'four people'."""
+# Count quantifiers for counts the detector is not sure of: "at least three people" (the
+# captioned view has three; less confident detections or objects cut by the border may add more)
+# and "several people" (three or more: a group whose exact size a detector cannot give).
+AT_LEAST, SEVERAL = 'at least', 'several'
+SEVERAL_MIN = 3
+
+
+def counted(noun: str, n: int, quantifier: str = '') -> str:
+    """'a bus', 'four people', 'at least three people', 'at least one bus', 'several people'."""
+    if quantifier == SEVERAL:
+        return f'several {plural(noun)}'
+    if quantifier == AT_LEAST:
+        return f'at least {number_word(n)} {noun if n == 1 else plural(noun)}'
     if n == 1:
         return f'{article(noun)} {noun}'
     return f'{number_word(n)} {plural(noun)}'

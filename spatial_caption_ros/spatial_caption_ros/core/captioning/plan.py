@@ -1,9 +1,12 @@
 """Content planning: which facts of the scene graph a caption states (code decides, not the LLM).
 
-A plan is an ordered list of facts with ids (f1, f2, ...): class counts, where the main objects
-are, which object is nearest to the camera (with its distance when metric), and the most salient
-relations (with the distance between the two objects when metric). Every fact is true of the graph
-by construction (semantics.py decides), and every object it names has a referring expression that
+A plan is an ordered list of facts with ids (f1, f2, ...): class counts (exact only when the
+detector is sure), where the main objects are, which object is nearest to the camera, how far
+objects are (metric graphs: at least one distance, worded as precisely as the graph knows it),
+the most informative relations (support and contact first, different classes first, never one
+that the stated placements already imply), and the place the objects suggest ("looks like a
+kitchen", an inference from the commonsense knowledge). Every fact is true of the graph by
+construction (semantics.py decides), and every object it names has a referring expression that
 picks out exactly that object ("the bus", "the person on the left", "the nearest car"), or, as the
 subject of a relation only, an indefinite one ("a person is to the left of the bus").
 """
@@ -14,11 +17,16 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 import math
 
+from spatial_caption_ros.core.captioning.context import infer_place
 from spatial_caption_ros.core.captioning.language import (
-    REGION_PHRASE_CELLS, region_cell, region_matches, region_phrase, article)
-from spatial_caption_ros.core.captioning.semantics import DISTANCE_REL_TOL, GraphIndex, nearest
+    AT_LEAST, distance_words, REGION_PHRASE_CELLS, region_cell, region_matches, region_phrase,
+    article, SEVERAL)
+from spatial_caption_ros.core.captioning.semantics import GraphIndex, nearest
+from spatial_caption_ros.core.perception.depth.geometric import truncation
+from spatial_caption_ros.core.scene_graph.knowledge import KnowledgeBase
 from spatial_caption_ros.core.types import (
-    CONVERSE, NAN, Relation, SceneGraph, SceneObject, STYLE_DETAILED, SYMMETRIC)
+    ABOVE, BEHIND, BELOW, CONTAINS, CONVERSE, IN_FRONT_OF, INSIDE, LEFT_OF, NAN, NEXT_TO, ON,
+    Relation, RIGHT_OF, SceneGraph, SceneObject, STYLE_DETAILED, SYMMETRIC)
 
 # Placements ("the bus is on the left") are stated only when the box centre lies at least this
 # fraction of the image size inside the grid lines that the phrase depends on: box centres of a
@@ -31,6 +39,23 @@ COUNT = 'count'
 PLACE = 'place'
 NEAREST = 'nearest'
 RELATION = 'relation'
+DISTANCE = 'distance'
+SCENE = 'scene'
+
+# A stated distance covers the graph's value +- this many standard deviations (about 95 % when
+# the graph's uncertainty is right): the caption's precision is what the graph knows.
+DISTANCE_SIGMAS = 2.0
+# With ASSUMED intrinsics (no calibration, no EXIF) the scale of every metric value rests on the
+# assumed field of view; consumer cameras range from about 40 to 75 degrees horizontally, which
+# is roughly this relative standard deviation of the focal length around the 60 degree default.
+ASSUMED_FOCAL_REL_STD = 0.2
+# From this many objects of a class on, a count is "several": detectors miss occluded members of
+# groups and crowds, so an exact number would be a guess.
+CROWD_MIN = 5
+# Predicates by how much they tell beyond the placements (lower first): support and containment,
+# then contact and depth order, then image directions.
+_PREDICATE_RANK = {ON: 0, INSIDE: 0, CONTAINS: 0, NEXT_TO: 1, IN_FRONT_OF: 2, BEHIND: 2}
+_DIRECTIONS = {LEFT_OF: (None, -1), RIGHT_OF: (None, 1), ABOVE: (-1, None), BELOW: (1, None)}
 
 
 @dataclass(frozen=True)
@@ -38,8 +63,8 @@ class Fact:
     """One statement a caption may make, with the graph ids it is about."""
 
     id: str
-    kind: str                       # count | place | nearest | relation
-    class_name: str = ''            # count
+    kind: str                       # count | place | nearest | relation | distance | scene
+    class_name: str = ''            # count; scene: the place
     count: int = 0                  # count
     subject: int = -1               # place, nearest, relation
     predicate: str = ''             # relation
@@ -49,11 +74,18 @@ class Fact:
     salience: float = 0.0
     subject_ref: str = ''           # referring expression of the subject
     object_ref: str = ''            # referring expression of the object
+    quantifier: str = ''            # count: '' (exact) | at least | several
+    distance_words: str = ''        # how the distance is stated ("about 12 m"), '' for none
+    support: tuple[str, ...] = ()   # scene: the classes the inference rests on
 
     def to_dict(self) -> dict:
         out = {'id': self.id, 'type': self.kind}
         if self.kind == COUNT:
             out.update({'class': self.class_name, 'count': self.count})
+            if self.quantifier:
+                out['quantifier'] = self.quantifier
+        elif self.kind == SCENE:
+            out.update({'place': self.class_name, 'because_of': list(self.support)})
         else:
             out.update({'subject': self.subject, 'subject_ref': self.subject_ref})
         if self.kind == PLACE:
@@ -61,8 +93,9 @@ class Fact:
         if self.kind == RELATION:
             out.update({'predicate': self.predicate, 'object': self.object,
                         'object_ref': self.object_ref})
-        if self.kind in (RELATION, NEAREST):
+        if self.kind in (RELATION, NEAREST, DISTANCE):
             out['distance_m'] = round(self.distance, 2) if math.isfinite(self.distance) else None
+            out['distance_stated'] = self.distance_words or None
         return out
 
 
@@ -73,6 +106,7 @@ class ContentPlan:
     style: str
     facts: list[Fact] = field(default_factory=list)
     empty: bool = False             # the graph has no objects
+    assumed: bool = False           # distances rest on assumed intrinsics ("roughly")
 
     def of_kind(self, kind: str) -> list[Fact]:
         return [f for f in self.facts if f.kind == kind]
@@ -85,6 +119,7 @@ class PlanLimits:
     max_classes: int = 3
     max_places: int = 1
     max_relations: int = 1
+    scene: bool = True              # state the place the objects suggest
 
 
 def object_salience(obj: SceneObject) -> float:
@@ -148,16 +183,40 @@ def _region_candidates(region: str) -> list[str]:
     return out
 
 
-def stated_distance(metres: float, uncertainty: float) -> float:
-    """`metres` when the graph knows it to within the verifier's tolerance, else NaN.
+def object_distance_words(obj: SceneObject, assumed: bool) -> str:
+    """How far `obj` is from the camera, worded to the graph's precision ('' when unknown)."""
+    if not (obj.depth_metric and math.isfinite(obj.distance) and obj.depth > 0
+            and math.isfinite(obj.depth_uncertainty)):
+        return ''
+    sigma = obj.depth_uncertainty * obj.distance / obj.depth     # the depth's share of the ray
+    return _worded(obj.distance, sigma, assumed)
 
-    A number is written only when its one-sigma uncertainty (for two objects, their depth
-    uncertainties added in quadrature: an upper bound for their distance) is at most
-    DISTANCE_REL_TOL of it: a caption must not sound more precise than the graph is.
+
+def pair_distance_words(metres: float, a: SceneObject, b: SceneObject, assumed: bool) -> str:
+    """A distance between two objects, worded to the precision of their depths."""
+    return _worded(metres, math.hypot(a.depth_uncertainty, b.depth_uncertainty), assumed)
+
+
+def _worded(metres: float, sigma: float, assumed: bool) -> str:
+    if assumed and math.isfinite(metres):
+        sigma = math.hypot(sigma, ASSUMED_FOCAL_REL_STD * metres)
+    return distance_words(metres, DISTANCE_SIGMAS * sigma, assumed)
+
+
+def count_quantifier(cls: str, objs: list[SceneObject], every_object: list[SceneObject],
+                     width: int, height: int) -> str:
+    """'' when the detector is sure of the count of `cls`, else 'at least' or 'several'.
+
+    Unsure: less confident detections of the class exist beyond the captioned view, an object
+    of the class is cut by the image border (more may be out of view), or the class forms a
+    group of CROWD_MIN or more (occluded members are missed).
     """
-    if not (math.isfinite(metres) and math.isfinite(uncertainty)):
-        return NAN
-    return metres if uncertainty <= DISTANCE_REL_TOL * metres else NAN
+    if len(objs) >= CROWD_MIN:
+        return SEVERAL
+    ids = {o.id for o in objs}
+    unsure_detections = any(o.class_name == cls and o.id not in ids for o in every_object)
+    cut = width > 0 and height > 0 and any(any(truncation(o.box, width, height)) for o in objs)
+    return AT_LEAST if unsure_detections or cut else ''
 
 
 def clearly_in_region(obj: SceneObject, width: int, height: int) -> bool:
@@ -199,27 +258,34 @@ def confident_view(graph: SceneGraph, min_confidence: float) -> SceneGraph:
         r for r in graph.relations if r.subject_id in ids and r.object_id in ids])
 
 
-def limits_for(style: str, max_relations: int, detailed_max_relations: int) -> PlanLimits:
+def limits_for(style: str, max_relations: int, detailed_max_relations: int,
+               scene: bool = True) -> PlanLimits:
     """Short captions: three classes, one placement, `max_relations` relations; detailed: more."""
     if style == STYLE_DETAILED:
-        return PlanLimits(max_classes=6, max_places=3, max_relations=detailed_max_relations)
-    return PlanLimits(max_classes=3, max_places=1, max_relations=max_relations)
+        return PlanLimits(max_classes=6, max_places=3, max_relations=detailed_max_relations,
+                          scene=scene)
+    return PlanLimits(max_classes=3, max_places=1, max_relations=max_relations, scene=scene)
 
 
 def plan_caption(graph: SceneGraph, style: str, limits: PlanLimits,
-                 every_object: list[SceneObject] | None = None) -> ContentPlan:
-    """Choose the facts of one caption from the graph, most salient first.
+                 every_object: list[SceneObject] | None = None,
+                 knowledge: KnowledgeBase | None = None) -> ContentPlan:
+    """Choose the facts of one caption from the graph, most informative first.
 
     `every_object`: all detections when `graph` is a confident view of a larger graph. An
     object is called nearest only if it is also nearest among all of them (a less confident
-    detection may be nearer), and only among at least two (a lone object says nothing).
+    detection may be nearer), and only among at least two (a lone object says nothing); a count
+    is exact only when no less confident detection of the class exists. `knowledge`: for the
+    scene context (none without it).
     """
-    plan = ContentPlan(style=style)
+    assumed = bool(graph.intrinsics_assumed)
+    plan = ContentPlan(style=style, assumed=assumed)
     if not graph.objects:
         plan.empty = True
         return plan
     index = GraphIndex(graph)
     refs = referring_expressions(graph, index)
+    everyone = graph.objects if every_object is None else every_object
     counter = iter(range(1, 10_000))
 
     def next_id() -> str:
@@ -230,22 +296,36 @@ def plan_caption(graph: SceneGraph, style: str, limits: PlanLimits,
     classes = sorted(class_salience, key=lambda c: (-class_salience[c], c))
     mentioned = set(classes[:limits.max_classes])
     for cls in classes[:limits.max_classes]:
-        plan.facts.append(Fact(next_id(), COUNT, class_name=cls, count=index.count(cls),
-                               salience=class_salience[cls]))
+        objs = index.by_class[cls]
+        plan.facts.append(Fact(next_id(), COUNT, class_name=cls, count=len(objs),
+                               salience=class_salience[cls], quantifier=count_quantifier(
+                                   cls, objs, everyone, graph.image_width, graph.image_height)))
 
     by_salience = sorted(graph.objects, key=lambda o: (-object_salience(o), o.id))
     places = 0
     closest = nearest(graph.objects)
-    everyone = graph.objects if every_object is None else every_object
     overall = nearest(everyone) if len(everyone) >= 2 else None
     if (closest is not None and overall is not None and overall.id == closest.id
             and closest.id in refs and closest.class_name in mentioned):
-        distance = stated_distance(closest.distance, closest.depth_uncertainty) \
-            if closest.depth_metric else NAN
-        plan.facts.append(Fact(next_id(), NEAREST, subject=closest.id, distance=distance,
+        plan.facts.append(Fact(next_id(), NEAREST, subject=closest.id, distance=closest.distance,
                                salience=object_salience(closest),
-                               subject_ref=refs[closest.id]))
+                               subject_ref=refs[closest.id],
+                               distance_words=object_distance_words(closest, assumed)))
         places += 1
+    if graph.depth_metric and not any(f.distance_words for f in plan.facts):
+        # A metric graph's caption says how far at least one object is: the most salient one
+        # whose distance the graph knows well enough to state, named uniquely when it can be
+        # ("the bus"), else indefinitely ("a car is 11 to 19 m away": true of that car).
+        worded = [(obj, object_distance_words(obj, assumed)) for obj in by_salience
+                  if obj.class_name in mentioned]
+        worded = sorted([(o, w) for o, w in worded if w], key=lambda ow: ow[0].id not in refs)
+        if worded:
+            obj, words = worded[0]
+            ref = refs.get(obj.id) or f'{article(obj.class_name)} {obj.class_name}'
+            plan.facts.append(Fact(next_id(), DISTANCE, subject=obj.id, distance=obj.distance,
+                                   salience=object_salience(obj), subject_ref=ref,
+                                   distance_words=words))
+            places += 1
     for obj in by_salience:
         if places >= limits.max_places:
             break
@@ -257,11 +337,59 @@ def plan_caption(graph: SceneGraph, style: str, limits: PlanLimits,
             plan.facts.append(Fact(next_id(), PLACE, subject=obj.id, region=obj.region,
                                    salience=object_salience(obj), subject_ref=refs[obj.id]))
             places += 1
+    _plan_relations(plan, graph, index, refs, mentioned, limits, next_id)
+    if limits.scene and knowledge is not None:
+        inferred = infer_place([o.class_name for o in graph.objects], knowledge)
+        if inferred is not None:
+            plan.facts.append(Fact(next_id(), SCENE, class_name=inferred[0],
+                                   support=tuple(inferred[1])))
+    return plan
 
+
+def stated_cells(plan: ContentPlan, refs: dict[int, str],
+                 index: GraphIndex) -> dict[int, tuple[int | None, int | None]]:
+    """Object id -> the (row, column) the caption already states for it, None where it does not.
+
+    From referring expressions ("the person on the left": column 0) and placements.
+    """
+    out: dict[int, tuple[int | None, int | None]] = {}
+    for obj_id, ref in refs.items():
+        for phrase, cell in REGION_PHRASE_CELLS.items():
+            if ref.endswith(' ' + phrase):
+                out[obj_id] = cell
+    for fact in plan.of_kind(PLACE):
+        out[fact.subject] = region_cell(index.by_id[fact.subject].region)
+    return out
+
+
+def implied_by_cells(predicate: str, a: tuple | None, b: tuple | None) -> bool:
+    """An image direction the stated cells already say.
+
+    "the person on the left" is left of "the bus in the center": saying so adds nothing.
+    """
+    if predicate not in _DIRECTIONS or a is None or b is None:
+        return False
+    row_sign, col_sign = _DIRECTIONS[predicate]
+    axis, sign = (1, col_sign) if col_sign is not None else (0, row_sign)
+    if a[axis] is None or b[axis] is None:
+        return False
+    return (b[axis] - a[axis]) * sign < 0
+
+
+def _plan_relations(plan: ContentPlan, graph: SceneGraph, index: GraphIndex,
+                    refs: dict[int, str], mentioned: set[str], limits: PlanLimits,
+                    next_id) -> None:
+    """Add the most informative relations: support/contact first, different classes first."""
+    cells = stated_cells(plan, refs, index)
     chosen_pairs: set[frozenset[int]] = set()
     chosen_wordings: set[tuple[str, str, str]] = set()
-    ranked = sorted(graph.relations, key=lambda r: -relation_salience(r, index))
-    for rel in ranked:
+
+    def rank(rel: Relation) -> tuple:
+        subj, obj = index.by_id.get(rel.subject_id), index.by_id.get(rel.object_id)
+        same = subj is not None and obj is not None and subj.class_name == obj.class_name
+        return (same, _PREDICATE_RANK.get(rel.predicate, 3), -relation_salience(rel, index))
+
+    for rel in sorted(graph.relations, key=rank):
         if len(plan.of_kind(RELATION)) >= limits.max_relations:
             break
         subj, obj = index.by_id.get(rel.subject_id), index.by_id.get(rel.object_id)
@@ -284,18 +412,17 @@ def plan_caption(graph: SceneGraph, style: str, limits: PlanLimits,
             if subj.class_name == obj.class_name:
                 continue      # "a person is left of the person on the right": too vague
             subject_ref = f'{article(subj.class_name)} {subj.class_name}'
+        elif implied_by_cells(predicate, cells.get(subj.id), cells.get(obj.id)):
+            continue          # "the car on the left is left of the car on the right"
         wording = (subject_ref, predicate, object_ref)
         if wording in chosen_wordings:
             continue          # "a person is right of the bus" twice says nothing new
         chosen_pairs.add(pair)
         chosen_wordings.add(wording)
+        metres = rel.distance if math.isfinite(rel.distance) else index.pair_distance(
+            subj.id, obj.id)
         plan.facts.append(Fact(
             next_id(), RELATION, subject=subj.id, predicate=predicate, object=obj.id,
-            distance=stated_distance(
-                rel.distance if math.isfinite(rel.distance) else index.pair_distance(
-                    subj.id, obj.id),
-                math.hypot(subj.depth_uncertainty, obj.depth_uncertainty)),
-            salience=relation_salience(rel, index),
-            subject_ref=subject_ref, object_ref=object_ref))
-    return plan
-
+            distance=metres, salience=relation_salience(rel, index),
+            subject_ref=subject_ref, object_ref=object_ref,
+            distance_words=pair_distance_words(metres, subj, obj, plan.assumed)))

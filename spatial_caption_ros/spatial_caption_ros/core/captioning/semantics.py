@@ -4,8 +4,12 @@ The planner states only facts these functions accept, and the verifier checks ev
 with them, so "what may be said" and "what is checked" cannot drift apart. The parsed form of a
 claim (`NounPhrase`, `Claim`) is defined here: verify.py reads it from text, `GraphIndex.judge`
 decides it. Tolerances:
-- distances: |said - graph| <= max(DISTANCE_ABS_TOL_M, DISTANCE_REL_TOL * graph), which covers the
-  rounding of format_distance (0.05 m below 10 m, 0.5 m above) and nothing more than 10 %;
+- distances: exactly the precision the caption states (language.stated): "5.8 m" within its last
+  digit, "about 12 m" within 10 %, "8 to 10 m" within the range, "roughly 30 m" within 50 %;
+- counts: "three people" exactly three; "at least three people" three or more; "several
+  people" at least three (language.SEVERAL_MIN);
+- scene context: "looks like a kitchen" when context.infer_place names that place for the
+  graph's classes;
 - "nearest": the nearest object's depth must be smaller than the next one's by more than their
   combined uncertainty (one standard deviation each, added in quadrature), and by at least
   NEAREST_MIN_GAP of its depth when the graph gives no uncertainty.
@@ -16,28 +20,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 import math
 
-from spatial_caption_ros.core.captioning.language import ENTAILED_BY, region_matches
+from spatial_caption_ros.core.captioning.context import default_knowledge, place_supported
+from spatial_caption_ros.core.captioning.language import (
+    ENTAILED_BY, region_matches, StatedDistance)
+from spatial_caption_ros.core.scene_graph.knowledge import KnowledgeBase
 from spatial_caption_ros.core.types import CONVERSE, Relation, SceneGraph, SceneObject, SYMMETRIC
 
-DISTANCE_ABS_TOL_M = 0.1
-DISTANCE_REL_TOL = 0.10
 NEAREST_MIN_GAP = 0.05
 
 
-def distance_agrees(said: float, graph_value: float) -> bool:
-    """A stated distance agrees with the graph's within the stated tolerance."""
-    if not (math.isfinite(said) and math.isfinite(graph_value)):
-        return False
-    return abs(said - graph_value) <= max(DISTANCE_ABS_TOL_M, DISTANCE_REL_TOL * graph_value)
+def distance_agrees(said: StatedDistance, metres: float) -> bool:
+    """A stated distance holds for `metres` within the precision it states."""
+    return said.holds(metres)
 
 
 @dataclass(frozen=True)
 class NounPhrase:
     """A parsed reference to objects: determiner, class, number, grid or depth restriction."""
 
-    mode: str                     # unique | all | exists | exactly
+    mode: str                     # unique | all | exists | exactly | at_least
     class_name: str
-    count: int                    # 1 for singular; N for "N Xs"; 0 for "the Xs" (any N >= 2)
+    count: int                    # 1 for singular; N for "N Xs" / "at least N Xs"; 0 for "the Xs"
     plural: bool
     exact: bool                   # False: a hyponym ("man" for person)
     cell: tuple[int | None, int | None] | None = None
@@ -49,22 +52,24 @@ class NounPhrase:
 class Claim:
     """One checkable statement of a clause."""
 
-    kind: str                     # count | place | relation | distance | nearest | empty
+    kind: str                     # count | place | relation | distance | nearest | scene | empty
     text: str
     subject: NounPhrase | None = None
     predicate: str | None = None
     object: NounPhrase | None = None
     cell: tuple[int | None, int | None] | None = None
-    distance: float | None = None
+    distance: StatedDistance | None = None
     supported: bool = False
     reason: str = ''
+    place: str = ''                # scene: "looks like a <place>"
 
 
 class GraphIndex:
     """Fast look-ups over one scene graph: relations by pair, objects by class."""
 
-    def __init__(self, graph: SceneGraph) -> None:
+    def __init__(self, graph: SceneGraph, knowledge: KnowledgeBase | None = None) -> None:
         self.graph = graph
+        self._knowledge = knowledge
         self.by_id = {o.id: o for o in graph.objects}
         self.by_class: dict[str, list[SceneObject]] = {}
         for obj in graph.objects:
@@ -142,6 +147,9 @@ class GraphIndex:
     def _truth(self, claim: Claim) -> tuple[bool, str]:
         if claim.kind == 'empty':
             return (not self.graph.objects), 'objects_in_graph'
+        if claim.kind == 'scene':
+            knowledge = self._knowledge or default_knowledge()
+            return place_supported(claim.place, self.by_class, knowledge), 'unsupported_place'
         s = claim.subject
         if claim.kind == 'count':
             if not s.exact:
@@ -151,6 +159,8 @@ class GraphIndex:
                 return False, 'object_not_in_graph'
             if s.cell is not None:
                 objs = [o for o in objs if self.in_region(o.id, s.cell)]
+            if s.mode == 'at_least':
+                return len(objs) >= s.count, 'wrong_count'
             return len(objs) == s.count, 'wrong_count'
         subjects, why = self.referents(s)
         if not subjects:
@@ -159,12 +169,13 @@ class GraphIndex:
             hits = sum(self.in_region(o.id, claim.cell) for o in subjects)
             return quantified(s, hits, len(subjects)), 'wrong_region'
         if claim.kind == 'distance':
-            if s.mode != 'unique':
+            if s.mode not in ('unique', 'exists'):
                 return False, 'ambiguous_reference'
-            actual = self.camera_distance(subjects[0].id)
-            if not math.isfinite(actual):
+            actual = [self.camera_distance(o.id) for o in subjects]
+            if not any(math.isfinite(a) for a in actual):
                 return False, 'no_metric_distance'
-            return distance_agrees(claim.distance, actual), 'wrong_distance'
+            # "the bus is 12 m away": that bus; "a car is 12 m away": at least one car
+            return any(distance_agrees(claim.distance, a) for a in actual), 'wrong_distance'
         if claim.kind == 'nearest':
             closest = nearest(self.graph.objects)
             if closest is None or s.mode not in ('unique', 'exists'):

@@ -1,7 +1,12 @@
 """The structured JSON caption for agents: the caption text plus the planned facts with graph ids.
 
 Produced by code from the content plan (the LLM writes at most the `text` field), validated
-against SCHEMA by `validate` before it is published. Distances are metres or null.
+against SCHEMA by `validate` before it is published. Distances are metres or null. `facts` are
+observed (detections, their geometry and depth); `inferred` holds what the commonsense knowledge
+adds (the place the objects suggest), kept apart so an agent never mistakes one for the other.
+Objects carry their robot-frame placement when the graph is metric: `ahead_m` (along the optical
+axis), `right_m` (negative: left), `bearing_deg` (positive: right of straight ahead); with
+`intrinsics_assumed` these rest on an assumed field of view.
 """
 
 from __future__ import annotations
@@ -11,17 +16,20 @@ import json
 import math
 from typing import Any
 
-from spatial_caption_ros.core.captioning.plan import ContentPlan
-from spatial_caption_ros.core.types import SceneGraph
+from spatial_caption_ros.core.captioning.plan import ContentPlan, SCENE
+from spatial_caption_ros.core.types import SceneGraph, SceneObject
 
-SCHEMA_ID = 'spatial_caption_ros/caption/v1'
+SCHEMA_ID = 'spatial_caption_ros/caption/v2'
 # The document layout (a JSON-Schema-style summary; `validate` checks exactly this).
 SCHEMA: dict[str, Any] = {
     'schema': str, 'text': str, 'verified': bool, 'generator': str, 'depth_metric': bool,
-    'counts': dict, 'objects': list, 'facts': list,
+    'intrinsics_assumed': bool, 'counts': dict, 'objects': list, 'facts': list,
+    'inferred': list,
 }
-_OBJECT_KEYS = {'id': int, 'class': str, 'region': str, 'distance_m': (float, type(None))}
-_FACT_TYPES = {'count', 'place', 'nearest', 'relation'}
+_METRES = (float, type(None))
+_OBJECT_KEYS = {'id': int, 'class': str, 'region': str, 'distance_m': _METRES,
+                'ahead_m': _METRES, 'right_m': _METRES, 'bearing_deg': _METRES}
+_FACT_TYPES = {'count', 'place', 'nearest', 'relation', 'distance', SCENE}
 
 
 def _metres(value: float) -> float | None:
@@ -37,12 +45,24 @@ def structured_caption(plan: ContentPlan, graph: SceneGraph, text: str, verified
         'verified': bool(verified),
         'generator': generator,
         'depth_metric': bool(graph.depth_metric),
+        'intrinsics_assumed': bool(graph.intrinsics_assumed and graph.depth_metric),
         'counts': dict(sorted(Counter(o.class_name for o in graph.objects).items())),
-        'objects': [{'id': int(o.id), 'class': o.class_name, 'region': o.region,
-                     'distance_m': _metres(o.distance) if o.depth_metric else None}
-                    for o in graph.objects],
-        'facts': [f.to_dict() for f in plan.facts],
+        'objects': [_object(o) for o in graph.objects],
+        'facts': [f.to_dict() for f in plan.facts if f.kind != SCENE],
+        'inferred': [f.to_dict() for f in plan.facts if f.kind == SCENE],
     }
+
+
+def _object(o: SceneObject) -> dict[str, Any]:
+    """One object with its robot-frame placement (camera optical frame: x right, z ahead)."""
+    out = {'id': int(o.id), 'class': o.class_name, 'region': o.region,
+           'distance_m': _metres(o.distance) if o.depth_metric else None,
+           'ahead_m': None, 'right_m': None, 'bearing_deg': None}
+    if o.depth_metric and o.position is not None:
+        x, _, z = o.position
+        out.update({'ahead_m': _metres(z), 'right_m': _metres(x),
+                    'bearing_deg': _metres(math.degrees(math.atan2(x, z)))})
+    return out
 
 
 def validate(doc: Any) -> list[str]:
@@ -61,7 +81,9 @@ def validate(doc: Any) -> list[str]:
                                             for k, t in _OBJECT_KEYS.items()):
             problems.append(f'bad object entry {obj!r}')
     ids = set()
-    for fact in doc.get('facts') or []:
+    facts = [f for key in ('facts', 'inferred') if isinstance(doc.get(key), list)
+             for f in doc[key]]
+    for fact in facts:
         if not isinstance(fact, dict) or fact.get('type') not in _FACT_TYPES or not isinstance(
                 fact.get('id'), str):
             problems.append(f'bad fact entry {fact!r}')

@@ -12,13 +12,11 @@ Detailed style: a paragraph, one sentence per fact.
 from __future__ import annotations
 
 from itertools import permutations
-import math
 
 from spatial_caption_ros.core.captioning.language import (
-    article, capitalise, counted, format_distance, join_list, region_phrase,
-    WRITTEN_PREDICATES)
+    article, capitalise, counted, join_list, region_phrase, WRITTEN_PREDICATES)
 from spatial_caption_ros.core.captioning.plan import (
-    ContentPlan, COUNT, Fact, NEAREST, PLACE, RELATION)
+    ContentPlan, COUNT, DISTANCE, Fact, NEAREST, PLACE, RELATION, SCENE)
 from spatial_caption_ros.core.types import (
     CONTAINS, CONVERSE, NEAR, NEXT_TO, OVERLAPPING, STYLE_DETAILED, SYMMETRIC)
 
@@ -31,25 +29,25 @@ COUNT_OPENERS = ('there', 'fragment', 'shows')
 
 def count_clause(facts: list[Fact], opener: str = 'there') -> str:
     """'there is a bus and four people' / 'a bus and four people' / 'the image shows ...'."""
-    items = join_list([counted(f.class_name, f.count) for f in facts])
+    items = join_list([counted(f.class_name, f.count, f.quantifier) for f in facts])
     if opener == 'there':
-        return f'there {"is" if facts[0].count == 1 else "are"} {items}'
+        singular = facts[0].count == 1 and facts[0].quantifier != 'several'
+        return f'there {"is" if singular else "are"} {items}'
     if opener == 'shows':
         return f'the image shows {items}'
     return items
 
 
-def count_options(facts: list[Fact]) -> list[str]:
+def count_options(facts: list[Fact], openers: tuple[str, ...] = COUNT_OPENERS) -> list[str]:
     """Every wording of the counts: openers x orders of the classes (planned order first)."""
     orders = (list(permutations(facts)) if len(facts) <= MAX_PERMUTED else [tuple(facts)])
-    return [count_clause(list(order), opener) for opener in COUNT_OPENERS for order in orders]
+    return [count_clause(list(order), opener) for opener in openers for order in orders]
 
 
-def _distance_suffixes(distance: float, word: str) -> list[str]:
-    if not math.isfinite(distance):
+def _distance_suffixes(words: str, word: str) -> list[str]:
+    if not words:
         return ['']
-    d = format_distance(distance)
-    return [f' ({d} {word})', f', {d} {word}']
+    return [f' ({words} {word})', f', {words} {word}']
 
 
 def clause_options(fact: Fact) -> list[str]:
@@ -63,7 +61,14 @@ def clause_options(fact: Fact) -> list[str]:
             bases = [f'the nearest object is {article(noun)} {noun}']
         else:
             bases = [f'{s} is nearest to the camera', f'the nearest object is {s}']
-        return [b + x for x in _distance_suffixes(fact.distance, 'away') for b in bases]
+        return [b + x for x in _distance_suffixes(fact.distance_words, 'away') for b in bases]
+    if fact.kind == DISTANCE:
+        d = fact.distance_words
+        return [f'{s} is {d} away', f'{s} is {d} from the camera']
+    if fact.kind == SCENE:
+        place = f'{article(fact.class_name)} {fact.class_name}'
+        return [f'it looks like {place}', f'the scene looks like {place}',
+                f'this looks like {place}']
     if fact.kind != RELATION:
         raise ValueError(f'no clause for a {fact.kind} fact')
     p = fact.predicate
@@ -75,7 +80,7 @@ def clause_options(fact: Fact) -> list[str]:
         bases += [f'{s} and {o} are {w} each other' for w in WRITTEN_PREDICATES[p]]
     if p == OVERLAPPING:
         bases.append(f'{s} and {o} overlap')
-    return [b + x for x in _distance_suffixes(fact.distance, 'apart') for b in bases]
+    return [b + x for x in _distance_suffixes(fact.distance_words, 'apart') for b in bases]
 
 
 def _relation_bases(s: str, predicate: str, o: str) -> list[str]:

@@ -14,11 +14,14 @@ the verifier understands and every claim is true of the graph. Anything else fai
   right-of for left-of, or implied: next to implies near): "relation_not_in_graph"; spatial
   language the graph has no predicate for ("touching", "across from"): "unsupported_predicate";
 - a placement whose 3x3 grid cell disagrees: "wrong_region";
-- a distance without metric depth in the graph: "no_metric_distance"; outside the tolerance of
-  semantics.py: "wrong_distance"; a "nearest" the depths do not clearly decide: "wrong_nearest".
+- a distance without metric depth in the graph: "no_metric_distance"; outside the precision the
+  caption states ("5.8 m", "about 12 m", "8 to 10 m", "roughly 30 m"; semantics.py):
+  "wrong_distance"; a "nearest" the depths do not clearly decide: "wrong_nearest";
+- "looks like a <place>" that the objects do not suggest (context.py): "unsupported_place".
 
 Quantifiers: "the X" = the unique X; "the Xs"/"the three Xs" = all of them; "a X" = at least one
-X; "N Xs" = exactly N Xs (as subject of a relation: exactly N of them stand in it).
+X; "N Xs" = exactly N Xs (as subject of a relation: exactly N of them stand in it); in counts,
+"at least N Xs" = N or more, "several Xs" = three or more.
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 import re
 
+from spatial_caption_ros.core.captioning.context import PLACES
 from spatial_caption_ros.core.captioning.language import (
-    capitalise, NounLexicon, parse_number, PREDICATE_PHRASES, REGION_PHRASE_CELLS, TOKEN,
-    UNIT_WORDS, VERB_PREDICATES)
+    capitalise, HEDGES, NounLexicon, parse_number, PREDICATE_PHRASES, REGION_PHRASE_CELLS,
+    SEVERAL_MIN, stated, StatedDistance, TOKEN, UNIT_WORDS, VERB_PREDICATES)
 from spatial_caption_ros.core.captioning.semantics import Claim, GraphIndex, NounPhrase
+from spatial_caption_ros.core.scene_graph.knowledge import KnowledgeBase
 from spatial_caption_ros.core.types import NEAR, NEXT_TO, SceneGraph
 
 _NEGATIONS = frozenset({'no', 'not', "n't", 'never', 'none', 'nothing', 'nobody', 'neither',
@@ -37,7 +42,6 @@ _NEGATIONS = frozenset({'no', 'not', "n't", 'never', 'none', 'nothing', 'nobody'
 _NUMBER = re.compile(r'\d+(?:\.\d+)?')
 _SENTENCE_END = frozenset({'.', '!', '?'})
 _BE = {'is': False, 'are': True}          # word -> plural subject
-_APPROX = frozenset({'about', 'around', 'approximately', 'roughly', 'some'})
 _CONNECTORS = ((';',), (',',), ('and',), (',', 'and'), (';', 'and'), ('while',), (',', 'while'),
                ('whereas',), (',', 'whereas'))
 _SCENE_NOUNS = frozenset({'image', 'scene', 'photo', 'picture', 'frame', 'view'})
@@ -112,9 +116,9 @@ def tokenize(text: str) -> list[Token]:
 class CaptionVerifier:
     """Checks captions against one scene graph."""
 
-    def __init__(self, graph: SceneGraph) -> None:
+    def __init__(self, graph: SceneGraph, knowledge: KnowledgeBase | None = None) -> None:
         self.graph = graph
-        self.index = GraphIndex(graph)
+        self.index = GraphIndex(graph, knowledge)
         self.lexicon = NounLexicon({o.class_name for o in graph.objects})
 
     # ------------------------------------------------------------ entry point
@@ -203,7 +207,7 @@ class CaptionVerifier:
     def _clause(self, w: list[str]) -> list[Claim] | None:
         text = ' '.join(w)
         for parser in (self._counts, self._place, self._relation, self._nearest,
-                       self._camera_distance):
+                       self._camera_distance, self._scene):
             claims = parser(w, text)
             if claims is not None:
                 return claims
@@ -211,18 +215,49 @@ class CaptionVerifier:
 
     def _counts(self, w: list[str], text: str) -> list[Claim] | None:
         start, presence = 0, True       # presence: "<list> are visible / in view"
-        if w[:1] == ['there'] and len(w) > 1 and w[1] in _BE:
+        lead: list[Claim] = []          # "what looks like a kitchen with <list>"
+        if w[:4] == ['what', 'looks', 'like', 'a'] or w[:4] == ['what', 'looks', 'like', 'an']:
+            if 'with' not in w:
+                return None
+            k = w.index('with')
+            lead = self._scene_suffix(('in', *w[:k]), text) or []
+            if not lead:
+                return None
+            start, presence = k + 1, False
+        elif w[:1] == ['there'] and len(w) > 1 and w[1] in _BE:
             start, presence = 2, False
         elif len(w) > 2 and w[0] in ('the', 'this') and w[1] in _SCENE_NOUNS and w[2] in (
                 'shows', 'contains', 'has'):
             start, presence = 3, False
         for nps, end in self._np_lists(w, start):
             rest = tuple(w[end:])
-            if rest and not (presence and rest[0] in _BE and rest[1:] in _PRESENCE):
+            scene = None if lead else self._scene_suffix(rest, text)
+            if rest and scene is None and not (
+                    presence and rest[0] in _BE and rest[1:] in _PRESENCE):
                 continue
-            if any(np.mode not in ('exists', 'exactly') for np in nps):
+            if any(np.mode not in ('exists', 'exactly', 'at_least') for np in nps):
                 continue
-            return [Claim('count', text, subject=np) for np in nps]
+            return lead + [Claim('count', text, subject=np) for np in nps] + (scene or [])
+        return None
+
+    @staticmethod
+    def _scene_suffix(rest: tuple[str, ...], text: str) -> list[Claim] | None:
+        """'... in what looks like a kitchen' after a count list: the scene claim."""
+        if rest[:4] == ('in', 'what', 'looks', 'like') and rest[4:5] in (('a',), ('an',)):
+            place = ' '.join(rest[5:])
+            if place in PLACES:
+                return [Claim('scene', text, place=place)]
+        return None
+
+    @staticmethod
+    def _scene(w: list[str], text: str) -> list[Claim] | None:
+        """'it / this / the scene looks like a kitchen': an inference, checked (context.py)."""
+        k = 1 if w[:1] in (['it'], ['this']) else 2 if (
+            w[:1] == ['the'] and w[1:2] and w[1] in _SCENE_NOUNS) else 0
+        if k and w[k:k + 2] == ['looks', 'like'] and w[k + 2:k + 3] in (['a'], ['an']):
+            place = ' '.join(w[k + 3:])
+            if place in PLACES:
+                return [Claim('scene', text, place=place)]
         return None
 
     def _np_lists(self, w: list[str], i: int):
@@ -349,6 +384,13 @@ class CaptionVerifier:
                 mode = 'unique'
             if j < len(w) and w[j] in _NEAREST_WORDS:
                 superlative, j = True, j + 1
+        elif w[i:i + 2] == ['at', 'least']:
+            number = parse_number(w[i + 2]) if i + 2 < len(w) else None
+            if number is None:
+                return []
+            mode, count, j = 'at_least', number, i + 3
+        elif w[i] == 'several':
+            mode, count, j = 'at_least', SEVERAL_MIN, i + 1
         else:
             number = parse_number(w[i])
             if number is None:
@@ -364,7 +406,8 @@ class CaptionVerifier:
         if mode == 'unique' and is_plural:
             mode, count = 'all', 0
         if (mode in ('exists', 'unique') and is_plural) or (
-                mode in ('exactly', 'all') and count != 0 and (count == 1) == is_plural):
+                mode in ('exactly', 'all', 'at_least') and count != 0
+                and (count == 1) == is_plural):
             return []
         if mode == 'all' and count == 1:
             return []
@@ -402,19 +445,27 @@ def _phrases(w: list[str], i: int, table: dict) -> list[tuple[object, int]]:
     return [(v, k) for v, k, _ in out]
 
 
-def _distance(w: list[str], i: int) -> tuple[float | None, int]:
-    """'[about] 2.3 m' at w[i:] -> (2.3, index after), or (None, i)."""
-    j = i + 1 if i < len(w) and w[i] in _APPROX else i
-    if j + 1 < len(w) and _NUMBER.fullmatch(w[j]) and w[j + 1] in UNIT_WORDS:
-        return float(w[j]), j + 2
+def _distance(w: list[str], i: int) -> tuple[StatedDistance | None, int]:
+    """A stated distance at w[i:] -> (its meaning, index after), or (None, i).
+
+    '2.3 m', 'about 12 m', 'roughly 30 m', '8 to 10 m'.
+    """
+    hedge = HEDGES.get(w[i], '') if i < len(w) else ''
+    j = i + 1 if hedge else i
+    if j + 1 < len(w) and _NUMBER.fullmatch(w[j]):
+        if w[j + 1] in UNIT_WORDS:
+            return stated(w[j], hedge), j + 2
+        if (not hedge and w[j + 1] == 'to' and j + 3 < len(w) and _NUMBER.fullmatch(w[j + 2])
+                and w[j + 3] in UNIT_WORDS and float(w[j]) < float(w[j + 2])):
+            return stated(w[j], '', w[j + 2]), j + 4
     return None, i
 
 
-def _suffix_distance(w: list[str], i: int, word: str) -> float | None | bool:
+def _suffix_distance(w: list[str], i: int, word: str) -> StatedDistance | None | bool:
     """Read the end of a clause after its last noun phrase.
 
-    Returns None for nothing, the number for a distance such as '(2.3 m apart)' or
-    ', 2.3 m apart', and False for anything else.
+    Returns None for nothing, the stated distance of '(2.3 m apart)' or ', about 2 m apart',
+    and False for anything else.
     """
     if i == len(w):
         return None

@@ -65,6 +65,7 @@ def graph_to_dict(graph: SceneGraph) -> dict[str, Any]:
         'objects': [object_to_dict(o) for o in graph.objects],
         'relations': [relation_to_dict(r) for r in graph.relations],
         'notes': list(graph.notes), 'processing_latency': _num(graph.processing_latency, 6),
+        'intrinsics_assumed': graph.intrinsics_assumed,
     }
 
 
@@ -78,11 +79,13 @@ def dict_to_graph(d: dict[str, Any]) -> SceneGraph:
                             _float(r.get('salience', 0.0))) for r in d.get('relations', [])],
         depth_source=d.get('depth_source', 'none'), depth_metric=bool(d.get('depth_metric')),
         has_camera_info=bool(d.get('has_camera_info')), notes=list(d.get('notes', [])),
-        processing_latency=_float(d.get('processing_latency', 0.0)))
+        processing_latency=_float(d.get('processing_latency', 0.0)),
+        intrinsics_assumed=bool(d.get('intrinsics_assumed')))
 
 
 def caption_to_dict(caption: Caption) -> dict[str, Any]:
     return {'stamp_ns': caption.header.stamp_ns, 'frame_id': caption.header.frame_id,
             'text': caption.text, 'style': caption.style, 'verified': caption.verified,
             'generator': caption.generator, 'model': caption.model,
-            'fallback_reason': caption.fallback_reason, 'latency': _num(caption.latency, 6)}
+            'fallback_reason': caption.fallback_reason, 'latency': _num(caption.latency, 6),
+            'intrinsics_assumed': caption.intrinsics_assumed}

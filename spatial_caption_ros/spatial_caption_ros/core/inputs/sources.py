@@ -1,16 +1,25 @@
-"""Frames from a folder of images, one image file or a video file; camera calibration files."""
+"""Frames from a folder of images, one image file or a video file, and their camera intrinsics.
+
+Intrinsics for every frame, best first (`IntrinsicsResolver`): a calibration (`camera_info_url`,
+the ROS camera_info_manager way: file:///path/camera.yaml in camera_calibration format, or
+`camera_info_file`: such a YAML or a KITTI calib file); the photo's EXIF focal length
+(exif.py); an assumed horizontal field of view (`assumed_hfov_deg`), marked `assumed` so the
+scene graph and the caption say that metric values rest on an assumption.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import cv2
 import numpy as np
 import yaml
 
 from spatial_caption_ros.core.errors import ConfigError, InvalidCameraInfoError, InvalidImageError
+from spatial_caption_ros.core.inputs.exif import exif_intrinsics
 from spatial_caption_ros.core.inputs.image import ColorImage, read_image_file
 from spatial_caption_ros.core.params import CONFIGURE, param
 from spatial_caption_ros.core.types import CameraIntrinsics
@@ -32,11 +41,12 @@ class ImageSourceConfig:
                           when=CONFIGURE, max_length=256)
     camera_info_file: str = param(
         '', 'Calibration for CameraInfo: a ROS camera_info YAML (camera_calibration format) or '
-            'a KITTI calib file (P2). Empty: see assumed_hfov_deg.', when=CONFIGURE)
+            'a KITTI calib file (P2). Empty: see camera_info_url.', when=CONFIGURE)
     assumed_hfov_deg: float = param(
-        0.0, 'Without a calibration file, publish CameraInfo of an ideal camera with this '
-             'horizontal field of view (an assumption, logged as such); 0: publish no '
-             'CameraInfo.', minimum=0.0, maximum=179.0, when=CONFIGURE)
+        60.0, 'Without a calibration and without an EXIF focal length, publish CameraInfo of '
+              'an ideal camera with this horizontal field of view, marked as ASSUMED (the '
+              'scene graph and captions say so: "roughly 8 m"); 0: publish no CameraInfo.',
+        minimum=0.0, maximum=179.0, when=CONFIGURE)
     pace_on: str = param(
         '', 'Wait for the output of this stage (detections, scene_graph or caption) for each '
             'frame before publishing the next, so a batch run processes every frame; empty: '
@@ -49,9 +59,19 @@ class ImageSourceConfig:
            'subscribers (batch runs: no frame is lost to DDS discovery); 0: publish regardless, '
            'as a camera does.', minimum=0, maximum=64)
 
+    camera_info_url: str = param(
+        '', 'Calibration the ROS way (camera_info_manager URL): file:///path/camera.yaml '
+            '(camera_calibration YAML) or a plain path. Empty: camera_info_file, else the EXIF '
+            'focal length of each photo (use_exif), else assumed_hfov_deg.', when=CONFIGURE)
+    use_exif: bool = param(
+        True, 'Without a calibration, take intrinsics from the EXIF focal length of each photo '
+              'when it has one.', when=CONFIGURE)
+
     def validate(self) -> None:
-        if self.camera_info_file and self.assumed_hfov_deg:
-            raise ConfigError('give camera_info_file or assumed_hfov_deg, not both')
+        if self.camera_info_file and self.camera_info_url:
+            raise ConfigError('give camera_info_url or camera_info_file, not both')
+        if self.camera_info_url:
+            calibration_path(self.camera_info_url)
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -85,6 +105,10 @@ class FrameSource:
         else:
             raise ConfigError(f'{path} is not a folder, image ({", ".join(IMAGE_SUFFIXES)}) or '
                               f'video ({", ".join(VIDEO_SUFFIXES)})')
+
+    def file_of(self, name: str) -> Path | None:
+        """The image file a frame name came from (None for video frames)."""
+        return next((f for f in self.files if f.stem == name), None)
 
     def __len__(self) -> int:
         if self.kind != 'video':
@@ -149,3 +173,56 @@ def load_camera_info_file(path: str | Path, width: int, height: int) -> CameraIn
     intrinsics = CameraIntrinsics.from_k(k, w, h)
     return intrinsics if (w, h) == (width, height) else intrinsics.scaled_to(width, height)
 
+
+
+def calibration_path(url: str) -> Path:
+    """The file of a camera_info_manager URL (file:///abs/path.yaml or a plain path).
+
+    package:// URLs need a ROS package index, which this ROS-free core does not have: they are
+    rejected with a clear error (give the file path instead).
+    """
+    parsed = urlparse(url)
+    if parsed.scheme in ('', 'file'):
+        path = Path(unquote(parsed.path if parsed.scheme else url)).expanduser()
+        if parsed.scheme == 'file' and parsed.netloc not in ('', 'localhost'):
+            raise ConfigError(f'camera_info_url {url!r}: only local file:// URLs are supported')
+        return path
+    raise ConfigError(f'camera_info_url {url!r}: unsupported scheme {parsed.scheme!r} '
+                      f'(use file:///path/to/camera.yaml)')
+
+
+class IntrinsicsResolver:
+    """Intrinsics for each frame: calibration, else EXIF focal length, else an assumed FOV."""
+
+    def __init__(self, config: ImageSourceConfig) -> None:
+        self.config = config
+        self.calibration = (calibration_path(config.camera_info_url) if config.camera_info_url
+                            else Path(config.camera_info_file) if config.camera_info_file
+                            else None)
+        self._by_size: dict[tuple[int, int], CameraIntrinsics | None] = {}
+
+    def kind(self, intrinsics: CameraIntrinsics | None) -> str:
+        """'calibration', 'exif', 'assumed' or 'none': where the intrinsics came from."""
+        if intrinsics is None:
+            return 'none'
+        if intrinsics.assumed:
+            return 'assumed'
+        return 'calibration' if self.calibration is not None else 'exif'
+
+    def for_frame(self, width: int, height: int,
+                  path: Path | None = None) -> CameraIntrinsics | None:
+        """Intrinsics of one frame (`path`: its image file, for EXIF; None for video frames)."""
+        if self.calibration is None and self.config.use_exif and path is not None:
+            found = exif_intrinsics(path, width, height)
+            if found is not None:
+                return found
+        key = (width, height)
+        if key not in self._by_size:
+            if self.calibration is not None:
+                self._by_size[key] = load_camera_info_file(self.calibration, width, height)
+            elif self.config.assumed_hfov_deg:
+                self._by_size[key] = replace(CameraIntrinsics.from_horizontal_fov(
+                    self.config.assumed_hfov_deg, width, height), assumed=True)
+            else:
+                self._by_size[key] = None
+        return self._by_size[key]

@@ -356,6 +356,7 @@ class PerceptionPipeline:
             depth_metric=metric and all(o.depth_metric and math.isfinite(o.depth)
                                         for o in objects),
             has_camera_info=intrinsics is not None, stage_times_ms=timings, notes=notes,
+            intrinsics_assumed=intrinsics is not None and intrinsics.assumed,
             processing_latency=total, depth_map=depth_map)
 
     def _carry(self, detections: list[Detection], tracks: list[Track],

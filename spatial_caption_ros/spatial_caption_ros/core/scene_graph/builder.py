@@ -89,7 +89,8 @@ class SceneGraphBuilder:
             header=detections.header, image_width=w, image_height=h, objects=objects,
             relations=relations, depth_source=detections.depth_source,
             depth_metric=detections.depth_metric, has_camera_info=detections.has_camera_info,
-            notes=notes, processing_latency=latency)
+            notes=notes, processing_latency=latency,
+            intrinsics_assumed=detections.intrinsics_assumed)
 
     def candidate_pairs(self, objects: list[SceneObject], salience: np.ndarray, width: int,
                         height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

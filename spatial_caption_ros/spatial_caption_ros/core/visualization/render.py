@@ -1,7 +1,8 @@
 """What a person sees: annotated images (OpenCV) and 3D marker descriptions (ROS-free).
 
-- `annotate()` draws boxes, labels with distances, a depth-map inset and the caption on a copy of
-  the image (the runner's output/annotated/*.jpg and the visualization node's annotated image).
+- `annotate()` draws boxes, labels with distances (+- one sigma; "~" on assumed intrinsics), a
+  depth-map inset and the caption on a copy of the image (the runner's output/annotated/*.jpg
+  and the visualization node's annotated image).
 - `scene_markers()` describes rviz markers in the camera optical frame: a box (or a sphere when
   the metric size is unknown) per object at its 3D position, a "chair 2.3 m" label, and lines for
   the most salient relations. Objects without a 3D position get no 3D marker at all: a 2D-only
@@ -76,12 +77,24 @@ def _metric(obj: SceneObject) -> bool:
     return obj.depth_metric and math.isfinite(obj.distance)
 
 
-def object_label(obj: SceneObject) -> str:
-    """Image label: class, confidence and, when metric, the distance."""
+def distance_label(obj: SceneObject, assumed: bool = False) -> str:
+    """'12.3+-1.5 m' (one sigma when the graph has it); '~12 m' on assumed intrinsics; ''."""
+    if not _metric(obj):
+        return ''
+    if assumed:
+        return f'~{obj.distance:.0f} m' if obj.distance >= 10 else f'~{obj.distance:.1f} m'
+    sigma = obj.depth_uncertainty * obj.distance / obj.depth if (
+        math.isfinite(obj.depth_uncertainty) and obj.depth > 0) else math.nan
+    if math.isfinite(sigma):
+        return f'{obj.distance:.1f}+-{sigma:.1f} m'
+    return f'{obj.distance:.1f} m'
+
+
+def object_label(obj: SceneObject, assumed: bool = False) -> str:
+    """Image label: class, confidence and, when metric, the distance with its precision."""
     label = f'{obj.class_name} {obj.confidence:.2f}'
-    if _metric(obj):
-        label += f' {obj.distance:.1f} m'
-    return label
+    distance = distance_label(obj, assumed)
+    return f'{label} {distance}' if distance else label
 
 
 def marker_label(obj: SceneObject) -> str:
@@ -176,7 +189,7 @@ def annotate(image: ColorImage, graph: SceneGraph, caption: str | None = None,
         color = class_color(obj.class_id)
         x1, y1, x2, y2 = (int(round(v)) for v in obj.box.as_tuple())
         cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness)
-        text = f'#{obj.id} {object_label(obj)}'
+        text = f'#{obj.id} {object_label(obj, graph.intrinsics_assumed)}'
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, thickness)
         ty = max(th + base, y1)
         cv2.rectangle(canvas, (x1, ty - th - base), (x1 + tw, ty), color, -1)

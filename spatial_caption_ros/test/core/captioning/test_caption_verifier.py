@@ -1,11 +1,14 @@
 """The caption planner, realiser, grammar and verifier (plain unit tests, no model)."""
 
+from dataclasses import replace
 import json
+import math
 import random
 
 import pytest
 
 from spatial_caption_ros.core.captioning.change import scene_change
+from spatial_caption_ros.core.captioning.context import default_knowledge
 from spatial_caption_ros.core.captioning.grammar import (
     facts_grammar, grammar_texts, vocabulary_grammar)
 from spatial_caption_ros.core.captioning.language import format_distance, NounLexicon
@@ -19,7 +22,7 @@ from spatial_caption_ros.core.captioning.semantics import Claim, GraphIndex, Nou
 from spatial_caption_ros.core.captioning.verify import CaptionVerifier, repair
 from spatial_caption_ros.core.scene_graph.builder import SceneGraphBuilder, SceneGraphConfig
 from spatial_caption_ros.core.types import (
-    BEHIND, BoundingBox, DetectionResult, FrameHeader, LEFT_OF, OVERLAPPING, RIGHT_OF,
+    BEHIND, BoundingBox, DetectionResult, FrameHeader, IN_FRONT_OF, LEFT_OF, OVERLAPPING, RIGHT_OF,
     SceneGraph, SceneObject)
 from support.scenes import scene_object as _obj, street
 
@@ -45,7 +48,20 @@ def verdict(text, graph=None):
     'A person is to the right of the bus.',                      # existential subject
     'Two people are on the right.',
     'The person on the left is 5.8 m from the bus.',             # within tolerance
-    'The person on the left is to the left of the bus (6.2 m apart).',
+    'The person on the left is to the left of the bus (about 6 m apart).',
+    'The person on the left is 5 to 7 m from the bus.',
+    'The bus is about 10 m away.',
+    'The bus is about 9.1 m away.',                              # edge: 9.1 +- 0.91 holds 10
+    'The bus is 10 to 12 m away.',                               # edge: ranges are inclusive
+    'The bus is roughly 20 m away.',                             # edge: 20 +- 50 % holds 10
+    'A person is 12 to 13 m away.',                              # at least one person is
+    'There are at least three people and a bus.',
+    'There are at least two people and at least one bus.',
+    'Several people are in view.',
+    'It looks like a street.',                                   # bus and people: street
+    'The scene looks like a street.',
+    'A bus and three people in what looks like a street.',      # counts and scene aggregated
+    'What looks like a street with a bus and at least two people.',
     'The person on the left is nearest to the camera (5.8 m away).',
     'The nearest object is the person on the left.',
     'The nearest person is 5.8 m away.',
@@ -82,6 +98,21 @@ def test_true_statements_verify(text):
     ('The bus is nearest to the camera.', 'wrong_nearest'),
     ('The person on the left is touching the bus.', 'unsupported_predicate'),
     ('The bus is 10 m away.', ''),                               # true: distance 10.0
+    ('The person on the left is to the left of the bus (6.2 m apart).', 'wrong_distance'),
+    ('The bus is 10.6 m away.', 'wrong_distance'),               # a bare number: its last digit
+    ('The bus is about 9 m away.', 'wrong_distance'),            # edge: 9 +- 0.9 misses 10
+    ('The bus is about 11.2 m away.', 'wrong_distance'),
+    ('The bus is 10.1 to 12 m away.', 'wrong_distance'),
+    ('The bus is roughly 21 m away.', 'wrong_distance'),         # edge: 21 +- 50 % misses 10
+    ('A person is 20 to 25 m away.', 'wrong_distance'),          # no person is
+    ('There are at least four people.', 'wrong_count'),
+    ('There are at least two buses.', 'wrong_count'),
+    ('Several buses are in view.', 'wrong_count'),
+    ('It looks like a kitchen.', 'unsupported_place'),
+    ('It looks like a castle.', 'unparsed'),
+    ('A bus and three people in what looks like a kitchen.', 'unsupported_place'),
+    ('What looks like a kitchen with a bus and three people.', 'unsupported_place'),
+    ('What looks like a street with a bus and two people.', 'wrong_count'),
 ])
 def test_adversarial_statements_fail_with_a_reason(text, reason):
     ok, why = verdict(text)
@@ -169,7 +200,16 @@ def _random_graph(rng: random.Random, n: int) -> SceneGraph:
         objects.append(SceneObject(id=i, class_name=rng.choice(classes), class_id=0,
                                    confidence=rng.uniform(0.3, 1.0),
                                    box=BoundingBox(x, y, min(640, x + w), min(480, y + h))))
-    result = DetectionResult(FrameHeader(1, 'c'), 640, 480, objects)
+    metric = rng.random() < 0.5
+    if metric:                 # metric depth with uncertainty: distances in many precisions
+        for obj in objects:
+            z = rng.uniform(1.0, 40.0)
+            x = (obj.box.center[0] - 320) * z / 500.0
+            obj.depth, obj.depth_uncertainty = z, z * rng.uniform(0.01, 0.3)
+            obj.position, obj.depth_metric = (x, 0.0, z), True
+            obj.distance = math.hypot(x, z)
+    result = DetectionResult(FrameHeader(1, 'c'), 640, 480, objects, depth_metric=metric,
+                             has_camera_info=metric, intrinsics_assumed=rng.random() < 0.3)
     return SceneGraphBuilder(SceneGraphConfig()).build(result)
 
 
@@ -177,8 +217,9 @@ def _random_graph(rng: random.Random, n: int) -> SceneGraph:
 def test_every_wording_the_generators_may_use_verifies(seed):
     rng = random.Random(seed)
     graph = _random_graph(rng, rng.randint(0, 9))
+    knowledge = default_knowledge()
     for style in ('short', 'detailed'):
-        plan = plan_caption(graph, style, limits_for(style, 2, 6))
+        plan = plan_caption(graph, style, limits_for(style, 2, 6), knowledge=knowledge)
         text = realise(plan)
         assert CaptionVerifier(graph).verify(text).ok, (text, CaptionVerifier(
             graph).verify(text).failures())
@@ -189,6 +230,9 @@ def test_every_wording_the_generators_may_use_verifies(seed):
             if fact.kind != 'count':
                 for option in clause_options(fact):
                     assert CaptionVerifier(graph).verify(option + '.').ok, option
+        aggregated = [t for t in grammar_texts(facts_grammar(plan)) if 'looks like' in t]
+        for option in aggregated:                  # counts + scene in one phrase
+            assert CaptionVerifier(graph).verify(option + '.').ok, option
 
 
 def test_facts_grammar_offers_only_planned_wordings():
@@ -212,7 +256,9 @@ def test_structured_caption_is_valid_json_with_fact_ids():
     parsed = json.loads(dumps(doc))
     assert parsed['schema'] == SCHEMA_ID and parsed['counts'] == {'bus': 1, 'person': 3}
     assert [f['id'] for f in parsed['facts']] == ['f1', 'f2', 'f3', 'f4']
-    assert parsed['facts'][3]['predicate'] == LEFT_OF and parsed['objects'][0]['distance_m'] == 10
+    # depth order says more than the image direction the placements already imply
+    assert parsed['facts'][3]['predicate'] == IN_FRONT_OF
+    assert parsed['objects'][0]['distance_m'] == 10 and parsed['inferred'] == []
     assert validate({**doc, 'verified': 'yes'}) and validate({**doc, 'extra': 1})
     assert validate([1]) == ['not a JSON object']
 
@@ -252,7 +298,17 @@ def test_external_judgement_and_chair():
     judged = judge_caption('There is a bus and three people; the person on the left is to the '
                            'left of the bus (5.8 m apart).', graph, gt)
     assert [(j.kind, j.decided, j.true) for j in judged] == [
-        ('count', True, True), ('count', True, True), ('relation', True, True)]
+        ('count', True, True), ('count', True, True), ('relation', True, True),
+        ('distance', True, True)]                # the distance is judged on its own
+    assert judged[3].error == pytest.approx(abs(5.8 - 5.83) / 5.83, abs=1e-3)
+    # a distance at the edge of its stated precision against the labels
+    judged = judge_caption('The bus is about 9.1 m away. The bus is about 9 m away. '
+                           'The bus is 11 to 14 m away.', graph, gt)
+    assert [(j.kind, j.decided, j.true) for j in judged] == [('distance', True, True)] + [
+        ('distance', True, False)] * 2
+    assert judged[2].error == pytest.approx(0.25)     # the middle of 11 to 14 m vs 10 m
+    judged = judge_caption('A person is 12 to 13 m away.', graph, gt)
+    assert (judged[0].decided, judged[0].error) == (False, None)   # which person: unknown
     # the labels disagree with the graph: the person is really right of the bus
     gt_objects[1].box = BoundingBox(700, 200, 750, 400)
     judged = judge_caption('The person on the left is to the left of the bus.', graph, gt)
@@ -325,17 +381,90 @@ def test_nearest_of_a_class_is_not_stated_as_a_tautology():
     plan = plan_caption(graph, 'short', limits_for('short', 1, 4))
     nearest_fact = plan.of_kind('nearest')[0]
     options = clause_options(nearest_fact)
-    assert options[0] == 'the nearest object is a person (5.8 m away)'
+    assert options[0] == 'the nearest object is a person (about 5.8 m away)'
     assert all(CaptionVerifier(graph).verify(o + '.').ok for o in options)
 
 
-def test_distances_are_written_only_as_precisely_as_the_graph_knows_them():
+@pytest.mark.parametrize('sigma, assumed, words', [
+    (0.03, False, 'about 5.8 m away'),       # 2 sigma within 10 %: "about"
+    (0.15, False, '4 to 8 m away'),          # 5.83 +- 1.75, rounded outwards
+    (0.30, False, None),                     # 2 sigma beyond 50 %: no number
+    (0.03, True, 'roughly 6 m away'),        # assumed intrinsics: the scale is a guess
+    (0.30, True, None),
+])
+def test_distances_are_written_only_as_precisely_as_the_graph_knows_them(sigma, assumed, words):
     graph = street()
+    graph.intrinsics_assumed = assumed
     for o in graph.objects:
-        o.depth_uncertainty = 0.15 * o.depth        # 15 % one-sigma: more than the tolerance
+        o.depth_uncertainty = sigma * o.depth
     text = realise(plan_caption(graph, 'detailed', limits_for('detailed', 1, 6)))
-    assert ' m ' not in text and ' m)' not in text and 'nearest' in text
-    assert CaptionVerifier(graph).verify(text).ok
+    assert 'nearest' in text and CaptionVerifier(graph).verify(text).ok, text
+    if words is None:
+        assert ' m ' not in text and ' m)' not in text
+    else:
+        assert words in text
+
+
+def test_every_metric_caption_states_a_distance_and_counts_say_when_unsure():
+    graph = street()
+    graph.objects[0].depth = 5.1             # the bus and the left person tie: no "nearest"
+    plan = plan_caption(graph, 'short', limits_for('short', 1, 4))
+    assert not plan.of_kind('nearest')
+    distance = plan.of_kind('distance')
+    assert distance and distance[0].distance_words, plan.facts
+    text = realise(plan)
+    assert ' m away' in text and CaptionVerifier(graph).verify(text).ok, text
+    # a less confident fourth person and a person cut by the border: counts say "at least"
+    from spatial_caption_ros.core.captioning.plan import confident_view
+    graph = street()
+    graph.objects.append(replace(graph.objects[3], id=4, confidence=0.3))
+    view = confident_view(graph, 0.5)
+    text = realise(plan_caption(view, 'short', limits_for('short', 1, 4), graph.objects))
+    assert 'at least three people' in text and CaptionVerifier(view).verify(text).ok, text
+    graph = street()
+    graph.objects[1].box = BoundingBox(0, 200, 60, 400)
+    text = realise(plan_caption(graph, 'short', limits_for('short', 1, 4)))
+    assert 'at least three people' in text and CaptionVerifier(graph).verify(text).ok
+    crowd = street()
+    crowd.objects += [replace(crowd.objects[3], id=i, box=BoundingBox(600 + 10 * i, 200,
+                                                                       640 + 10 * i, 400))
+                      for i in range(4, 7)]
+    text = realise(plan_caption(crowd, 'short', limits_for('short', 1, 4)))
+    assert 'several people' in text and CaptionVerifier(crowd).verify(text).ok, text
+
+
+def test_relations_implied_by_the_placements_are_not_stated():
+    from spatial_caption_ros.core.captioning.plan import implied_by_cells
+    assert implied_by_cells(LEFT_OF, (None, 0), (1, 1))          # "the X on the left" ... center
+    assert not implied_by_cells(LEFT_OF, (None, 0), None)
+    assert not implied_by_cells(RIGHT_OF, (None, 0), (1, 1))
+    # street: "the person on the left is to the left of the bus" is implied once the bus is
+    # placed in the center; the planner says something else
+    plan = plan_caption(street(), 'detailed', limits_for('detailed', 1, 6))
+    assert plan.of_kind('place') and plan.of_kind('place')[0].subject == 0
+    assert not any(f.predicate == LEFT_OF and f.subject == 1 and f.object == 0
+                   for f in plan.of_kind('relation'))
+
+
+def test_scene_context_is_an_inference_kept_apart_in_json():
+    from spatial_caption_ros.core.captioning.context import default_knowledge, infer_place
+    knowledge = default_knowledge()
+    assert infer_place(['bus', 'person'], knowledge) == ('street', ['bus', 'person'])
+    assert infer_place(['oven', 'refrigerator', 'person'], knowledge)[0] == 'kitchen'
+    assert infer_place(['oven'], knowledge) is None             # one object makes no kitchen
+    graph = street()
+    plan = plan_caption(graph, 'short', limits_for('short', 1, 4), knowledge=knowledge)
+    text = realise(plan)
+    assert text.endswith('it looks like a street.') and CaptionVerifier(graph).verify(text).ok
+    grammar = facts_grammar(plan)        # the LLM may aggregate counts and scene in one phrase
+    texts = grammar_texts(grammar)
+    assert 'What looks like a street with a bus and three people' in texts
+    assert 'A bus and three people in what looks like a street' in texts
+    doc = structured_caption(plan, graph, text, True, 'template')
+    assert validate(doc) == [] and doc['inferred'][0]['place'] == 'street'
+    assert all(f['type'] != 'scene' for f in doc['facts'])
+    bus = doc['objects'][0]
+    assert bus['ahead_m'] == 10.0 and bus['right_m'] == 0.0 and bus['bearing_deg'] == 0.0
 
 
 def test_nearest_is_only_claimed_against_every_detection():

@@ -11,7 +11,7 @@ from spatial_caption_ros.core.inputs.image import ColorImage
 from spatial_caption_ros.core.types import (
     BoundingBox, FrameHeader, Relation, SceneGraph, SceneObject)
 from spatial_caption_ros.core.visualization.render import (
-    annotate, depth_inset, marker_label, POINT_DIAMETER_M, scene_markers)
+    annotate, depth_inset, marker_label, object_label, POINT_DIAMETER_M, scene_markers)
 from support.synthetic_scene import bus_scene, save_artifact
 
 
@@ -42,6 +42,17 @@ def test_objects_with_3d_positions_get_a_box_and_a_distance_label():
     label = next(m for m in markers if m.kind == 'text')
     assert label.text == 'chair 2.3 m'
     assert label.position[1] < cube.position[1] - 0.45        # above it (optical frame: -y up)
+
+
+def test_image_labels_show_the_distance_with_its_precision():
+    car = _obj(1, 'car', position=(0.0, 0.0, 12.3))
+    car.depth_uncertainty = 1.5
+    assert object_label(car) == 'car 0.90 12.3+-1.5 m'          # one sigma
+    assert object_label(car, assumed=True) == 'car 0.90 ~12 m'  # assumed intrinsics: rough
+    near = _obj(2, 'cup', position=(0.0, 0.0, 2.34))
+    assert object_label(near, assumed=True) == 'cup 0.90 ~2.3 m'
+    assert object_label(near) == 'cup 0.90 2.3 m'               # no uncertainty known
+    assert object_label(_obj(3, 'dog', metric=False)) == 'dog 0.90'
 
 
 def test_unknown_metric_size_gives_a_small_sphere_not_an_invented_box():
