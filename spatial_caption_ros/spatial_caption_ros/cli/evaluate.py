@@ -77,9 +77,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help='KITTI: list every matched object (labelled vs estimated depth, sigma, '
                         'truncation, occlusion) and the errors by subset')
     p.add_argument('--no-gravity', action='store_true',
-                   help='TUM: do not give the pipeline gravity from the ground-truth poses (a '
-                        'camera of unknown orientation: the geometric cues take the optical axis '
-                        'as level)')
+                   help='TUM: do not give the pipeline gravity from the ground-truth poses, '
+                        "KITTI: do not state its rig's level mount (a camera of unknown "
+                        'orientation: the geometric cues take the optical axis as level, with '
+                        'camera_tilt_uncertainty_deg in their uncertainty)')
     p.add_argument('--memory', action='store_true',
                    help='add the memory section: scene memory on tum_fr1_rpy with sensor and '
                         'geometric depth (world spread, fragmentation, false changes, '

@@ -31,13 +31,14 @@ from spatial_caption_ros.core.evaluation.dataset import EvalItem, load_items, SO
 from spatial_caption_ros.core.evaluation.metrics import (
     decide_statement, DepthScores, match_objects, order_tradeoff, RelationScores, score_depth,
     score_directions, sigma_coverage)
-from spatial_caption_ros.core.evaluation.kitti import MODERATE_OCCLUSION, MODERATE_TRUNCATION
+from spatial_caption_ros.core.evaluation.kitti import (
+    KITTI_TILT_UNCERTAINTY_DEG, MODERATE_OCCLUSION, MODERATE_TRUNCATION)
 from spatial_caption_ros.core.evaluation.reference_depth import (
     reference_report, ReferenceDepthScores, score_reference_depth)
 from spatial_caption_ros.core.evaluation.tum import read_tum_sequence
 from spatial_caption_ros.core.scene_graph.geometry import metric_size, norm3, position_from_depth
 from spatial_caption_ros.core.inputs.image import read_image_file
-from spatial_caption_ros.core.params import config_values
+from spatial_caption_ros.core.params import config_values, with_values
 from spatial_caption_ros.core.runtime.monitoring import percentile
 from spatial_caption_ros.core.perception.pipeline import PerceptionConfig, PerceptionPipeline
 from spatial_caption_ros.core.scene_graph.builder import SceneGraphBuilder, SceneGraphConfig
@@ -68,7 +69,7 @@ class EvalOptions:
     limit: int = 0                    # > 0: first `limit` items of each source
     oracle_depth: bool = False
     depth_check: bool = False         # report every matched KITTI object (depth, sigma, cut)
-    gravity: bool = True              # TUM: give the pipeline gravity from the mocap poses
+    gravity: bool = True              # TUM: gravity from the mocap poses; KITTI: its level mount
 
 
 @dataclass
@@ -120,10 +121,13 @@ class Harness:
         self.perception_config = perception
         self.graph_config = graph
         self.pipeline = PerceptionPipeline(perception)
+        self._kitti_pipeline: PerceptionPipeline | None = None
         self.builder = SceneGraphBuilder(graph)
 
     def close(self) -> None:
         self.pipeline.close()
+        if self._kitti_pipeline is not None:
+            self._kitti_pipeline.close()
 
     def frames(self, items: list[EvalItem]) -> Iterator[EvaluatedFrame]:
         """Each item through perception and the graph builder, in order.
@@ -139,7 +143,8 @@ class Harness:
                 image = read_image_file(item.image_path)
                 frame.intrinsics = item.intrinsics()
                 t0 = time.perf_counter()
-                frame.result = self.pipeline.process(image, header, frame.intrinsics)
+                frame.result = self._pipeline_for(item).process(image, header,
+                                                                frame.intrinsics)
                 frame.perception_ms = (time.perf_counter() - t0) * 1e3
             except SpatialCaptionError as exc:
                 frame.error = str(exc)
@@ -154,6 +159,22 @@ class Harness:
             frame.graph = self.builder.build(frame.result)
             frame.graph_ms = (time.perf_counter() - t0) * 1e3
             yield frame
+
+    def _pipeline_for(self, item: EvalItem) -> PerceptionPipeline:
+        """The pipeline for an item: KITTI's states the rig's level mount.
+
+        KITTI: camera_tilt_uncertainty_deg = KITTI_TILT_UNCERTAINTY_DEG; the other sources, and
+        KITTI with --no-gravity or a configured orientation: the configured pipeline.
+        """
+        if (item.source != 'kitti' or not self.options.gravity
+                or self.perception_config.depth.camera_orientation != 'unknown'):
+            return self.pipeline
+        if self._kitti_pipeline is None:
+            self._kitti_pipeline = PerceptionPipeline(with_values(
+                self.perception_config,
+                {'camera_tilt_uncertainty_deg': KITTI_TILT_UNCERTAINTY_DEG}))
+        self._kitti_pipeline.reset()
+        return self._kitti_pipeline
 
     def run(self, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
         items = load_items(self.options.data_root, self.options.sources, self.options.limit)
@@ -272,6 +293,11 @@ class Harness:
         }
         if mode == MODE_ORACLE:
             report['oracle_warning'] = ORACLE_BANNER
+        if counts['kitti']:
+            report['kitti']['gravity'] = (
+                f'level mount of the KITTI rig (tilt uncertainty {KITTI_TILT_UNCERTAINTY_DEG} deg)'
+                if self.options.gravity else 'none (level assumed, camera_tilt_uncertainty_deg '
+                f'{self.perception_config.depth.camera_tilt_uncertainty_deg})')
         if self.options.depth_check and counts['kitti']:
             report['kitti']['depth_check'] = {'subsets': depth_check_subsets(objects),
                                               'objects': objects}

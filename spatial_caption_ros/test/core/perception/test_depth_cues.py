@@ -206,24 +206,31 @@ def test_no_surface_cue_for_people_cut_bottoms_lone_pairs_or_without_gravity():
 def test_floor_contact_with_a_known_camera_height_and_its_false_cases():
     from spatial_caption_ros.core.perception.depth.geometric import GeometricDepth
     height = 1.65                       # KITTI's camera above the road
+
+    def source(camera_height: float = 0.0) -> GeometricDepth:
+        # KITTI's level mount: known to a degree (camera_tilt_uncertainty_deg)
+        return GeometricDepth(KNOWLEDGE, camera_height_m=camera_height,
+                              camera_tilt_uncertainty_deg=1.0)
+
     prior = KNOWLEDGE.size_prior('car')
     box, z_true, _, _ = _project('car', (1.0, height - prior.height / 2, 12.0), 0, 0, 0)
     # the top tenth hidden (behind another car's roof): the size says too far, the contact
     # of the box bottom with the road does not care
     hidden = Detection(BoundingBox(box.x_min, box.y_min + 0.1 * box.height, box.x_max,
                                    box.y_max), 2, 'car', 0.9)
-    plain = GeometricDepth(KNOWLEDGE).estimates([hidden], CAMERA, 640, 480)[0]
-    floor = GeometricDepth(KNOWLEDGE, camera_height_m=height).estimates(
-        [hidden], CAMERA, 640, 480)[0]
+    plain = source().estimates([hidden], CAMERA, 640, 480)[0]
+    floor = source(height).estimates([hidden], CAMERA, 640, 480)[0]
     assert plain.z > 1.08 * z_true
     assert floor.basis.endswith('+surface') and abs(floor.z - z_true) < 0.5 * abs(
         plain.z - z_true) and abs(floor.z - z_true) < 2 * floor.sigma
     # a camera height the scene does not match (the car's own band excludes a 4 m floor),
     # an object above the horizon, and no height: left alone
-    wrong = GeometricDepth(KNOWLEDGE, camera_height_m=4.0).estimates([hidden], CAMERA, 640,
-                                                                     480)[0]
-    assert wrong == plain
+    assert source(4.0).estimates([hidden], CAMERA, 640, 480)[0] == plain
     high = Detection(BoundingBox(300, 50, 340, 90), 5, 'kite', 0.9)
-    assert GeometricDepth(KNOWLEDGE, camera_height_m=height).estimates(
-        [high], CAMERA, 640, 480)[0] == GeometricDepth(KNOWLEDGE).estimates(
+    assert source(height).estimates([high], CAMERA, 640, 480)[0] == source().estimates(
         [high], CAMERA, 640, 480)[0]
+    # with the orientation unknown (the default tilt), the car's band holds far more heights:
+    # taken as level, a floor 4 m below may be the one it stands on
+    unknown = GeometricDepth(KNOWLEDGE, camera_height_m=4.0).estimates(
+        [hidden], CAMERA, 640, 480)[0]
+    assert unknown.sigma > 2 * plain.sigma

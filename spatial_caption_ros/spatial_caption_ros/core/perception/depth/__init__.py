@@ -45,7 +45,8 @@ def create_depth_source(name: str, config: DepthConfig | None = None, *,
     if name == DEPTH_GEOMETRIC:
         from spatial_caption_ros.core.perception.depth.geometric import GeometricDepth
         return GeometricDepth(knowledge, config.border_margin_px,
-                              config.surface_consistency, config.camera_height_m)
+                              config.surface_consistency, config.camera_height_m,
+                              config.camera_tilt_uncertainty_deg)
     if name == DEPTH_SENSOR:
         from spatial_caption_ros.core.perception.depth.sensor import SensorDepth
         return SensorDepth(knowledge, config.box, config.border_margin_px)

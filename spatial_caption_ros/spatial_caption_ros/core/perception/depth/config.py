@@ -91,6 +91,12 @@ class DepthConfig:
         0.0, 'Rotation of the camera about its optical axis in degrees (camera_orientation '
         'parameters; positive: the scene turned clockwise in the image).', minimum=-180.0,
         maximum=180.0, name='camera_roll_deg')
+    camera_tilt_uncertainty_deg: float = param(
+        20.0, 'With camera_orientation unknown (and no gravity from /tf): standard deviation in '
+        'degrees of the camera pitch and roll that the level-axis assumption may miss; the '
+        "geometric depth's uncertainty gains the depth spread over that tilt (0: none). 20: "
+        'hand-held cameras and robot head/navigation cameras (docs/depth.md).',
+        minimum=0.0, maximum=40.0, when=CONFIGURE, name='camera_tilt_uncertainty_deg')
     surface_consistency: bool = param(
         True, 'With gravity known, objects whose box bottoms meet one surface (a desk) at the '
         "same height get a second depth from the others' surface height, combined with their "

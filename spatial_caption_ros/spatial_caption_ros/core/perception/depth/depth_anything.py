@@ -218,7 +218,9 @@ class DepthAnythingSource(DepthSource):
         self.metric_model = model_output == 'metric'
         self.scale_source = scale_source
         self.box_stats = config.box
-        self.geometric = GeometricDepth(knowledge, config.border_margin_px)
+        self.geometric = GeometricDepth(
+            knowledge, config.border_margin_px,
+            camera_tilt_uncertainty_deg=config.camera_tilt_uncertainty_deg)
         self.scale = ScaleTracker(config.scale.smoothing, config.scale.max_age_frames)
         self.last_fit: ScaleFit | None = None
         self.needs_sensor_depth = scale_source == 'sensor' and not self.metric_model

@@ -22,6 +22,9 @@ depth is Z = f*H/h_px. Four refinements make this usable on real boxes:
    indoors), the class cuboid is projected instead (_model_estimates): distances matching the
    box's height and width per heading, headings weighted by the box's aspect, a hidden or cut
    side taken as a bound.
+5. Unknown orientation. Without gravity the optical axis is taken as level, but the camera may
+   be pitched or rolled: the same projection at a fixed set of tilts (tilt_spread) says how far
+   the depth would move, and that spread is added to the uncertainty.
 
 The uncertainty combines the class's size spread (KnowledgeBase size_rel_std), the unknown depth
 extent and the box-edge error, then honest_sigma's terms (occlusion by a nearer box, a wrong
@@ -33,6 +36,7 @@ orders objects in one frame.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+import functools
 import math
 
 import numpy as np
@@ -89,6 +93,7 @@ class GeometricEstimate:
     basis: str = ''                 # 'height', 'width', or why there is no estimate
     metric: bool = False
     roll_deg: float = NAN           # camera roll at the box (gravity known), degrees
+    tilt_sigma: float = 0.0         # spread over the unknown camera tilt (same unit as z)
 
     @property
     def known(self) -> bool:
@@ -202,34 +207,44 @@ SHAPE_SIGMAS = 2.0
 
 
 def _projected_boxes(sizes: np.ndarray, rays: np.ndarray, rotation: np.ndarray,
-                     distance: np.ndarray, intrinsics: CameraIntrinsics
-                     ) -> tuple[np.ndarray, np.ndarray]:
+                     distance: np.ndarray, intrinsics: CameraIntrinsics,
+                     yaws: np.ndarray = YAW_SAMPLES) -> tuple[np.ndarray, np.ndarray]:
     """Image box width and height (pixels) of upright cuboids, one per object and heading.
 
     sizes (n, 3): width, height, length; rays (n, 3): level-frame directions of the box
-    centres (z = 1); distance (n, Y): level-forward distances of the centres, one per heading
-    of YAW_SAMPLES.
+    centres (z = 1); rotation: camera -> level frame, (3, 3) for all or (n, 3, 3) per object;
+    distance (n, Y): level-forward distances of the centres, one per heading of `yaws`.
     """
-    c, s = np.cos(YAW_SAMPLES), np.sin(YAW_SAMPLES)
-    corners = _CORNERS[None, :, :] * sizes[:, None, :]                      # (n, 8, 3)
-    x = corners[:, None, :, 0] * c[None, :, None] + corners[:, None, :, 2] * s[None, :, None]
-    z = -corners[:, None, :, 0] * s[None, :, None] + corners[:, None, :, 2] * c[None, :, None]
+    c, s = np.cos(yaws), np.sin(yaws)
+    # corners first (8, n, Y): the min / max over the corners are then element-wise
+    corners = _CORNERS[:, None, None, :] * sizes[None, :, None, :]         # (8, n, 1, 3)
     centre = rays[:, None, :] * distance[:, :, None]                        # (n, Y, 3)
-    level = np.stack([centre[:, :, None, 0] + x,
-                      np.broadcast_to(centre[:, :, None, 1] + corners[:, None, :, 1], x.shape),
-                      centre[:, :, None, 2] + z], axis=-1)                 # (n, Y, 8, 3)
-    cam = level @ rotation                      # rows of `rotation` are level axes in camera
-    depth = np.maximum(cam[..., 2], 1e-3)
-    u = cam[..., 0] / depth
-    v = cam[..., 1] / depth
-    return (intrinsics.fx * (u.max(axis=-1) - u.min(axis=-1)),
-            intrinsics.fy * (v.max(axis=-1) - v.min(axis=-1)))
+    level = (centre[None, :, :, 0] + corners[..., 0] * c + corners[..., 2] * s,
+             centre[None, :, :, 1] + corners[..., 1],
+             centre[None, :, :, 2] - corners[..., 0] * s + corners[..., 2] * c)
+    # rows of `rotation` are the level axes in camera coordinates: cam_j = sum_i level_i R_ij
+    r = rotation if rotation.ndim == 2 else rotation[:, None, :, :]         # (n, 1, 3, 3)
+    cam = [level[0] * r[..., 0, j] + level[1] * r[..., 1, j] + level[2] * r[..., 2, j]
+           for j in range(3)]
+    depth = np.maximum(cam[2], 1e-3)
+    u = cam[0] / depth
+    v = cam[1] / depth
+    return (intrinsics.fx * (u.max(axis=0) - u.min(axis=0)),
+            intrinsics.fy * (v.max(axis=0) - v.min(axis=0)))
 
 
-def _model_estimates(boxes: list[BoundingBox], priors: list[SizePrior],
-                     intrinsics: CameraIntrinsics, rotation: np.ndarray,
-                     cuts: list[tuple[bool, bool]]) -> list[GeometricEstimate | None]:
+def _model_depths(boxes: list[BoundingBox], priors: list[SizePrior],
+                  intrinsics: CameraIntrinsics, rotation: np.ndarray,
+                  cuts: list[tuple[bool, bool]], yaws: np.ndarray = YAW_SAMPLES,
+                  refinements: int = MODEL_REFINEMENTS
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Centre depths with gravity known, all objects of a frame at once.
+
+    Returns the depths, their sigmas (before the cut-side extent), whether each object could
+    be placed, and whether it is cut by the border.
+
+    `rotation`: camera -> level frame (level_rotation), one (3, 3) for every object or (n, 3, 3),
+    one per object (tilt_spread: each object under several assumed tilts).
 
     Each class cuboid, upright on its box-centre ray, is placed at the distance where its
     projected box matches the detected one.
@@ -246,29 +261,30 @@ def _model_estimates(boxes: list[BoundingBox], priors: list[SizePrior],
     All objects of a frame go through three vectorised projections.
     """
     n = len(boxes)
+    rotations = np.broadcast_to(rotation, (n, 3, 3))
     centres = np.array([b.center for b in boxes])
     rays = np.stack([(centres[:, 0] - intrinsics.cx) / intrinsics.fx,
                      (centres[:, 1] - intrinsics.cy) / intrinsics.fy, np.ones(n)], axis=1)
-    rays = rays @ rotation.T
+    rays = np.einsum('nij,nj->ni', rotations, rays)
     forward = rays[:, 2] > 0.05
     rays = rays / np.where(forward, rays[:, 2], 1.0)[:, None]
     sizes = np.array([[p.width, p.height, p.length] for p in priors])
     observed = np.array([[b.width, b.height] for b in boxes])
-    start = np.full((n, len(YAW_SAMPLES)), 1.0) * (
+    start = np.full((n, len(yaws)), 1.0) * (
         sizes.max(axis=1) * intrinsics.fy / np.maximum(observed.max(axis=1), 1.0))[:, None]
-    w0, h0 = _projected_boxes(sizes, rays, rotation, start, intrinsics)
+    w0, h0 = _projected_boxes(sizes, rays, rotation, start, intrinsics, yaws)
     with np.errstate(divide='ignore', invalid='ignore'):
         d_w = start * w0 / observed[:, 0:1]
         d_h = start * h0 / observed[:, 1:2]
     d_h = np.where(np.isfinite(d_h), d_h, start)
     d_w = np.where(np.isfinite(d_w), d_w, start)
-    for _ in range(MODEL_REFINEMENTS):
-        h1 = _projected_boxes(sizes, rays, rotation, d_h, intrinsics)[1]
-        w1 = _projected_boxes(sizes, rays, rotation, d_w, intrinsics)[0]
+    for _ in range(refinements):
+        h1 = _projected_boxes(sizes, rays, rotation, d_h, intrinsics, yaws)[1]
+        w1 = _projected_boxes(sizes, rays, rotation, d_w, intrinsics, yaws)[0]
         d_h = d_h * h1 / np.maximum(observed[:, 1:2], 1e-9)
         d_w = d_w * w1 / np.maximum(observed[:, 0:1], 1e-9)
     # optical z of a centre per metre of level-forward distance along its ray
-    z_opt = (rays @ rotation[:, 2])[:, None]
+    z_opt = np.einsum('ni,ni->n', rays, rotations[:, :, 2])[:, None]
     cuts_a = np.array(cuts, dtype=bool).reshape(n, 2)
     cut_x, cut_y = cuts_a[:, 0], cuts_a[:, 1]
     use_h = ~cut_y & (observed[:, 1] > 0)
@@ -307,19 +323,92 @@ def _model_estimates(boxes: list[BoundingBox], priors: list[SizePrior],
     edge_rel = math.sqrt(2.0) * BOX_EDGE_SIGMA_PX / np.maximum(size_px, 1e-9)
     sigma = np.sqrt(yaw_sigma ** 2 + (z * rel_std) ** 2 + (z * edge_rel) ** 2 + shape_sigma ** 2
                     + bound_sigma ** 2)
-    roll = math.degrees(math.atan2(rotation[1, 0], rotation[1, 1]))
+    return z, sigma, forward & (use_h | use_w), cut_x | cut_y
+
+
+def _model_estimates(boxes: list[BoundingBox], priors: list[SizePrior],
+                     intrinsics: CameraIntrinsics, rotation: np.ndarray,
+                     cuts: list[tuple[bool, bool]]) -> list[GeometricEstimate | None]:
+    """Centre depths with gravity known, all objects of a frame at once (_model_depths)."""
+    z, sigma, placed, cut = _model_depths(boxes, priors, intrinsics, rotation, cuts)
+    rotations = np.broadcast_to(rotation, (len(boxes), 3, 3))
+    roll = np.degrees(np.arctan2(rotations[:, 1, 0], rotations[:, 1, 1]))
     out: list[GeometricEstimate | None] = []
     for k, prior in enumerate(priors):
-        if not forward[k] or not (use_h[k] or use_w[k]):
+        if not placed[k]:
             out.append(None)
             continue
         d_min, d_max = _extent_range(prior)
         # Cut by the border: the object goes on out of view; its nearest part, which would
         # look largest, may be the part cut off, so the centre can be one extent nearer.
-        sd = math.hypot(sigma[k], d_max) if cut_x[k] or cut_y[k] else float(sigma[k])
+        sd = math.hypot(sigma[k], d_max) if cut[k] else float(sigma[k])
         out.append(GeometricEstimate(float(z[k]), sd, 0.5 * (d_min + d_max), 'model', True,
-                                     roll))
+                                     float(roll[k])))
     return out
+
+
+# Unknown camera orientation (camera_orientation: unknown, no /tf): the optical axis is taken as
+# level, while the camera may be pitched and rolled. Pitch and roll are taken as independent,
+# zero-mean and normal with this standard deviation in degrees, a property of the cameras the
+# product targets, not of any data set: a hand-held camera or phone is held within about 20
+# degrees of level most of the time, and a robot's navigation or head camera is mounted level
+# to 20-30 degrees down; a robot that knows its camera's pose publishes it (/tf,
+# gravity_frame), and a fixed mount states it (camera_orientation: parameters).
+DEFAULT_TILT_UNCERTAINTY_DEG = 20.0
+# The tilt prior's points (unscented transform for two normal variables, kappa = 1): the level
+# camera and pitch or roll at +-sqrt(3) standard deviations, weights 1/3 and 1/6 each. They give
+# the mean and variance of the depth over the prior exactly where the depth varies with the
+# tilt as a polynomial of degree 3 or less, at five projections per object.
+_TILT_POINTS = math.sqrt(3.0) * np.array([[0.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [0.0, 1.0],
+                                          [0.0, -1.0]])
+_TILT_WEIGHTS = np.array([1.0 / 3.0] + [1.0 / 6.0] * 4)
+# sqrt(3) x the largest tilt stays below MAX_PITCH_DEG (every point has a forward direction)
+MAX_TILT_UNCERTAINTY_DEG = 40.0
+# The tilt spread is coarser than the placement itself (30 % of its cost, within the depth
+# stage's 2 ms): headings 30 degrees apart keep any heading's box size within about 7 % of a
+# sampled one, and one correction brings the distances within a few per cent of the fixed
+# point, while the spread they measure is tens of per cent (pitch and roll of +-35 degrees).
+TILT_YAW_SAMPLES = np.radians(np.arange(0.0, 180.0, 30.0))
+TILT_REFINEMENTS = 1
+
+
+@functools.lru_cache(maxsize=8)
+def _tilt_rotations(tilt_deg: float) -> np.ndarray:
+    """Camera -> level rotations of the tilt prior's points (_TILT_POINTS x tilt_deg)."""
+    out = np.stack([level_rotation(gravity_from_pitch_roll(p * tilt_deg, r * tilt_deg))
+                    for p, r in _TILT_POINTS])
+    out.flags.writeable = False
+    return out
+
+
+def tilt_spread(boxes: list[BoundingBox], priors: list[SizePrior],
+                intrinsics: CameraIntrinsics, cuts: list[tuple[bool, bool]],
+                tilt_deg: float, stated: np.ndarray) -> np.ndarray:
+    """Depth error of each object from a camera tilt that is not known (one sigma).
+
+    The gravity-aware cuboid projection (_model_estimates) places each object under every
+    point of the tilt prior (_TILT_POINTS x `tilt_deg`): where the object is if the camera is
+    so tilted. The root of the weighted mean squared difference from the `stated` depth (the
+    level-axis one) is the error of stating it: the spread over the tilts and the shift of
+    their mean from it. All objects and tilts of a frame go through one batch of projections;
+    tilts under which the model cannot place an object are left out.
+    """
+    n, s = len(boxes), len(_TILT_POINTS)
+    if n == 0 or tilt_deg <= 0:
+        return np.zeros(n)
+    tilt_deg = min(tilt_deg, MAX_TILT_UNCERTAINTY_DEG)
+    z, _, placed, _ = _model_depths([b for b in boxes for _ in range(s)],
+                                    [p for p in priors for _ in range(s)], intrinsics,
+                                    np.tile(_tilt_rotations(tilt_deg), (n, 1, 1)),
+                                    [c for c in cuts for _ in range(s)], TILT_YAW_SAMPLES,
+                                    TILT_REFINEMENTS)
+    z = np.where(placed, z, NAN).reshape(n, s)
+    diff = z - np.asarray(stated, dtype=float)[:, None]
+    valid = np.isfinite(diff)
+    weight = np.where(valid, _TILT_WEIGHTS[None, :], 0.0)
+    total = weight.sum(axis=1)
+    mean_sq = np.sum(weight * np.where(valid, diff, 0.0) ** 2, axis=1) / np.maximum(total, 1e-12)
+    return np.where(total > 0, np.sqrt(mean_sq), 0.0)
 
 
 def estimate_from_box(box: BoundingBox, prior: SizePrior, intrinsics: CameraIntrinsics,
@@ -415,6 +504,8 @@ def honest_sigma(detections: list[Detection],
     Calibration: the geometric terms (size spread, heading, extent, edges, cut sides,
     occlusion) are each taken at their widest plausible range and added as if independent; on
     the dev data they overstate the error, so they are scaled by GEOMETRY_SIGMA_SCALE (below).
+    The unknown tilt's term (`tilt_sigma`, tilt_spread) is a standard deviation of a stated
+    prior, not a widest range: it is added unscaled.
 
     Class: the size prior is only the object's if the class is right. The detector's
     confidence c is about the chance that it is, so MISCLASS_REL (1 - c) z is added: with
@@ -443,7 +534,8 @@ def honest_sigma(detections: list[Detection],
         if covered[i] > OCCLUSION_MIN_SHARE:
             geometry = math.hypot(geometry, 0.5 * est.z * min(float(covered[i]), 0.9))
         wrong_class = MISCLASS_REL * (1.0 - min(max(det.confidence, 0.0), 1.0)) * est.z
-        out[i] = replace(est, sigma=math.hypot(GEOMETRY_SIGMA_SCALE * geometry, wrong_class))
+        out[i] = replace(est, sigma=math.hypot(GEOMETRY_SIGMA_SCALE * geometry, wrong_class,
+                                               est.tilt_sigma))
     return out
 
 
@@ -468,7 +560,8 @@ FLOOR_TILT_SIGMA_DEG = 1.0
 
 def surface_consistency(detections: list[Detection], estimates: list[GeometricEstimate],
                         intrinsics: CameraIntrinsics, rotation: np.ndarray | None,
-                        margin: float, floor_height: float = 0.0) -> list[GeometricEstimate]:
+                        margin: float, floor_height: float = 0.0,
+                        tilt_deg: float = 0.0) -> list[GeometricEstimate]:
     """Objects resting on one surface share its height: a second, independent depth for each.
 
     With gravity known, the ray through the bottom centre of an object's box meets the
@@ -487,8 +580,8 @@ def surface_consistency(detections: list[Detection], estimates: list[GeometricEs
     parameter: KITTI's 1.65 m), an object whose own height band holds the floor stands on it,
     and the floor's height replaces the others' mean (its uncertainty: the tilt of the floor
     under the object, FLOOR_TILT_SIGMA_DEG, through the bottom ray's slope). Without gravity
-    (rotation None) the camera is taken as level, which the tilt term covers, and only the
-    floor is used.
+    (rotation None) the camera is taken as level, the camera's unknown tilt (`tilt_deg`,
+    camera_tilt_uncertainty_deg) joins the floor's, and only the floor is used.
     """
     n = len(estimates)
     known_gravity = rotation is not None
@@ -556,8 +649,9 @@ def surface_consistency(detections: list[Detection], estimates: list[GeometricEs
         h_sigma = np.where(on_floor, 0.0, h_sigma)
         # the floor under the object tilted against the camera's level: the slope changes by
         # the tilt (radians) times d slope / d angle = 1 + slope^2
-        slope_sigma = np.where(on_floor, np.hypot(slope_sigma, math.radians(
-            FLOOR_TILT_SIGMA_DEG) * (1.0 + slope ** 2)), slope_sigma)
+        tilt = math.hypot(FLOOR_TILT_SIGMA_DEG, 0.0 if known_gravity else tilt_deg)
+        slope_sigma = np.where(on_floor, np.hypot(slope_sigma, math.radians(tilt) * (
+            1.0 + slope ** 2)), slope_sigma)
         has = has | on_floor
     near_contact = h / np.maximum(slope, 1e-6)
     z_contact = (near_contact + 0.5 * extent) / np.maximum(centre[:, 2], 1e-6)
@@ -587,8 +681,10 @@ class GeometricDepth(DepthSource):
 
     def __init__(self, knowledge: KnowledgeBase,
                  border_margin_px: float = DEFAULT_BORDER_MARGIN_PX,
-                 surface_consistency: bool = True, camera_height_m: float = 0.0) -> None:
+                 surface_consistency: bool = True, camera_height_m: float = 0.0,
+                 camera_tilt_uncertainty_deg: float = DEFAULT_TILT_UNCERTAINTY_DEG) -> None:
         self.knowledge = knowledge
+        self.camera_tilt_uncertainty_deg = camera_tilt_uncertainty_deg
         self.border_margin_px = border_margin_px
         self.surface_consistency = surface_consistency
         self.camera_height_m = camera_height_m
@@ -619,11 +715,31 @@ class GeometricDepth(DepthSource):
                 out.append(modelled[k])
             else:
                 out.append(estimate_from_box(det.box, prior, intrinsics, self.border_margin_px))
+        if down is None and intrinsics is not None and self.camera_tilt_uncertainty_deg > 0:
+            out = self._with_tilt(detections, priors, out, intrinsics)
         out = honest_sigma(detections, out)
         if intrinsics is not None and self.surface_consistency and (
                 rotation is not None or (down is None and self.camera_height_m > 0)):
             out = surface_consistency(detections, out, intrinsics, rotation,
-                                      self.border_margin_px, self.camera_height_m)
+                                      self.border_margin_px, self.camera_height_m,
+                                      self.camera_tilt_uncertainty_deg)
+        return out
+
+    def _with_tilt(self, detections: list[Detection], priors: list[SizePrior | None],
+                   estimates: list[GeometricEstimate],
+                   intrinsics: CameraIntrinsics) -> list[GeometricEstimate]:
+        """The unknown tilt's spread (tilt_spread) on each estimate of a level-axis frame."""
+        index = [k for k, e in enumerate(estimates) if e.known and priors[k] is not None]
+        if not index:
+            return estimates
+        spread = tilt_spread(
+            [detections[k].box for k in index], [priors[k] for k in index], intrinsics,
+            [truncation(detections[k].box, intrinsics.width, intrinsics.height,
+                        self.border_margin_px) for k in index], self.camera_tilt_uncertainty_deg,
+            np.array([estimates[k].z for k in index]))
+        out = list(estimates)
+        for k, sd in zip(index, spread, strict=True):
+            out[k] = replace(estimates[k], tilt_sigma=float(sd))
         return out
 
     def estimate(self, inp: DepthInput, prepared=None) -> DepthOutput:
