@@ -10,7 +10,8 @@ is judged against the image's ground truth where the labels can decide it:
   evaluation's rule, core/evaluation/metrics.clear_direction): true in the stated direction,
   false in the other; otherwise undecidable;
 - overlapping: the ground-truth boxes intersect (decidable for any pair);
-- in front of / behind / nearest: KITTI depths (z) clearly ordered (metrics.clear_depth_order:
+- in front of / behind / nearest ("the nearest object is ...", and "the nearest car" among the
+  labelled cars): KITTI depths (z) clearly ordered (metrics.clear_depth_order:
   more than 10 % of the nearer apart); COCO has no depth: undecidable;
 - distances (their own judgement, kind `distance`, also for the distance in a "nearest" or a
   relation clause): the labelled KITTI 3D centre within the precision the caption states (the
@@ -88,9 +89,26 @@ def judge_caption(text: str, graph: SceneGraph, gt: GroundTruth) -> list[ClaimJu
     for claim in verifier.verify(text).claims:
         if claim.kind != 'distance':
             out.append(_judge(claim, verifier, graph, gt))
+        if claim.subject is not None and claim.subject.nearest:
+            out.append(_judge_superlative(claim, verifier, gt))
         if claim.distance is not None:
             out.append(_judge_distance(claim, verifier, gt))
     return out
+
+
+def _judge_superlative(claim: Claim, verifier: CaptionVerifier,
+                       gt: GroundTruth) -> ClaimJudgement:
+    """"the nearest car": its labelled box is clearly nearer than every other labelled car."""
+    subjects, _ = verifier.index.referents(claim.subject)
+    matched = _match(subjects[0], gt) if len(subjects) == 1 and gt.has_depth else None
+    if matched is None:
+        return ClaimJudgement('nearest', True, False, False, claim.text)
+    others = [g for g in gt.objects if g is not matched
+              and gt.matches_class(g, claim.subject.class_name)]
+    if any(not clear_depth_order(matched.depth, g.depth) for g in others):
+        return ClaimJudgement('nearest', True, False, False, claim.text)
+    return ClaimJudgement('nearest', True, True, all(matched.depth < g.depth for g in others),
+                          claim.text)
 
 
 def _judge_distance(claim: Claim, verifier: CaptionVerifier, gt: GroundTruth) -> ClaimJudgement:
