@@ -331,21 +331,26 @@ def plan_caption(graph: SceneGraph, style: str, limits: PlanLimits,
 
     by_salience = sorted(graph.objects, key=lambda o: (-object_salience(o), o.id))
     places = 0
-    if graph.depth_metric:
+    if any(o.depth_metric for o in graph.objects):
         # A metric graph's caption says how far one object is: the one whose distance the graph
         # knows best (smallest relative sigma; geometric depth is far more precise for some
         # objects than for others, so the most salient one is often a poor choice), among the
         # mentioned classes first, then any (every metric caption with objects states a
-        # distance when the graph knows one to the stated precision). Within one precision
-        # tier ("about": two sigma within ABOUT_REL_TOL) an object with a unique name goes
-        # first: both say as much about the distance, the named one more about the scene.
+        # distance when the graph knows one to the stated precision; objects without metric
+        # depth in the same graph do not stop the others'). Among objects known to "about"
+        # (two sigma within ABOUT_REL_TOL) a uniquely named one goes first: both say as much
+        # about the distance, the named one more about the scene; beyond that tier the
+        # relative sigma alone decides (a range twice as wide is not worth a name).
         # Named uniquely when it can be ("the bus", "the nearest car"), else indefinitely
         # ("a car is 11 to 19 m away": true of that car).
         worded = [(obj, object_distance_words(obj, assumed)) for obj in graph.objects]
-        worded = sorted([(o, w) for o, w in worded if w], key=lambda ow: (
-            ow[0].class_name not in mentioned,
-            DISTANCE_SIGMAS * relative_distance_sigma(ow[0]) > ABOUT_REL_TOL,
-            ow[0].id not in refs, relative_distance_sigma(ow[0]), ow[0].id))
+        def rank(obj: SceneObject) -> tuple:
+            rel = relative_distance_sigma(obj)
+            about = DISTANCE_SIGMAS * rel <= ABOUT_REL_TOL
+            return (obj.class_name not in mentioned, not about, about and obj.id not in refs,
+                    rel, obj.id)
+
+        worded = sorted([(o, w) for o, w in worded if w], key=lambda ow: rank(ow[0]))
         if worded:
             obj, words = worded[0]
             ref = refs.get(obj.id) or f'{article(obj.class_name)} {obj.class_name}'

@@ -203,6 +203,19 @@ def test_short_plan_states_the_best_known_distance_and_one_relation():
     assert fact.subject_ref == 'a person' and fact.subject == 3
     assert CaptionVerifier(graph).verify(realise(plan_caption(
         graph, 'short', limits_for('short', 1, 4)))).ok
+    # beyond the "about" tier the relative sigma alone decides: a named bus known to +-30 %
+    # loses to an unnamed person known to +-16 %; an object without metric depth (the person
+    # on the left) does not keep the others' distances out of the caption
+    graph = street()
+    graph.depth_metric = False
+    graph.objects[1].depth_metric = False
+    graph.objects[0].depth_uncertainty = 1.5
+    graph.objects[3].depth_uncertainty = 1.0
+    graph.objects[2].depth_uncertainty = 2.0
+    plan = plan_caption(graph, 'short', limits_for('short', 1, 4))
+    fact = plan.of_kind('distance')[0]
+    assert (fact.subject, fact.subject_ref) == (3, 'a person'), plan.facts
+    assert CaptionVerifier(graph).verify(realise(plan)).ok
 
 
 def _random_graph(rng: random.Random, n: int) -> SceneGraph:
