@@ -16,7 +16,8 @@ is judged against the image's ground truth where the labels can decide it:
 - distances (their own judgement, kind `distance`, also for the distance in a "nearest" or a
   relation clause): the labelled KITTI 3D centre within the precision the caption states (the
   verifier's rule, semantics.py), and apart from that the relative error of the number said (a
-  range: its middle) for the +-25 % criterion of SpatialRGPT-Bench;
+  range: its middle) for the +-25 % criterion of SpatialRGPT-Bench; robot-frame distances ("12 m
+  ahead, 2 m to the left") against the labelled centre's z and x (the other side: false);
 - regions: the matched ground-truth box centre's 3x3 cell;
 - counts (not spatial; reported apart): the number of ground-truth instances of the class
   (COCO, when the class has no crowd annotation; KITTI labels skip far objects: undecidable);
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 import math
 
 from spatial_caption_ros.core.captioning.language import NounLexicon, region_matches
-from spatial_caption_ros.core.captioning.semantics import distance_agrees, nearest
+from spatial_caption_ros.core.captioning.semantics import axis_distance, distance_agrees, nearest
 from spatial_caption_ros.core.captioning.verify import CaptionVerifier, Claim, tokenize
 from spatial_caption_ros.core.evaluation.ground_truth import GroundTruth
 from spatial_caption_ros.core.evaluation.metrics import (
@@ -128,7 +129,14 @@ def _judge_distance(claim: Claim, verifier: CaptionVerifier, gt: GroundTruth) ->
             closest = nearest(verifier.graph.objects)
             subjects = [o for o in subjects if closest is not None and o.id == closest.id]
         matched = _match(subjects[0], gt) if len(subjects) == 1 else None
-        return verdict(matched.distance if matched is not None else None)
+        if matched is None or not claim.axis:
+            return verdict(matched.distance if matched is not None else None)
+        if matched.position is None:
+            return verdict(None)
+        labelled = axis_distance(matched.distance, matched.position, claim.axis)
+        if not math.isfinite(labelled):             # labelled on the other side
+            return ClaimJudgement('distance', True, True, False, claim.text, error=1.0)
+        return verdict(labelled)
     objects, _ = verifier.index.referents(claim.object)
     pairs = [(a, b) for a in subjects for b in objects if a.id != b.id and (
         not claim.predicate or verifier.index.holds(a.id, claim.predicate, b.id))]

@@ -77,6 +77,7 @@ class Fact:
     quantifier: str = ''            # count: '' (exact) | at least | several
     distance_words: str = ''        # how the distance is stated ("about 12 m"), '' for none
     support: tuple[str, ...] = ()   # scene: the classes the inference rests on
+    robot_frame: bool = False       # distance: distance_words says "ahead[, ... to the left]"
 
     def to_dict(self) -> dict:
         out = {'id': self.id, 'type': self.kind}
@@ -120,6 +121,7 @@ class PlanLimits:
     max_places: int = 1
     max_relations: int = 1
     scene: bool = True              # state the place the objects suggest
+    robot_frame: bool = False       # distances as "12 m ahead, 2 m to the left" (robot styles)
 
 
 def object_salience(obj: SceneObject) -> float:
@@ -218,6 +220,26 @@ def object_distance_words(obj: SceneObject, assumed: bool) -> str:
         return ''
     sigma = obj.depth_uncertainty * obj.distance / obj.depth     # the depth's share of the ray
     return _worded(obj.distance, sigma, assumed)
+
+
+def robot_frame_words(obj: SceneObject, assumed: bool) -> str:
+    """'about 12 m ahead, 2 m to the left', each part worded to the graph's precision.
+
+    '' when the part ahead cannot be stated.
+    The depth's sigma is the sigma of the part ahead; the lateral offset is depth times the
+    bearing, whose own error (a few pixels of box centre) is small beside the depth's, so it
+    has the same relative sigma. An offset that cannot be stated is left out.
+    """
+    if obj.position is None or not math.isfinite(relative_distance_sigma(obj)):
+        return ''
+    x, z = obj.position[0], obj.position[2]
+    ahead = _worded(z, obj.depth_uncertainty, assumed)
+    if not ahead:
+        return ''
+    side = _worded(abs(x), abs(x) * relative_distance_sigma(obj), assumed)
+    if not side:
+        return f'{ahead} ahead'
+    return f'{ahead} ahead, {side} to the {"left" if x < 0 else "right"}'
 
 
 def pair_distance_words(metres: float, a: SceneObject, b: SceneObject, assumed: bool) -> str:
@@ -343,7 +365,8 @@ def plan_caption(graph: SceneGraph, style: str, limits: PlanLimits,
         # relative sigma alone decides (a range twice as wide is not worth a name).
         # Named uniquely when it can be ("the bus", "the nearest car"), else indefinitely
         # ("a car is 11 to 19 m away": true of that car).
-        worded = [(obj, object_distance_words(obj, assumed)) for obj in graph.objects]
+        worded = [(obj, robot_frame_words(obj, assumed) if limits.robot_frame
+                   else object_distance_words(obj, assumed)) for obj in graph.objects]
         def rank(obj: SceneObject) -> tuple:
             rel = relative_distance_sigma(obj)
             about = DISTANCE_SIGMAS * rel <= ABOUT_REL_TOL
@@ -356,7 +379,7 @@ def plan_caption(graph: SceneGraph, style: str, limits: PlanLimits,
             ref = refs.get(obj.id) or f'{article(obj.class_name)} {obj.class_name}'
             plan.facts.append(Fact(next_id(), DISTANCE, subject=obj.id, distance=obj.distance,
                                    salience=object_salience(obj), subject_ref=ref,
-                                   distance_words=words))
+                                   distance_words=words, robot_frame=limits.robot_frame))
             places += 1
     for obj in by_salience:
         if places >= limits.max_places:

@@ -57,6 +57,8 @@ def clause_options(fact: Fact) -> list[str]:
         return [f'{s} is {region_phrase(fact.region)}']
     if fact.kind == DISTANCE:
         d = fact.distance_words
+        if fact.robot_frame:
+            return [f'{s} is {d}']
         return [f'{s} is {d} away', f'{s} is {d} from the camera']
     if fact.kind == SCENE:
         place = f'{article(fact.class_name)} {fact.class_name}'

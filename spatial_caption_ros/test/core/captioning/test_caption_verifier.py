@@ -522,3 +522,45 @@ def test_nearest_of_a_class_is_only_claimed_against_every_detection_of_it():
     assert 1 not in referring_expressions(view, None, graph.objects)
     text = realise(plan_caption(view, 'short', limits_for('short', 1, 4), graph.objects))
     assert 'nearest' not in text and CaptionVerifier(view).verify(text).ok, text
+
+
+@pytest.mark.parametrize('text, ok', [
+    ('The bus is about 10 m ahead.', True),                      # z = 10
+    ('The person on the left is about 5 m ahead, about 3 m to the left.', True),
+    ('The person on the left is 4.5 to 5.5 m ahead, 2.7 to 3.3 m to the left.', True),   # edges
+    ('The person on the left is about 5 m ahead, about 3 m to the right.', False),  # wrong side
+    ('The person on the left is about 5 m ahead, about 4 m to the left.', False),   # 4 +- 0.4
+    ('The bus is about 12 m ahead.', False),                     # 12 +- 1.2 misses 10
+    ('A person is 12 to 13 m ahead, 3 to 4 m to the right.', True),    # at least one person
+])
+def test_robot_frame_distances_are_verified(text, ok):
+    result = CaptionVerifier(street()).verify(text)
+    assert result.ok == ok, result.failures()
+    assert all(c.axis for c in result.claims if c.kind == 'distance')
+
+
+def test_robot_style_text_states_robot_frame_placement():
+    from dataclasses import replace as dc_replace
+    graph = street()
+    limits = dc_replace(limits_for('short', 1, 4), robot_frame=True)
+    plan = plan_caption(graph, 'short', limits)
+    fact = plan.of_kind('distance')[0]
+    assert fact.robot_frame and fact.distance_words == 'about 10 m ahead'   # straight ahead
+    graph.objects[0].position = (-2.0, 0.0, 10.0)
+    text = realise(plan_caption(graph, 'short', limits))
+    assert 'the bus is about 10 m ahead, about 2 m to the left' in text, text
+    assert CaptionVerifier(graph).verify(text).ok
+    for option in clause_options(plan_caption(graph, 'short', limits).of_kind('distance')[0]):
+        assert CaptionVerifier(graph).verify(option + '.').ok, option
+    # the labels decide each part: z and x of the labelled centre
+    from spatial_caption_ros.core.captioning.evaluation import GroundTruth, judge_caption
+    gt_objects = [SceneObject(id=10 + o.id, class_name=o.class_name, class_id=-1,
+                              confidence=1.0, box=o.box, region=o.region, depth=o.depth,
+                              depth_metric=True, position=o.position, distance=o.distance)
+                  for o in graph.objects]
+    gt = GroundTruth(gt_objects, {'bus', 'person'}, None, has_depth=True)
+    judged = judge_caption('The bus is about 10 m ahead, about 2 m to the left.', graph, gt)
+    assert [(j.kind, j.decided, j.true) for j in judged] == [('distance', True, True)] * 2
+    gt_objects[0].position = (2.0, 0.0, 10.0)               # labelled on the right
+    judged = judge_caption('The bus is about 10 m ahead, about 2 m to the left.', graph, gt)
+    assert [(j.decided, j.true) for j in judged] == [(True, True), (True, False)]
