@@ -49,6 +49,9 @@ DISTANCE_SIGMAS = 2.0
 # assumed field of view; consumer cameras range from about 40 to 75 degrees horizontally, which
 # is roughly this relative standard deviation of the focal length around the 60 degree default.
 ASSUMED_FOCAL_REL_STD = 0.2
+# Robot-frame offsets smaller than this fraction of the distance ahead are not stated: within
+# the 10 % an "about" distance ahead already allows.
+LATERAL_MIN = 0.1
 # From this many objects of a class on, a count is "several": detectors miss occluded members of
 # groups and crowds, so an exact number would be a guess.
 CROWD_MIN = 5
@@ -236,7 +239,10 @@ def robot_frame_words(obj: SceneObject, assumed: bool) -> str:
     ahead = _worded(z, obj.depth_uncertainty, assumed)
     if not ahead:
         return ''
-    side = _worded(abs(x), abs(x) * relative_distance_sigma(obj), assumed)
+    # An offset below LATERAL_MIN of the part ahead is within the precision of "ahead" itself
+    # (and would round to "0 m"): "about 1.2 m ahead" says it.
+    side = '' if abs(x) < LATERAL_MIN * abs(z) else _worded(
+        abs(x), abs(x) * relative_distance_sigma(obj), assumed)
     if not side:
         return f'{ahead} ahead'
     return f'{ahead} ahead, {side} to the {"left" if x < 0 else "right"}'

@@ -546,6 +546,9 @@ def test_robot_style_text_states_robot_frame_placement():
     plan = plan_caption(graph, 'short', limits)
     fact = plan.of_kind('distance')[0]
     assert fact.robot_frame and fact.distance_words == 'about 10 m ahead'   # straight ahead
+    graph.objects[0].position = (0.4, 0.0, 10.0)      # within 10 % of the part ahead: unsaid
+    assert plan_caption(graph, 'short', limits).of_kind('distance')[0].distance_words == (
+        'about 10 m ahead')
     graph.objects[0].position = (-2.0, 0.0, 10.0)
     text = realise(plan_caption(graph, 'short', limits))
     assert 'the bus is about 10 m ahead, about 2 m to the left' in text, text
