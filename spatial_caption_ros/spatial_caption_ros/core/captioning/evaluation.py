@@ -10,12 +10,14 @@ is judged against the image's ground truth where the labels can decide it:
   evaluation's rule, core/evaluation/metrics.clear_direction): true in the stated direction,
   false in the other; otherwise undecidable;
 - overlapping: the ground-truth boxes intersect (decidable for any pair);
-- in front of / behind / nearest: KITTI depths (z) clearly ordered (metrics.clear_depth_order:
+- in front of / behind / nearest ("the nearest object is ...", and "the nearest car" among the
+  labelled cars): KITTI depths (z) clearly ordered (metrics.clear_depth_order:
   more than 10 % of the nearer apart); COCO has no depth: undecidable;
 - distances (their own judgement, kind `distance`, also for the distance in a "nearest" or a
   relation clause): the labelled KITTI 3D centre within the precision the caption states (the
   verifier's rule, semantics.py), and apart from that the relative error of the number said (a
-  range: its middle) for the +-25 % criterion of SpatialRGPT-Bench;
+  range: its middle) for the +-25 % criterion of SpatialRGPT-Bench; robot-frame distances ("12 m
+  ahead, 2 m to the left") against the labelled centre's z and x (the other side: false);
 - regions: the matched ground-truth box centre's 3x3 cell;
 - counts (not spatial; reported apart): the number of ground-truth instances of the class
   (COCO, when the class has no crowd annotation; KITTI labels skip far objects: undecidable);
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 import math
 
 from spatial_caption_ros.core.captioning.language import NounLexicon, region_matches
-from spatial_caption_ros.core.captioning.semantics import distance_agrees, nearest
+from spatial_caption_ros.core.captioning.semantics import axis_distance, distance_agrees, nearest
 from spatial_caption_ros.core.captioning.verify import CaptionVerifier, Claim, tokenize
 from spatial_caption_ros.core.evaluation.ground_truth import GroundTruth
 from spatial_caption_ros.core.evaluation.metrics import (
@@ -88,9 +90,26 @@ def judge_caption(text: str, graph: SceneGraph, gt: GroundTruth) -> list[ClaimJu
     for claim in verifier.verify(text).claims:
         if claim.kind != 'distance':
             out.append(_judge(claim, verifier, graph, gt))
+        if claim.subject is not None and claim.subject.nearest:
+            out.append(_judge_superlative(claim, verifier, gt))
         if claim.distance is not None:
             out.append(_judge_distance(claim, verifier, gt))
     return out
+
+
+def _judge_superlative(claim: Claim, verifier: CaptionVerifier,
+                       gt: GroundTruth) -> ClaimJudgement:
+    """"the nearest car": its labelled box is clearly nearer than every other labelled car."""
+    subjects, _ = verifier.index.referents(claim.subject)
+    matched = _match(subjects[0], gt) if len(subjects) == 1 and gt.has_depth else None
+    if matched is None:
+        return ClaimJudgement('nearest', True, False, False, claim.text)
+    others = [g for g in gt.objects if g is not matched
+              and gt.matches_class(g, claim.subject.class_name)]
+    if any(not clear_depth_order(matched.depth, g.depth) for g in others):
+        return ClaimJudgement('nearest', True, False, False, claim.text)
+    return ClaimJudgement('nearest', True, True, all(matched.depth < g.depth for g in others),
+                          claim.text)
 
 
 def _judge_distance(claim: Claim, verifier: CaptionVerifier, gt: GroundTruth) -> ClaimJudgement:
@@ -110,7 +129,14 @@ def _judge_distance(claim: Claim, verifier: CaptionVerifier, gt: GroundTruth) ->
             closest = nearest(verifier.graph.objects)
             subjects = [o for o in subjects if closest is not None and o.id == closest.id]
         matched = _match(subjects[0], gt) if len(subjects) == 1 else None
-        return verdict(matched.distance if matched is not None else None)
+        if matched is None or not claim.axis:
+            return verdict(matched.distance if matched is not None else None)
+        if matched.position is None:
+            return verdict(None)
+        labelled = axis_distance(matched.distance, matched.position, claim.axis)
+        if not math.isfinite(labelled):             # labelled on the other side
+            return ClaimJudgement('distance', True, True, False, claim.text, error=1.0)
+        return verdict(labelled)
     objects, _ = verifier.index.referents(claim.object)
     pairs = [(a, b) for a in subjects for b in objects if a.id != b.id and (
         not claim.predicate or verifier.index.holds(a.id, claim.predicate, b.id))]

@@ -1,8 +1,9 @@
 """Content planning: which facts of the scene graph a caption states (code decides, not the LLM).
 
 A plan is an ordered list of facts with ids (f1, f2, ...): class counts (exact only when the
-detector is sure), where the main objects are, which object is nearest to the camera, how far
-objects are (metric graphs: at least one distance, worded as precisely as the graph knows it),
+detector is sure), where the main objects are, how far an object is (metric graphs: the one
+whose distance the graph knows best, worded as precisely as the graph knows it; a superlative
+only within a class, "the nearest car", never "the nearest object"),
 the most informative relations (support and contact first, different classes first, never one
 that the stated placements already imply), and the place the objects suggest ("looks like a
 kitchen", an inference from the commonsense knowledge). Every fact is true of the graph by
@@ -19,8 +20,8 @@ import math
 
 from spatial_caption_ros.core.captioning.context import infer_place
 from spatial_caption_ros.core.captioning.language import (
-    AT_LEAST, distance_words, REGION_PHRASE_CELLS, region_cell, region_matches, region_phrase,
-    article, SEVERAL)
+    ABOUT_REL_TOL, AT_LEAST, distance_words, REGION_PHRASE_CELLS, region_cell, region_matches,
+    region_phrase, article, SEVERAL)
 from spatial_caption_ros.core.captioning.semantics import GraphIndex, nearest
 from spatial_caption_ros.core.perception.depth.geometric import truncation
 from spatial_caption_ros.core.scene_graph.knowledge import KnowledgeBase
@@ -37,7 +38,6 @@ REGION_MARGIN = 0.05
 
 COUNT = 'count'
 PLACE = 'place'
-NEAREST = 'nearest'
 RELATION = 'relation'
 DISTANCE = 'distance'
 SCENE = 'scene'
@@ -49,6 +49,9 @@ DISTANCE_SIGMAS = 2.0
 # assumed field of view; consumer cameras range from about 40 to 75 degrees horizontally, which
 # is roughly this relative standard deviation of the focal length around the 60 degree default.
 ASSUMED_FOCAL_REL_STD = 0.2
+# Robot-frame offsets smaller than this fraction of the distance ahead are not stated: within
+# the 10 % an "about" distance ahead already allows.
+LATERAL_MIN = 0.1
 # From this many objects of a class on, a count is "several": detectors miss occluded members of
 # groups and crowds, so an exact number would be a guess.
 CROWD_MIN = 5
@@ -63,20 +66,21 @@ class Fact:
     """One statement a caption may make, with the graph ids it is about."""
 
     id: str
-    kind: str                       # count | place | nearest | relation | distance | scene
+    kind: str                       # count | place | relation | distance | scene
     class_name: str = ''            # count; scene: the place
     count: int = 0                  # count
-    subject: int = -1               # place, nearest, relation
+    subject: int = -1               # place, relation, distance
     predicate: str = ''             # relation
     object: int = -1                # relation
     region: str = ''                # place: the graph region of the subject
-    distance: float = NAN           # relation: between the objects; nearest: from the camera
+    distance: float = NAN           # relation: between the objects; distance: from the camera
     salience: float = 0.0
     subject_ref: str = ''           # referring expression of the subject
     object_ref: str = ''            # referring expression of the object
     quantifier: str = ''            # count: '' (exact) | at least | several
     distance_words: str = ''        # how the distance is stated ("about 12 m"), '' for none
     support: tuple[str, ...] = ()   # scene: the classes the inference rests on
+    robot_frame: bool = False       # distance: distance_words says "ahead[, ... to the left]"
 
     def to_dict(self) -> dict:
         out = {'id': self.id, 'type': self.kind}
@@ -93,7 +97,7 @@ class Fact:
         if self.kind == RELATION:
             out.update({'predicate': self.predicate, 'object': self.object,
                         'object_ref': self.object_ref})
-        if self.kind in (RELATION, NEAREST, DISTANCE):
+        if self.kind in (RELATION, DISTANCE):
             out['distance_m'] = round(self.distance, 2) if math.isfinite(self.distance) else None
             out['distance_stated'] = self.distance_words or None
         return out
@@ -120,6 +124,7 @@ class PlanLimits:
     max_places: int = 1
     max_relations: int = 1
     scene: bool = True              # state the place the objects suggest
+    robot_frame: bool = False       # distances as "12 m ahead, 2 m to the left" (robot styles)
 
 
 def object_salience(obj: SceneObject) -> float:
@@ -141,20 +146,23 @@ def relation_salience(rel: Relation, index: GraphIndex) -> float:
     return rel.confidence * 0.5 * (object_salience(a) + object_salience(b))
 
 
-def referring_expressions(graph: SceneGraph, index: GraphIndex | None = None) -> dict[int, str]:
+def referring_expressions(graph: SceneGraph, index: GraphIndex | None = None,
+                          every_object: list[SceneObject] | None = None) -> dict[int, str]:
     """Object id -> a phrase that picks out exactly that object (objects without one are absent).
 
     Tried in order: the class alone ("the bus"); a column, row or cell of the 3x3 grid that no
     other object of the class shares ("the person on the left"); "the nearest <class>" when its
-    depth is clearly the smallest of its class.
+    depth is clearly the smallest of its class, among `every_object` of the class too (all
+    detections, when `graph` is a confident view: a weaker detection may be nearer).
     """
     index = index or GraphIndex(graph)
+    everyone = graph.objects if every_object is None else every_object
     refs: dict[int, str] = {}
     for cls, objs in index.by_class.items():
         if len(objs) == 1:
             refs[objs[0].id] = f'the {cls}'
             continue
-        closest = nearest(objs)
+        closest = class_nearest(cls, objs, everyone)
         for obj in objs:
             for phrase in _region_candidates(obj.region):
                 cell = REGION_PHRASE_CELLS[phrase]
@@ -183,6 +191,31 @@ def _region_candidates(region: str) -> list[str]:
     return out
 
 
+def class_nearest(cls: str, objs: list[SceneObject],
+                  every_object: list[SceneObject]) -> SceneObject | None:
+    """The clearly nearest of `objs` (class `cls`) if it is so among all detections of it too.
+
+    A superlative is only said within a class ("the nearest car"), never over everything ("the
+    nearest object is a car"): the graph cannot know about objects the detector missed, and a
+    missed object of any class nearer than the nearest detection is common (occluded, cut by the
+    border, an unusual class), while the nearest member of a detected class is the one the
+    detector sees best (biggest, least occluded).
+    """
+    closest = nearest(objs)
+    overall = nearest([o for o in every_object if o.class_name == cls])
+    if closest is None or overall is None or overall.id != closest.id:
+        return None
+    return closest
+
+
+def relative_distance_sigma(obj: SceneObject) -> float:
+    """The graph's one-sigma uncertainty of `obj`'s distance relative to it (inf: unknown)."""
+    if not (obj.depth_metric and math.isfinite(obj.distance) and obj.depth > 0
+            and math.isfinite(obj.depth_uncertainty)):
+        return math.inf
+    return obj.depth_uncertainty / obj.depth
+
+
 def object_distance_words(obj: SceneObject, assumed: bool) -> str:
     """How far `obj` is from the camera, worded to the graph's precision ('' when unknown)."""
     if not (obj.depth_metric and math.isfinite(obj.distance) and obj.depth > 0
@@ -190,6 +223,29 @@ def object_distance_words(obj: SceneObject, assumed: bool) -> str:
         return ''
     sigma = obj.depth_uncertainty * obj.distance / obj.depth     # the depth's share of the ray
     return _worded(obj.distance, sigma, assumed)
+
+
+def robot_frame_words(obj: SceneObject, assumed: bool) -> str:
+    """'about 12 m ahead, 2 m to the left', each part worded to the graph's precision.
+
+    '' when the part ahead cannot be stated.
+    The depth's sigma is the sigma of the part ahead; the lateral offset is depth times the
+    bearing, whose own error (a few pixels of box centre) is small beside the depth's, so it
+    has the same relative sigma. An offset that cannot be stated is left out.
+    """
+    if obj.position is None or not math.isfinite(relative_distance_sigma(obj)):
+        return ''
+    x, z = obj.position[0], obj.position[2]
+    ahead = _worded(z, obj.depth_uncertainty, assumed)
+    if not ahead:
+        return ''
+    # An offset below LATERAL_MIN of the part ahead is within the precision of "ahead" itself
+    # (and would round to "0 m"): "about 1.2 m ahead" says it.
+    side = '' if abs(x) < LATERAL_MIN * abs(z) else _worded(
+        abs(x), abs(x) * relative_distance_sigma(obj), assumed)
+    if not side:
+        return f'{ahead} ahead'
+    return f'{ahead} ahead, {side} to the {"left" if x < 0 else "right"}'
 
 
 def pair_distance_words(metres: float, a: SceneObject, b: SceneObject, assumed: bool) -> str:
@@ -273,8 +329,8 @@ def plan_caption(graph: SceneGraph, style: str, limits: PlanLimits,
     """Choose the facts of one caption from the graph, most informative first.
 
     `every_object`: all detections when `graph` is a confident view of a larger graph. An
-    object is called nearest only if it is also nearest among all of them (a less confident
-    detection may be nearer), and only among at least two (a lone object says nothing); a count
+    object is called the nearest of its class only if it is also so among all detections of
+    the class (a less confident detection may be nearer); a count
     is exact only when no less confident detection of the class exists. `knowledge`: for the
     scene context (none without it).
     """
@@ -284,8 +340,8 @@ def plan_caption(graph: SceneGraph, style: str, limits: PlanLimits,
         plan.empty = True
         return plan
     index = GraphIndex(graph)
-    refs = referring_expressions(graph, index)
     everyone = graph.objects if every_object is None else every_object
+    refs = referring_expressions(graph, index, everyone)
     counter = iter(range(1, 10_000))
 
     def next_id() -> str:
@@ -303,28 +359,33 @@ def plan_caption(graph: SceneGraph, style: str, limits: PlanLimits,
 
     by_salience = sorted(graph.objects, key=lambda o: (-object_salience(o), o.id))
     places = 0
-    closest = nearest(graph.objects)
-    overall = nearest(everyone) if len(everyone) >= 2 else None
-    if (closest is not None and overall is not None and overall.id == closest.id
-            and closest.id in refs and closest.class_name in mentioned):
-        plan.facts.append(Fact(next_id(), NEAREST, subject=closest.id, distance=closest.distance,
-                               salience=object_salience(closest),
-                               subject_ref=refs[closest.id],
-                               distance_words=object_distance_words(closest, assumed)))
-        places += 1
-    if graph.depth_metric and not any(f.distance_words for f in plan.facts):
-        # A metric graph's caption says how far at least one object is: the most salient one
-        # whose distance the graph knows well enough to state, named uniquely when it can be
-        # ("the bus"), else indefinitely ("a car is 11 to 19 m away": true of that car).
-        worded = [(obj, object_distance_words(obj, assumed)) for obj in by_salience
-                  if obj.class_name in mentioned]
-        worded = sorted([(o, w) for o, w in worded if w], key=lambda ow: ow[0].id not in refs)
+    if any(o.depth_metric for o in graph.objects):
+        # A metric graph's caption says how far one object is: the one whose distance the graph
+        # knows best (smallest relative sigma; geometric depth is far more precise for some
+        # objects than for others, so the most salient one is often a poor choice), among the
+        # mentioned classes first, then any (every metric caption with objects states a
+        # distance when the graph knows one to the stated precision; objects without metric
+        # depth in the same graph do not stop the others'). Among objects known to "about"
+        # (two sigma within ABOUT_REL_TOL) a uniquely named one goes first: both say as much
+        # about the distance, the named one more about the scene; beyond that tier the
+        # relative sigma alone decides (a range twice as wide is not worth a name).
+        # Named uniquely when it can be ("the bus", "the nearest car"), else indefinitely
+        # ("a car is 11 to 19 m away": true of that car).
+        worded = [(obj, robot_frame_words(obj, assumed) if limits.robot_frame
+                   else object_distance_words(obj, assumed)) for obj in graph.objects]
+        def rank(obj: SceneObject) -> tuple:
+            rel = relative_distance_sigma(obj)
+            about = DISTANCE_SIGMAS * rel <= ABOUT_REL_TOL
+            return (obj.class_name not in mentioned, not about, about and obj.id not in refs,
+                    rel, obj.id)
+
+        worded = sorted([(o, w) for o, w in worded if w], key=lambda ow: rank(ow[0]))
         if worded:
             obj, words = worded[0]
             ref = refs.get(obj.id) or f'{article(obj.class_name)} {obj.class_name}'
             plan.facts.append(Fact(next_id(), DISTANCE, subject=obj.id, distance=obj.distance,
                                    salience=object_salience(obj), subject_ref=ref,
-                                   distance_words=words))
+                                   distance_words=words, robot_frame=limits.robot_frame))
             places += 1
     for obj in by_salience:
         if places >= limits.max_places:
@@ -333,7 +394,7 @@ def plan_caption(graph: SceneGraph, style: str, limits: PlanLimits,
         # says nothing.
         if (obj.class_name in mentioned and index.count(obj.class_name) == 1
                 and clearly_in_region(obj, graph.image_width, graph.image_height)
-                and not any(f.subject == obj.id for f in plan.facts)):
+                and not any(f.subject == obj.id for f in plan.of_kind(PLACE))):
             plan.facts.append(Fact(next_id(), PLACE, subject=obj.id, region=obj.region,
                                    salience=object_salience(obj), subject_ref=refs[obj.id]))
             places += 1

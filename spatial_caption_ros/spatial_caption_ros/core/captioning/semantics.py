@@ -27,6 +27,8 @@ from spatial_caption_ros.core.scene_graph.knowledge import KnowledgeBase
 from spatial_caption_ros.core.types import CONVERSE, Relation, SceneGraph, SceneObject, SYMMETRIC
 
 NEAREST_MIN_GAP = 0.05
+# Robot-frame distances ("12 m ahead, 2 m to the left"): camera optical frame, z ahead, x right.
+AHEAD, LEFT, RIGHT = 'ahead', 'left', 'right'
 
 
 def distance_agrees(said: StatedDistance, metres: float) -> bool:
@@ -62,6 +64,7 @@ class Claim:
     supported: bool = False
     reason: str = ''
     place: str = ''                # scene: "looks like a <place>"
+    axis: str = ''                 # distance in the robot frame: ahead | left | right; '' range
 
 
 class GraphIndex:
@@ -105,11 +108,12 @@ class GraphIndex:
             return math.dist(oa.position, ob.position)
         return math.nan
 
-    def camera_distance(self, obj_id: int) -> float:
+    def camera_distance(self, obj_id: int, axis: str = '') -> float:
+        """Metres from the camera ('' axis), ahead, or to the left / right (nan: other side)."""
         obj = self.by_id.get(obj_id)
         if obj is None or not obj.depth_metric:
             return math.nan
-        return obj.distance
+        return axis_distance(obj.distance, obj.position, axis)
 
     def in_region(self, obj_id: int, cell: tuple[int | None, int | None]) -> bool:
         obj = self.by_id.get(obj_id)
@@ -171,9 +175,9 @@ class GraphIndex:
         if claim.kind == 'distance':
             if s.mode not in ('unique', 'exists'):
                 return False, 'ambiguous_reference'
-            actual = [self.camera_distance(o.id) for o in subjects]
+            actual = [self.camera_distance(o.id, claim.axis) for o in subjects]
             if not any(math.isfinite(a) for a in actual):
-                return False, 'no_metric_distance'
+                return False, 'wrong_side' if claim.axis in (LEFT, RIGHT) else 'no_metric_distance'
             # "the bus is 12 m away": that bus; "a car is 12 m away": at least one car
             return any(distance_agrees(claim.distance, a) for a in actual), 'wrong_distance'
         if claim.kind == 'nearest':
@@ -219,6 +223,23 @@ class GraphIndex:
             if reason in reasons:
                 return ok, reason
         return ok, 'relation_not_in_graph'
+
+
+def axis_distance(distance: float, position: tuple | None, axis: str) -> float:
+    """The range ('' axis) or a robot-frame part of a camera-frame position.
+
+    nan when the position is unknown or lies on the other side than `axis` says.
+    """
+    if not axis:
+        return distance
+    if position is None:
+        return math.nan
+    x, z = position[0], position[2]
+    if axis == AHEAD:
+        return z
+    if (axis == LEFT and x < 0) or (axis == RIGHT and x > 0):
+        return abs(x)
+    return math.nan
 
 
 def nearest(objects: list[SceneObject]) -> SceneObject | None:

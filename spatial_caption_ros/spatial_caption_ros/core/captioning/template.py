@@ -16,7 +16,7 @@ from itertools import permutations
 from spatial_caption_ros.core.captioning.language import (
     article, capitalise, counted, join_list, region_phrase, WRITTEN_PREDICATES)
 from spatial_caption_ros.core.captioning.plan import (
-    ContentPlan, COUNT, DISTANCE, Fact, NEAREST, PLACE, RELATION, SCENE)
+    ContentPlan, COUNT, DISTANCE, Fact, PLACE, RELATION, SCENE)
 from spatial_caption_ros.core.types import (
     CONTAINS, CONVERSE, NEAR, NEXT_TO, OVERLAPPING, STYLE_DETAILED, SYMMETRIC)
 
@@ -55,15 +55,10 @@ def clause_options(fact: Fact) -> list[str]:
     s, o = fact.subject_ref, fact.object_ref
     if fact.kind == PLACE:
         return [f'{s} is {region_phrase(fact.region)}']
-    if fact.kind == NEAREST:
-        if s.startswith('the nearest '):      # not "the nearest car is nearest to the camera"
-            noun = s[len('the nearest '):]
-            bases = [f'the nearest object is {article(noun)} {noun}']
-        else:
-            bases = [f'{s} is nearest to the camera', f'the nearest object is {s}']
-        return [b + x for x in _distance_suffixes(fact.distance_words, 'away') for b in bases]
     if fact.kind == DISTANCE:
         d = fact.distance_words
+        if fact.robot_frame:
+            return [f'{s} is {d}']
         return [f'{s} is {d} away', f'{s} is {d} from the camera']
     if fact.kind == SCENE:
         place = f'{article(fact.class_name)} {fact.class_name}'

@@ -33,7 +33,7 @@ from spatial_caption_ros.core.captioning.context import PLACES
 from spatial_caption_ros.core.captioning.language import (
     capitalise, HEDGES, NounLexicon, parse_number, PREDICATE_PHRASES, REGION_PHRASE_CELLS,
     SEVERAL_MIN, stated, StatedDistance, TOKEN, UNIT_WORDS, VERB_PREDICATES)
-from spatial_caption_ros.core.captioning.semantics import Claim, GraphIndex, NounPhrase
+from spatial_caption_ros.core.captioning.semantics import AHEAD, Claim, GraphIndex, NounPhrase
 from spatial_caption_ros.core.scene_graph.knowledge import KnowledgeBase
 from spatial_caption_ros.core.types import NEAR, NEXT_TO, SceneGraph
 
@@ -367,6 +367,16 @@ class CaptionVerifier:
                 d, k = _distance(w, j + 1)
                 if d is not None and (w[k:] == ['away'] or w[k:] == ['from', 'the', 'camera']):
                     return [Claim('distance', text, subject=s, distance=d)]
+                # robot frame: "A is about 12 m ahead[, 2 to 3 m to the left]"
+                if d is not None and w[k:k + 1] == ['ahead']:
+                    claims = [Claim('distance', text, subject=s, distance=d, axis=AHEAD)]
+                    if k + 1 == len(w):
+                        return claims
+                    side, m = _distance(w, k + 2) if w[k + 1] == ',' else (None, k)
+                    if side is not None and w[m:m + 2] == ['to', 'the'] and w[m + 2:] in (
+                            ['left'], ['right']):
+                        return claims + [Claim('distance', text, subject=s, distance=side,
+                                               axis=w[m + 2])]
         return None
 
     def _nps(self, w: list[str], i: int) -> list[tuple[NounPhrase, int]]:

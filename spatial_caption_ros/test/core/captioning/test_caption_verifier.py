@@ -181,14 +181,41 @@ def test_plan_uses_salience_and_falls_back_when_zero():
     assert refs == {0: 'the bus', 1: 'the person on the left'}
 
 
-def test_short_plan_states_nearest_with_distance_and_one_relation():
-    plan = plan_caption(street(), 'short', limits_for('short', 1, 4))
+def test_short_plan_states_the_best_known_distance_and_one_relation():
+    graph = street()
+    plan = plan_caption(graph, 'short', limits_for('short', 1, 4))
     kinds = [f.kind for f in plan.facts]
-    assert kinds == ['count', 'count', 'nearest', 'relation']
-    assert plan.facts[2].subject_ref == 'the person on the left'
-    assert plan.facts[2].distance == pytest.approx(5.83, abs=0.01)
+    assert kinds == ['count', 'count', 'distance', 'relation']
+    # street: 0.2 m sigma each; two sigma is within 10 % for every object, so the uniquely
+    # named one the graph knows best relatively goes first: the bus (0.2 / 10), not the person
+    # on the left (0.2 / 5)
+    assert plan.facts[2].subject_ref == 'the bus'
+    assert plan.facts[2].distance == pytest.approx(10.0)
     text = realise(plan)
-    assert text.count('.') - text.count(' m') == 1       # one sentence (decimal points aside)
+    assert text.endswith('.') and '. ' not in text       # one sentence
+    # a less precise bus: the person on the left is now known best
+    graph.objects[0].depth_uncertainty = 0.9
+    fact = plan_caption(graph, 'short', limits_for('short', 1, 4)).of_kind('distance')[0]
+    assert fact.subject_ref == 'the person on the left'
+    # only imprecise named objects: an unnamed one known to "about" beats them
+    graph.objects[1].depth_uncertainty = 0.5
+    fact = plan_caption(graph, 'short', limits_for('short', 1, 4)).of_kind('distance')[0]
+    assert fact.subject_ref == 'a person' and fact.subject == 3
+    assert CaptionVerifier(graph).verify(realise(plan_caption(
+        graph, 'short', limits_for('short', 1, 4)))).ok
+    # beyond the "about" tier the relative sigma alone decides: a named bus known to +-30 %
+    # loses to an unnamed person known to +-16 %; an object without metric depth (the person
+    # on the left) does not keep the others' distances out of the caption
+    graph = street()
+    graph.depth_metric = False
+    graph.objects[1].depth_metric = False
+    graph.objects[0].depth_uncertainty = 1.5
+    graph.objects[3].depth_uncertainty = 1.0
+    graph.objects[2].depth_uncertainty = 2.0
+    plan = plan_caption(graph, 'short', limits_for('short', 1, 4))
+    fact = plan.of_kind('distance')[0]
+    assert (fact.subject, fact.subject_ref) == (3, 'a person'), plan.facts
+    assert CaptionVerifier(graph).verify(realise(plan)).ok
 
 
 def _random_graph(rng: random.Random, n: int) -> SceneGraph:
@@ -241,7 +268,7 @@ def test_facts_grammar_offers_only_planned_wordings():
     assert grammar.startswith('root ::= " " counts')
     texts = grammar_texts(grammar)
     assert 'There is a bus and three people' in texts
-    assert any('5.8 m away' in t for t in texts) and any('5.8 m apart' in t for t in texts)
+    assert any('10 m away' in t for t in texts) and any('5.8 m apart' in t for t in texts)
     assert not any('dog' in t for t in texts)
     vocab = vocabulary_grammar(street(), 'short')
     assert '"the bus"' in vocab and 'distance ::=' in vocab
@@ -319,6 +346,18 @@ def test_external_judgement_and_chair():
     assert (judged[0].decided, judged[0].true) == (True, False)
     lexicon = NounLexicon({'bus', 'person'})
     assert chair('A bus, two men and a dog; the dog is near the bus.', gt, lexicon) == (3, 1)
+    # "the nearest person": nearest among the labelled people (not among every object)
+    gt_objects[1].depth = 5.0
+    judged = judge_caption('The nearest person is about 5.8 m away.', graph, gt)
+    assert [(j.kind, j.decided, j.true) for j in judged] == [
+        ('nearest', True, True), ('distance', True, True)]
+    gt_objects[0].depth = 2.0                    # a nearer bus does not make it false
+    assert judge_caption('The nearest person is about 5.8 m away.', graph, gt)[0].true
+    gt_objects[2].depth = 3.0                    # labels: another person is clearly nearer
+    judged = judge_caption('The nearest person is about 5.8 m away.', graph, gt)
+    assert (judged[0].kind, judged[0].decided, judged[0].true) == ('nearest', True, False)
+    gt_objects[2].depth = 5.2                    # not clearly ordered: undecided
+    assert not judge_caption('The nearest person is about 5.8 m away.', graph, gt)[0].decided
 
 
 def test_unusual_class_names_from_other_detectors_still_verify():
@@ -370,7 +409,7 @@ def test_captions_describe_the_confident_part_of_the_graph():
     assert confident_view(graph, 0.0) is graph
 
 
-def test_nearest_of_a_class_is_not_stated_as_a_tautology():
+def test_superlatives_are_only_said_within_a_class():
     graph = street()
     for o in graph.objects[2:]:
         o.region = 'left'                     # no grid cell tells the people apart any more
@@ -379,17 +418,19 @@ def test_nearest_of_a_class_is_not_stated_as_a_tautology():
     refs = referring_expressions(graph)
     assert refs[1] == 'the nearest person'
     plan = plan_caption(graph, 'short', limits_for('short', 1, 4))
-    nearest_fact = plan.of_kind('nearest')[0]
-    options = clause_options(nearest_fact)
-    assert options[0] == 'the nearest object is a person (about 5.8 m away)'
-    assert all(CaptionVerifier(graph).verify(o + '.').ok for o in options)
+    assert not plan.of_kind('nearest')        # never "the nearest object is a person"
+    text = realise(plan)
+    assert 'nearest object' not in text and CaptionVerifier(graph).verify(text).ok, text
+    # the verifier still decides a class superlative, true and false
+    assert verdict('The nearest person is about 5.8 m away.', graph) == (True, '')
+    assert not verdict('The nearest person is about 12 m away.', graph)[0]
 
 
 @pytest.mark.parametrize('sigma, assumed, words', [
-    (0.03, False, 'about 5.8 m away'),       # 2 sigma within 10 %: "about"
-    (0.15, False, '4 to 8 m away'),          # 5.83 +- 1.75, rounded outwards
+    (0.03, False, 'about 10 m away'),        # 2 sigma within 10 %: "about"
+    (0.15, False, '7 to 13 m away'),         # 10 +- 3, rounded outwards
     (0.30, False, None),                     # 2 sigma beyond 50 %: no number
-    (0.03, True, 'roughly 6 m away'),        # assumed intrinsics: the scale is a guess
+    (0.03, True, 'roughly 10 m away'),       # assumed intrinsics: the scale is a guess
     (0.30, True, None),
 ])
 def test_distances_are_written_only_as_precisely_as_the_graph_knows_them(sigma, assumed, words):
@@ -398,7 +439,7 @@ def test_distances_are_written_only_as_precisely_as_the_graph_knows_them(sigma, 
     for o in graph.objects:
         o.depth_uncertainty = sigma * o.depth
     text = realise(plan_caption(graph, 'detailed', limits_for('detailed', 1, 6)))
-    assert 'nearest' in text and CaptionVerifier(graph).verify(text).ok, text
+    assert CaptionVerifier(graph).verify(text).ok, text
     if words is None:
         assert ' m ' not in text and ' m)' not in text
     else:
@@ -407,9 +448,9 @@ def test_distances_are_written_only_as_precisely_as_the_graph_knows_them(sigma, 
 
 def test_every_metric_caption_states_a_distance_and_counts_say_when_unsure():
     graph = street()
-    graph.objects[0].depth = 5.1             # the bus and the left person tie: no "nearest"
+    for o in graph.objects:                  # no distance known to "about": ranges only
+        o.depth_uncertainty = 0.12 * o.depth
     plan = plan_caption(graph, 'short', limits_for('short', 1, 4))
-    assert not plan.of_kind('nearest')
     distance = plan.of_kind('distance')
     assert distance and distance[0].distance_words, plan.facts
     text = realise(plan)
@@ -467,15 +508,62 @@ def test_scene_context_is_an_inference_kept_apart_in_json():
     assert bus['ahead_m'] == 10.0 and bus['right_m'] == 0.0 and bus['bearing_deg'] == 0.0
 
 
-def test_nearest_is_only_claimed_against_every_detection():
+def test_nearest_of_a_class_is_only_claimed_against_every_detection_of_it():
     from spatial_caption_ros.core.captioning.plan import confident_view
     graph = street()
-    graph.objects[1].confidence = 0.3            # the nearest person is a weak detection
+    for o in graph.objects[1:]:
+        o.region = 'right'                       # "the nearest person" is the only name left
+    refs = referring_expressions(graph)
+    assert refs[1] == 'the nearest person'
+    weak = replace(graph.objects[3], id=4, depth=3.0, confidence=0.3)
+    graph.objects.append(weak)                   # a weak person detection is nearer
     view = confident_view(graph, 0.5)
-    limits = limits_for('short', 1, 4)
-    assert plan_caption(view, 'short', limits).of_kind('nearest')[0].subject == 0   # the bus
-    assert not plan_caption(view, 'short', limits, graph.objects).of_kind('nearest')
-    graph.objects[0].confidence = 0.99
-    lone = confident_view(graph, 0.95)
-    assert [o.id for o in lone.objects] == [0]
-    assert not plan_caption(lone, 'short', limits, lone.objects).of_kind('nearest')
+    assert referring_expressions(view)[1] == 'the nearest person'
+    assert 1 not in referring_expressions(view, None, graph.objects)
+    text = realise(plan_caption(view, 'short', limits_for('short', 1, 4), graph.objects))
+    assert 'nearest' not in text and CaptionVerifier(view).verify(text).ok, text
+
+
+@pytest.mark.parametrize('text, ok', [
+    ('The bus is about 10 m ahead.', True),                      # z = 10
+    ('The person on the left is about 5 m ahead, about 3 m to the left.', True),
+    ('The person on the left is 4.5 to 5.5 m ahead, 2.7 to 3.3 m to the left.', True),   # edges
+    ('The person on the left is about 5 m ahead, about 3 m to the right.', False),  # wrong side
+    ('The person on the left is about 5 m ahead, about 4 m to the left.', False),   # 4 +- 0.4
+    ('The bus is about 12 m ahead.', False),                     # 12 +- 1.2 misses 10
+    ('A person is 12 to 13 m ahead, 3 to 4 m to the right.', True),    # at least one person
+])
+def test_robot_frame_distances_are_verified(text, ok):
+    result = CaptionVerifier(street()).verify(text)
+    assert result.ok == ok, result.failures()
+    assert all(c.axis for c in result.claims if c.kind == 'distance')
+
+
+def test_robot_style_text_states_robot_frame_placement():
+    from dataclasses import replace as dc_replace
+    graph = street()
+    limits = dc_replace(limits_for('short', 1, 4), robot_frame=True)
+    plan = plan_caption(graph, 'short', limits)
+    fact = plan.of_kind('distance')[0]
+    assert fact.robot_frame and fact.distance_words == 'about 10 m ahead'   # straight ahead
+    graph.objects[0].position = (0.4, 0.0, 10.0)      # within 10 % of the part ahead: unsaid
+    assert plan_caption(graph, 'short', limits).of_kind('distance')[0].distance_words == (
+        'about 10 m ahead')
+    graph.objects[0].position = (-2.0, 0.0, 10.0)
+    text = realise(plan_caption(graph, 'short', limits))
+    assert 'the bus is about 10 m ahead, about 2 m to the left' in text, text
+    assert CaptionVerifier(graph).verify(text).ok
+    for option in clause_options(plan_caption(graph, 'short', limits).of_kind('distance')[0]):
+        assert CaptionVerifier(graph).verify(option + '.').ok, option
+    # the labels decide each part: z and x of the labelled centre
+    from spatial_caption_ros.core.captioning.evaluation import GroundTruth, judge_caption
+    gt_objects = [SceneObject(id=10 + o.id, class_name=o.class_name, class_id=-1,
+                              confidence=1.0, box=o.box, region=o.region, depth=o.depth,
+                              depth_metric=True, position=o.position, distance=o.distance)
+                  for o in graph.objects]
+    gt = GroundTruth(gt_objects, {'bus', 'person'}, None, has_depth=True)
+    judged = judge_caption('The bus is about 10 m ahead, about 2 m to the left.', graph, gt)
+    assert [(j.kind, j.decided, j.true) for j in judged] == [('distance', True, True)] * 2
+    gt_objects[0].position = (2.0, 0.0, 10.0)               # labelled on the right
+    judged = judge_caption('The bus is about 10 m ahead, about 2 m to the left.', graph, gt)
+    assert [(j.decided, j.true) for j in judged] == [(True, True), (True, False)]
