@@ -30,15 +30,17 @@ import sys
 import time
 from typing import Any
 
-from spatial_caption_ros.params_file import load_params
+from spatial_caption_ros.params_file import apply_sets, load_params, stage_values
 from spatial_caption_ros.core.captioning.captioner import CaptionConfig, Captioner
 from spatial_caption_ros.core.captioning.evaluation import chair, judge_caption
 from spatial_caption_ros.core.captioning.language import NounLexicon
+from spatial_caption_ros.core.errors import SpatialCaptionError
 from spatial_caption_ros.core.evaluation.dataset import load_items
 from spatial_caption_ros.core.evaluation.ground_truth import caption_ground_truth
 from spatial_caption_ros.core.evaluation.harness import EvalOptions, Harness
 from spatial_caption_ros.core.perception.models import repository_root
 from spatial_caption_ros.core.runtime.monitoring import percentile
+from spatial_caption_ros.core.runtime.outputs import make_output_folder
 from spatial_caption_ros.core.params import build_config, CONFIGURE, param_fields
 from spatial_caption_ros.core.perception.pipeline import PerceptionConfig
 from spatial_caption_ros.core.scene_graph.builder import SceneGraphConfig
@@ -62,12 +64,6 @@ DEFAULT_RUNS = ('template/short', 'llm/short', 'smollm2/short', 'llm/detailed', 
                 'llm-vocabulary/short', 'llm-free/short')
 
 
-def _section(params: dict, node: str, cls: type) -> dict[str, Any]:
-    values = (params.get(node) or {}).get('ros__parameters') or {}
-    known = {f.name for f, _ in param_fields(cls)}
-    return {k: v for k, v in values.items() if k in known}
-
-
 def default_eval_dir() -> Path | None:
     root = repository_root()
     return root.parent / 'shared' / 'eval' if root is not None else None
@@ -80,12 +76,12 @@ def build_graphs(eval_dir: Path, params: dict, model_dir: str | None, limit: int
     The loop, the readers and the ground truth are the evaluation package's (the same as
     `make eval`): core/evaluation/harness.py, dataset.py, ground_truth.py.
     """
-    pconf = _section(params, 'perception', PerceptionConfig)
+    pconf = stage_values(params, 'perception', PerceptionConfig)
     if model_dir:
         pconf['model_dir'] = model_dir
     harness = Harness(build_config(PerceptionConfig, pconf),
                       build_config(SceneGraphConfig,
-                                   _section(params, 'scene_graph', SceneGraphConfig)),
+                                   stage_values(params, 'scene_graph', SceneGraphConfig)),
                       EvalOptions(eval_dir))
     items = load_items(eval_dir)[:limit or None]
     out = []
@@ -239,6 +235,19 @@ def table(results: list[dict]) -> str:
     return '\n'.join(lines)
 
 
+def _check_args(args: argparse.Namespace, eval_dir: Path) -> str:
+    """Why these arguments cannot run (one line), or ''."""
+    if not (eval_dir / 'index.jsonl').is_file():
+        where = str(eval_dir) if str(eval_dir) not in ('', '.') else '(../shared/eval is not there)'
+        return f'--eval-dir {where}: no index.jsonl'
+    if args.limit < 0:
+        return f'--limit {args.limit}: must be 0 (every image) or more'
+    unknown = [r for r in args.runs.split(',') if r not in RUNS]
+    if unknown:
+        return f'--runs: unknown {", ".join(unknown)}; known: {", ".join(RUNS)}'
+    return ''
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog='spatial-caption-eval-captions',
                                 description=__doc__.split('\n\n')[0])
@@ -249,10 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--runs', default=','.join(DEFAULT_RUNS),
                    help=f'comma-separated runs out of: {", ".join(RUNS)}')
     p.add_argument('--set', action='append', default=[], metavar='PARAM=VALUE',
-                   help='caption parameter for every run, e.g. n_threads=1 (YAML value)')
+                   help='caption parameter for every run, e.g. n_threads=1 or caption.n_threads=1 '
+                        '(YAML value, checked)')
     p.add_argument('--pipeline-set', action='append', default=[], metavar='NODE.PARAM=VALUE',
                    help='perception or scene_graph parameter, e.g. perception.depth_source='
-                        'geometric (YAML value)')
+                        'geometric (YAML value, checked)')
     p.add_argument('--limit', type=int, default=0, help='only the first N images')
     p.add_argument('--no-coco-metrics', action='store_true', help='skip pycocoevalcap (java)')
     p.add_argument('--output', default='output/caption_eval.json', help='JSON results file')
@@ -260,27 +270,28 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
     eval_dir = Path(args.eval_dir)
-    if not (eval_dir / 'index.jsonl').is_file():
-        raise SystemExit(f'{eval_dir} has no index.jsonl')
-    import yaml
-    params = load_params(args.config)
-    base = _section(params, 'caption', CaptionConfig)
-    for item in args.set:
-        key, _, value = item.partition('=')
-        base[key] = yaml.safe_load(value)
-    for item in args.pipeline_set:
-        key, _, value = item.partition('=')
-        node, _, name = key.partition('.')
-        if node not in ('perception', 'scene_graph') or not name:
-            raise SystemExit(f'--pipeline-set {item!r}: expected perception.X=V or '
-                             f'scene_graph.X=V')
-        params.setdefault(node, {}).setdefault('ros__parameters', {})[name] = yaml.safe_load(
-            value)
-    frames = build_graphs(eval_dir, params, args.model_dir, args.limit, log)
+    problem = _check_args(args, eval_dir)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    try:        # every override checked (names, types, ranges) before minutes of work
+        params = apply_sets(load_params(args.config), args.set, nodes=('caption',),
+                            default_node='caption')
+        params = apply_sets(params, args.pipeline_set, nodes=('perception', 'scene_graph'))
+        base = stage_values(params, 'caption', CaptionConfig)
+        build_config(CaptionConfig, base)
+        make_output_folder(Path(args.output).parent)
+    except SpatialCaptionError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    try:
+        frames = build_graphs(eval_dir, params, args.model_dir, args.limit, log)
+    except SpatialCaptionError as exc:
+        print(f'cannot build the scene graphs: {exc}', file=sys.stderr)
+        return 2
     refs = coco_references(frames)
     results: list[dict] = []
     out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
 
     def save() -> None:
         summary = {
