@@ -238,7 +238,7 @@ def table(results: list[dict]) -> str:
 def _check_args(args: argparse.Namespace, eval_dir: Path) -> str:
     """Why these arguments cannot run (one line), or ''."""
     if not (eval_dir / 'index.jsonl').is_file():
-        where = str(eval_dir) if str(eval_dir) not in ('', '.') else '(../shared/eval is not there)'
+        where = str(eval_dir) if str(eval_dir) not in ('', '.') else '(no ../shared/eval)'
         return f'--eval-dir {where}: no index.jsonl'
     if args.limit < 0:
         return f'--limit {args.limit}: must be 0 (every image) or more'
