@@ -55,6 +55,9 @@ LATERAL_MIN = 0.1
 # From this many objects of a class on, a count is "several": detectors miss occluded members of
 # groups and crowds, so an exact number would be a guess.
 CROWD_MIN = 5
+# A less confident detection overlapping a captioned one of its class this much (box IoU) is the
+# same object detected twice, not a doubt about the count (the usual NMS overlap threshold).
+DUPLICATE_IOU = 0.5
 # Predicates by how much they tell beyond the placements (lower first): support and containment,
 # then contact and depth order, then image directions.
 _PREDICATE_RANK = {ON: 0, INSIDE: 0, CONTAINS: 0, NEXT_TO: 1, IN_FRONT_OF: 2, BEHIND: 2}
@@ -263,15 +266,20 @@ def count_quantifier(cls: str, objs: list[SceneObject], every_object: list[Scene
                      width: int, height: int) -> str:
     """'' when the detector is sure of the count of `cls`, else 'at least' or 'several'.
 
-    Unsure: less confident detections of the class exist beyond the captioned view, an object
-    of the class is cut by the image border (more may be out of view), or the class forms a
-    group of CROWD_MIN or more (occluded members are missed).
+    Unsure: a less confident detection of the class exists beyond the captioned view that is not
+    the same object seen twice (box IoU >= DUPLICATE_IOU with a captioned one), a group of two or
+    more reaches the image border (members there may show only as slivers the detector misses),
+    or the class forms a group of CROWD_MIN or more (occluded members are missed). One object
+    cut by the border is still one object in the image: "a zebra", not "at least one zebra".
     """
     if len(objs) >= CROWD_MIN:
         return SEVERAL
     ids = {o.id for o in objs}
-    unsure_detections = any(o.class_name == cls and o.id not in ids for o in every_object)
-    cut = width > 0 and height > 0 and any(any(truncation(o.box, width, height)) for o in objs)
+    unsure_detections = any(
+        o.class_name == cls and o.id not in ids
+        and all(o.box.iou(c.box) < DUPLICATE_IOU for c in objs) for o in every_object)
+    cut = len(objs) >= 2 and width > 0 and height > 0 and any(
+        any(truncation(o.box, width, height)) for o in objs)
     return AT_LEAST if unsure_detections or cut else ''
 
 
