@@ -2,8 +2,12 @@
 
 The knowledge base says where objects of a class are usually found (ConceptNet's AtLocation:
 oven -> kitchen, toilet -> bathroom, traffic light -> street). A place is inferred when at least
-MIN_SUPPORT different detected classes are found there and no other place has as many: an oven
-alone does not make a kitchen, an oven and a refrigerator do. It is stated as an inference
+MIN_SUPPORT different detected classes are found there, no other place has as many, and one of
+them is an ANCHOR of the place: an object too big to be carried around (the knowledge's size
+prior at least ANCHOR_MIN_SIZE) that is typical of this place only. An oven alone does not make
+a kitchen, an oven and a refrigerator do; a fork and broccoli do not (food and cutlery travel:
+lunch boxes, picnics, restaurants), nor does a dining table with bowls (kitchen or dining room?
+a patio table too). It is stated as an inference
 ("looks like"), and the verifier checks the same condition against the graph's classes, so the
 claim is exactly "these objects are typical of a kitchen", never "this is a kitchen".
 """
@@ -15,6 +19,10 @@ from collections.abc import Iterable
 from spatial_caption_ros.core.scene_graph.knowledge import KnowledgeBase
 
 MIN_SUPPORT = 2
+# Objects whose typical largest side (knowledge size prior) is at least this are furniture,
+# appliances, vehicles: they stay where they belong, so they can anchor a place; smaller ones
+# (cups, forks, food, laptops) are carried from place to place.
+ANCHOR_MIN_SIZE = 0.5
 # Places a caption may name: rooms and outdoor scenes that a set of objects characterises. Other
 # AtLocation values (table, sky, hand of a person) are where one object is, not a scene.
 PLACES = ('kitchen', 'bathroom', 'bedroom', 'living room', 'dining room', 'office', 'street',
@@ -53,16 +61,27 @@ def support(class_names: Iterable[str], knowledge: KnowledgeBase) -> dict[str, s
     return out
 
 
+def is_anchor(class_name: str, place: str, knowledge: KnowledgeBase) -> bool:
+    """Objects of this class are big (not carried around) and typical of `place` only."""
+    prior = knowledge.size_prior(class_name)
+    big = prior is not None and max(prior.height, prior.width, prior.length) >= ANCHOR_MIN_SIZE
+    return big and places_of(class_name, knowledge) == {place}
+
+
 def infer_place(class_names: Iterable[str],
                 knowledge: KnowledgeBase) -> tuple[str, list[str]] | None:
-    """(place, supporting classes) when one place has the most support, at least MIN_SUPPORT."""
+    """(place, supporting classes) when one place has the most support, at least MIN_SUPPORT
+    classes, one of them an anchor of the place."""
     found = support(class_names, knowledge)
     ranked = sorted(found.items(), key=lambda kv: -len(kv[1]))
     if not ranked or len(ranked[0][1]) < MIN_SUPPORT:
         return None
     if len(ranked) > 1 and len(ranked[1][1]) == len(ranked[0][1]):
         return None                         # two places fit as well: say neither
-    return ranked[0][0], sorted(ranked[0][1])
+    place, classes = ranked[0]
+    if not any(is_anchor(c, place, knowledge) for c in classes):
+        return None                         # only portable things: they travel
+    return place, sorted(classes)
 
 
 def place_supported(place: str, class_names: Iterable[str], knowledge: KnowledgeBase) -> bool:

@@ -507,6 +507,19 @@ def test_scene_context_is_an_inference_kept_apart_in_json():
     assert infer_place(['bus', 'person'], knowledge) == ('street', ['bus', 'person'])
     assert infer_place(['oven', 'refrigerator', 'person'], knowledge)[0] == 'kitchen'
     assert infer_place(['oven'], knowledge) is None             # one object makes no kitchen
+    # portable things travel (a lunch box with broccoli and a fork is no kitchen), and a table
+    # with bowls may be a kitchen, a dining room or a patio: a place needs an anchor, a big
+    # object typical of that place only
+    assert infer_place(['broccoli', 'fork', 'sandwich'], knowledge) is None
+    assert infer_place(['dining table', 'bowl', 'fork', 'chair'], knowledge) is None
+    assert infer_place(['oven', 'bowl', 'fork'], knowledge) == ('kitchen', ['bowl', 'fork',
+                                                                            'oven'])
+    lunch = street()
+    for o, cls in zip(lunch.objects, ('broccoli', 'fork', 'sandwich', 'carrot')):
+        o.class_name = cls
+    assert not CaptionVerifier(lunch).verify('It looks like a kitchen.').ok
+    lunch.objects[0].class_name = 'refrigerator'
+    assert CaptionVerifier(lunch).verify('It looks like a kitchen.').ok
     graph = street()
     plan = plan_caption(graph, 'short', limits_for('short', 1, 4), knowledge=knowledge)
     text = realise(plan)
