@@ -70,8 +70,10 @@ def is_anchor(class_name: str, place: str, knowledge: KnowledgeBase) -> bool:
 
 def infer_place(class_names: Iterable[str],
                 knowledge: KnowledgeBase) -> tuple[str, list[str]] | None:
-    """(place, supporting classes) when one place has the most support, at least MIN_SUPPORT
-    classes, one of them an anchor of the place."""
+    """(place, supporting classes) when one place is best supported, anchor included.
+
+    At least MIN_SUPPORT classes, more than any other place has, one of them an anchor.
+    """
     found = support(class_names, knowledge)
     ranked = sorted(found.items(), key=lambda kv: -len(kv[1]))
     if not ranked or len(ranked[0][1]) < MIN_SUPPORT:

@@ -17,7 +17,8 @@ is judged against the image's ground truth where the labels can decide it:
   relation clause): the labelled KITTI 3D centre within the precision the caption states (the
   verifier's rule, semantics.py), and apart from that the relative error of the number said (a
   range: its middle) for the +-25 % criterion of SpatialRGPT-Bench; robot-frame distances ("12 m
-  ahead, 2 m to the left") against the labelled centre's z and x (the other side: false);
+  ahead, 2 m to the left") against the labelled centre's z and x (the other side: false); a gap
+  in depth ("3 to 6 m behind B") against the labelled centres' z difference;
 - regions: the matched ground-truth box centre's 3x3 cell;
 - counts (not spatial; reported apart): the number of ground-truth instances of the class
   (COCO, when the class has no crowd annotation; KITTI labels skip far objects: undecidable);
@@ -143,6 +144,8 @@ def _judge_distance(claim: Claim, verifier: CaptionVerifier, gt: GroundTruth) ->
     if len(pairs) != 1:
         return verdict(None)
     ga, gb = _match(pairs[0][0], gt), _match(pairs[0][1], gt)
+    if claim.depth_gap and ga is not None and gb is not None:
+        return verdict(abs(gb.depth - ga.depth))       # "3 m behind": the labelled z gap
     if ga is None or gb is None or ga.position is None or gb.position is None:
         return verdict(None)
     return verdict(math.dist(ga.position, gb.position))

@@ -84,6 +84,7 @@ class Fact:
     distance_words: str = ''        # how the distance is stated ("about 12 m"), '' for none
     support: tuple[str, ...] = ()   # scene: the classes the inference rests on
     robot_frame: bool = False       # distance: distance_words says "ahead[, ... to the left]"
+    depth_gap: bool = False         # relation: `distance` is the gap in depth ("3 m behind")
 
     def to_dict(self) -> dict:
         out = {'id': self.id, 'type': self.kind}
@@ -103,6 +104,8 @@ class Fact:
         if self.kind in (RELATION, DISTANCE):
             out['distance_m'] = round(self.distance, 2) if math.isfinite(self.distance) else None
             out['distance_stated'] = self.distance_words or None
+        if self.kind == RELATION and self.distance_words:
+            out['distance_between'] = 'depths' if self.depth_gap else 'centres'
         return out
 
 
@@ -445,6 +448,19 @@ def implied_by_cells(predicate: str, a: tuple | None, b: tuple | None) -> bool:
     return (b[axis] - a[axis]) * sign < 0
 
 
+def implied_by_superlative(predicate: str, subj: SceneObject, obj: SceneObject,
+                           subject_ref: str, object_ref: str) -> bool:
+    """A depth order between two objects of a class that "the nearest <class>" already says.
+
+    "the nearest car is in front of the car on the left": the superlative said it, and a
+    comparative beside it only repeats it.
+    """
+    if predicate not in (IN_FRONT_OF, BEHIND) or subj.class_name != obj.class_name:
+        return False
+    nearer = subject_ref if predicate == IN_FRONT_OF else object_ref
+    return nearer.startswith('the nearest ')
+
+
 def _plan_relations(plan: ContentPlan, graph: SceneGraph, index: GraphIndex,
                     refs: dict[int, str], mentioned: set[str], limits: PlanLimits,
                     next_id) -> None:
@@ -483,15 +499,20 @@ def _plan_relations(plan: ContentPlan, graph: SceneGraph, index: GraphIndex,
             subject_ref = f'{article(subj.class_name)} {subj.class_name}'
         elif implied_by_cells(predicate, cells.get(subj.id), cells.get(obj.id)):
             continue          # "the car on the left is left of the car on the right"
+        if implied_by_superlative(predicate, subj, obj, subject_ref, object_ref):
+            continue          # "the nearest car is in front of the car on the left"
         wording = (subject_ref, predicate, object_ref)
         if wording in chosen_wordings:
             continue          # "a person is right of the bus" twice says nothing new
         chosen_pairs.add(pair)
         chosen_wordings.add(wording)
-        metres = rel.distance if math.isfinite(rel.distance) else index.pair_distance(
-            subj.id, obj.id)
+        # Depth order is measured by the gap in depth ("the car is 3 to 6 m behind the
+        # person"): the distance between the centres would read as that gap and is not it.
+        gap = predicate in (IN_FRONT_OF, BEHIND)
+        metres = (index.depth_gap(subj.id, obj.id) if gap else rel.distance
+                  if math.isfinite(rel.distance) else index.pair_distance(subj.id, obj.id))
         plan.facts.append(Fact(
             next_id(), RELATION, subject=subj.id, predicate=predicate, object=obj.id,
             distance=metres, salience=relation_salience(rel, index),
-            subject_ref=subject_ref, object_ref=object_ref,
+            subject_ref=subject_ref, object_ref=object_ref, depth_gap=gap,
             distance_words=pair_distance_words(metres, subj, obj, plan.assumed)))

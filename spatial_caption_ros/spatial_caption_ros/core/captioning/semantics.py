@@ -6,6 +6,8 @@ claim (`NounPhrase`, `Claim`) is defined here: verify.py reads it from text, `Gr
 decides it. Tolerances:
 - distances: exactly the precision the caption states (language.stated): "5.8 m" within its last
   digit, "about 12 m" within 10 %, "8 to 10 m" within the range, "roughly 30 m" within 50 %;
+  between two objects, "3 to 6 m behind B" is the gap in depth, "(centres 3 m apart)" the
+  distance between the 3D centres;
 - counts: "three people" exactly three; "at least three people" three or more; "several
   people" at least three (language.SEVERAL_MIN);
 - scene context: "looks like a kitchen" when context.infer_place names that place for the
@@ -65,6 +67,8 @@ class Claim:
     reason: str = ''
     place: str = ''                # scene: "looks like a <place>"
     axis: str = ''                 # distance in the robot frame: ahead | left | right; '' range
+    depth_gap: bool = False        # relation: `distance` is the gap in depth ("3 m behind B"),
+    #                                else the distance between the centres ("centres 3 m apart")
 
 
 class GraphIndex:
@@ -107,6 +111,13 @@ class GraphIndex:
                 and ob.position is not None and oa.depth_metric and ob.depth_metric):
             return math.dist(oa.position, ob.position)
         return math.nan
+
+    def depth_gap(self, a: int, b: int) -> float:
+        """Metres between two objects along the optical axis (their metric depths)."""
+        oa, ob = self.by_id.get(a), self.by_id.get(b)
+        if oa is None or ob is None or not (oa.depth_metric and ob.depth_metric):
+            return math.nan
+        return abs(ob.depth - oa.depth)
 
     def camera_distance(self, obj_id: int, axis: str = '') -> float:
         """Metres from the camera ('' axis), ahead, or to the left / right (nan: other side)."""
@@ -204,7 +215,8 @@ class GraphIndex:
                 reasons.add('relation_not_in_graph')
                 return False
             if claim.distance is not None:
-                actual = self.pair_distance(a.id, b.id)
+                actual = (self.depth_gap(a.id, b.id) if claim.depth_gap
+                          else self.pair_distance(a.id, b.id))
                 if not math.isfinite(actual):
                     reasons.add('no_metric_distance')
                     return False

@@ -44,10 +44,11 @@ def count_options(facts: list[Fact], openers: tuple[str, ...] = COUNT_OPENERS) -
     return [count_clause(list(order), opener) for opener in openers for order in orders]
 
 
-def _distance_suffixes(words: str, word: str) -> list[str]:
+def _distance_suffixes(words: str) -> list[str]:
+    """'(centres about 6 m apart)': the distance between the objects' 3D centres."""
     if not words:
         return ['']
-    return [f' ({words} {word})', f', {words} {word}']
+    return [f' (centres {words} apart)', f', centres {words} apart']
 
 
 def clause_options(fact: Fact) -> list[str]:
@@ -67,6 +68,13 @@ def clause_options(fact: Fact) -> list[str]:
     if fact.kind != RELATION:
         raise ValueError(f'no clause for a {fact.kind} fact')
     p = fact.predicate
+    if fact.depth_gap and fact.distance_words:
+        # the gap in depth is part of the comparison: "the car is 3 to 6 m behind the person"
+        d = fact.distance_words
+        out = [f'{s} is {d} {w} {o}' for w in WRITTEN_PREDICATES[p]]
+        if not s.startswith(('a ', 'an ')):
+            out += [f'{o} is {d} {w} {s}' for w in WRITTEN_PREDICATES[CONVERSE[p]]]
+        return out
     bases = _relation_bases(s, p, o)
     converse = p if p in SYMMETRIC else CONVERSE.get(p)
     if converse is not None and not s.startswith(('a ', 'an ')):
@@ -75,7 +83,7 @@ def clause_options(fact: Fact) -> list[str]:
         bases += [f'{s} and {o} are {w} each other' for w in WRITTEN_PREDICATES[p]]
     if p == OVERLAPPING:
         bases.append(f'{s} and {o} overlap')
-    return [b + x for x in _distance_suffixes(fact.distance_words, 'apart') for b in bases]
+    return [b + x for x in _distance_suffixes(fact.distance_words) for b in bases]
 
 
 def _relation_bases(s: str, predicate: str, o: str) -> list[str]:

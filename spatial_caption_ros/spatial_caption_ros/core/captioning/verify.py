@@ -16,7 +16,9 @@ the verifier understands and every claim is true of the graph. Anything else fai
 - a placement whose 3x3 grid cell disagrees: "wrong_region";
 - a distance without metric depth in the graph: "no_metric_distance"; outside the precision the
   caption states ("5.8 m", "about 12 m", "8 to 10 m", "roughly 30 m"; semantics.py):
-  "wrong_distance"; a "nearest" the depths do not clearly decide: "wrong_nearest";
+  "wrong_distance" (between two objects: "3 to 6 m behind B" is the gap in depth, "(centres
+  3 m apart)" the distance between the centres); a "nearest" the depths do not clearly
+  decide: "wrong_nearest";
 - "looks like a <place>" that the objects do not suggest (context.py): "unsupported_place".
 
 Quantifiers: "the X" = the unique X; "the Xs"/"the three Xs" = all of them; "a X" = at least one
@@ -35,7 +37,7 @@ from spatial_caption_ros.core.captioning.language import (
     SEVERAL_MIN, stated, StatedDistance, TOKEN, UNIT_WORDS, VERB_PREDICATES)
 from spatial_caption_ros.core.captioning.semantics import AHEAD, Claim, GraphIndex, NounPhrase
 from spatial_caption_ros.core.scene_graph.knowledge import KnowledgeBase
-from spatial_caption_ros.core.types import NEAR, NEXT_TO, SceneGraph
+from spatial_caption_ros.core.types import BEHIND, IN_FRONT_OF, NEAR, NEXT_TO, SceneGraph
 
 _NEGATIONS = frozenset({'no', 'not', "n't", 'never', 'none', 'nothing', 'nobody', 'neither',
                         'nor', 'without', 'cannot', 'nowhere'})
@@ -288,8 +290,18 @@ class CaptionVerifier:
                         dist = _suffix_distance(w, m, 'apart')
                         if dist is not False:
                             return [self._relation_claim(text, s, pred, o, dist)]
-                # "A is 2.3 m from B"
+                # "A is 3 to 6 m behind B": the gap in depth
                 d, k = _distance(w, j + 1)
+                if d is not None:
+                    for pred, m in _phrases(w, k, PREDICATE_PHRASES):
+                        if pred not in (IN_FRONT_OF, BEHIND):
+                            continue
+                        for o, n in self._nps(w, m):
+                            if n == len(w):
+                                claim = self._relation_claim(text, s, pred, o, d)
+                                claim.depth_gap = True
+                                return [claim]
+                # "A is 2.3 m from B"
                 if d is not None and w[k:k + 1] == ['from'] and w[k + 1:k + 4] != list(
                         ('the', 'camera')):
                     for o, m in self._nps(w, k + 1):
@@ -474,13 +486,15 @@ def _distance(w: list[str], i: int) -> tuple[StatedDistance | None, int]:
 def _suffix_distance(w: list[str], i: int, word: str) -> StatedDistance | None | bool:
     """Read the end of a clause after its last noun phrase.
 
-    Returns None for nothing, the stated distance of '(2.3 m apart)' or ', about 2 m apart',
-    and False for anything else.
+    Returns None for nothing, the stated distance of '(centres 2.3 m apart)', ', centres about
+    2 m apart' (or without 'centres': the distance between the 3D centres either way), and
+    False for anything else.
     """
     if i == len(w):
         return None
     if w[i] in ('(', ','):
-        d, k = _distance(w, i + 1)
+        start = i + 2 if w[i + 1:i + 2] in (['centres'], ['centers']) else i + 1
+        d, k = _distance(w, start)
         if d is not None and w[k:k + 1] == [word]:
             k += 1
             if w[i] == '(' and w[k:k + 1] == [')']:

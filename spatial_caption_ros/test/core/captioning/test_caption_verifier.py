@@ -22,8 +22,8 @@ from spatial_caption_ros.core.captioning.semantics import Claim, GraphIndex, Nou
 from spatial_caption_ros.core.captioning.verify import CaptionVerifier, repair
 from spatial_caption_ros.core.scene_graph.builder import SceneGraphBuilder, SceneGraphConfig
 from spatial_caption_ros.core.types import (
-    BEHIND, BoundingBox, DetectionResult, FrameHeader, IN_FRONT_OF, LEFT_OF, OVERLAPPING, RIGHT_OF,
-    SceneGraph, SceneObject)
+    BEHIND, BoundingBox, DetectionResult, FrameHeader, IN_FRONT_OF, LEFT_OF, OVERLAPPING,
+    Relation, RIGHT_OF, SceneGraph, SceneObject)
 from support.scenes import scene_object as _obj, street
 
 
@@ -268,7 +268,7 @@ def test_facts_grammar_offers_only_planned_wordings():
     assert grammar.startswith('root ::= " " counts')
     texts = grammar_texts(grammar)
     assert 'There is a bus and three people' in texts
-    assert any('10 m away' in t for t in texts) and any('5.8 m apart' in t for t in texts)
+    assert any('10 m away' in t for t in texts) and any('4 to 6 m in front of' in t for t in texts)
     assert not any('dog' in t for t in texts)
     vocab = vocabulary_grammar(street(), 'short')
     assert '"the bus"' in vocab and 'distance ::=' in vocab
@@ -515,7 +515,7 @@ def test_scene_context_is_an_inference_kept_apart_in_json():
     assert infer_place(['oven', 'bowl', 'fork'], knowledge) == ('kitchen', ['bowl', 'fork',
                                                                             'oven'])
     lunch = street()
-    for o, cls in zip(lunch.objects, ('broccoli', 'fork', 'sandwich', 'carrot')):
+    for o, cls in zip(lunch.objects, ('broccoli', 'fork', 'sandwich', 'carrot'), strict=True):
         o.class_name = cls
     assert not CaptionVerifier(lunch).verify('It looks like a kitchen.').ok
     lunch.objects[0].class_name = 'refrigerator'
@@ -564,6 +564,51 @@ def test_robot_frame_distances_are_verified(text, ok):
     result = CaptionVerifier(street()).verify(text)
     assert result.ok == ok, result.failures()
     assert all(c.axis for c in result.claims if c.kind == 'distance')
+
+
+@pytest.mark.parametrize('text, reason', [
+    # street: the person on the left at depth 5, the bus at 10: a gap of 5 m in depth, 5.83 m
+    # between the centres
+    ('The person on the left is 4 to 6 m in front of the bus.', ''),
+    ('The bus is 5 to 7 m behind the person on the left.', ''),          # edge: 5 in the range
+    ('The bus is about 4.6 m farther from the camera than the person on the left.', ''),
+    ('The person on the left is 5.5 to 7 m in front of the bus.', 'wrong_distance'),  # edge
+    ('The bus is about 5.8 m behind the person on the left.', 'wrong_distance'),  # the centres'
+    ('The person on the left is 4 to 6 m behind the bus.', 'relation_not_in_graph'),
+    ('The person on the left is to the left of the bus (centres about 5.8 m apart).', ''),
+    ('The person on the left is to the left of the bus, centres 5.5 to 6 m apart.', ''),
+    ('The person on the left is to the left of the bus (centres about 5 m apart).',
+     'wrong_distance'),                                                   # 5 +- 0.5 misses 5.83
+])
+def test_depth_gaps_and_centre_distances_are_told_apart(text, reason):
+    ok, why = verdict(text)
+    assert (ok, why) == (reason == '', reason), why
+
+
+def test_a_superlative_is_not_repeated_by_a_depth_comparison():
+    from spatial_caption_ros.core.captioning.plan import implied_by_superlative
+    graph = street()
+    car, other = graph.objects[2], graph.objects[3]
+    assert implied_by_superlative(IN_FRONT_OF, car, other, 'the nearest person', 'a person')
+    assert implied_by_superlative(BEHIND, other, car, 'the person on the right',
+                                  'the nearest person')
+    assert not implied_by_superlative(IN_FRONT_OF, car, graph.objects[0],
+                                      'the nearest person', 'the bus')   # another class
+    assert not implied_by_superlative(LEFT_OF, car, other, 'the nearest person', 'a person')
+    # two people only depth tells apart (the nearest one is named by its depth) and one in the
+    # center: the caption does not add "the nearest person is in front of the person in the
+    # center"
+    graph.objects[1].region = 'right'
+    graph.objects[3].region = 'center'
+    graph.relations.append(Relation(1, IN_FRONT_OF, 3, distance=9.0))
+    plan = plan_caption(graph, 'detailed', limits_for('detailed', 1, 6))
+    text = realise(plan)
+    assert text.count('nearest') <= 1 + sum(f.kind == 'distance' for f in plan.facts), text
+    assert not any(f.kind == 'relation' and f.predicate in (IN_FRONT_OF, BEHIND)
+                   and 'nearest' in f.subject_ref + f.object_ref
+                   and graph.objects[f.subject].class_name == graph.objects[f.object].class_name
+                   for f in plan.facts), text
+    assert CaptionVerifier(graph).verify(text).ok, text
 
 
 def test_robot_style_text_states_robot_frame_placement():
