@@ -139,7 +139,7 @@ WRITTEN_PREDICATES: dict[str, tuple[str, ...]] = {
     NEXT_TO: ('next to', 'beside'),
     NEAR: ('near', 'close to'),
     OVERLAPPING: ('overlapping',),
-    INSIDE: ('inside',),
+    INSIDE: ('in', 'inside'),
     CONTAINS: (),                     # written with the verb: "<subject> contains <object>"
 
     IN_FRONT_OF: ('in front of', 'closer to the camera than'),

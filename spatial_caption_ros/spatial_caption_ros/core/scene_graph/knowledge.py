@@ -123,6 +123,16 @@ class KnowledgeBase:
         entry = self.lookup(class_name)
         return entry.facts if entry else ()
 
+    def found_in(self, class_name: str, container: str) -> bool:
+        """The knowledge says objects of `class_name` are found in or on a `container`.
+
+        An AtLocation fact naming the container's class, alone or as the last words ("fruit
+        bowl": in a bowl; "vase": flowers in a vase).
+        """
+        container = container.lower()
+        return any(rel == 'AtLocation' and (value == container or value.endswith(
+            ' ' + container)) for rel, value in self.facts(class_name))
+
     def affords(self, class_name: str, affordance: str) -> bool:
         """Whether objects of this class can `support` or `contain` other objects."""
         entry = self.lookup(class_name)

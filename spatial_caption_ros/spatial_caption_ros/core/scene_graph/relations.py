@@ -9,7 +9,8 @@ produced:
 - vertical:   above / below              (image plane; checked in 3D when both are metric)
 - depth:      in front of / behind       (only beyond the combined depth uncertainty)
 - contact:    inside | on | overlapping | next to | near   (the most specific one that holds;
-              "inside" and "on" only where depth confirms the contact)
+              "inside" and "on" only where depth confirms the contact; "inside" also for what
+              rises out of a container the knowledge says it is found in: flowers in a vase)
 
 so the graph never holds both "A left of B" and "B left of A", and symmetric facts (next to,
 near, overlapping) are stated once, subject = the smaller id. `resolve_conflicts` enforces the
@@ -102,6 +103,8 @@ class ObjectArrays:
     reach: np.ndarray          # (N,) half the larger horizontal size (prior, else measured), m
     supports: np.ndarray       # (N,) bool: things can be on it (knowledge)
     contains: np.ndarray       # (N,) bool: things can be inside it (knowledge)
+    class_names: tuple[str, ...] = ()
+    knowledge: KnowledgeBase | None = None
 
     @classmethod
     def build(cls, objects: Sequence[SceneObject], knowledge: KnowledgeBase | None,
@@ -135,7 +138,8 @@ class ObjectArrays:
         return cls(ids=np.array([o.id for o in objects], dtype=np.int64).reshape(n),
                    boxes=boxes, polygons=box_polygons(boxes), depth=depth, sigma=sigma,
                    metric=metric & np.isfinite(depth), position=position, radius=radius,
-                   height_m=height_m, reach=reach, supports=supports, contains=contains)
+                   height_m=height_m, reach=reach, supports=supports, contains=contains,
+                   class_names=tuple(o.class_name for o in objects), knowledge=knowledge)
 
 
 @dataclass
@@ -268,6 +272,14 @@ def relate(arrays: ObjectArrays, i: np.ndarray, j: np.ndarray,
             if len(k):
                 claimed[k] = True
                 out.append((k, inner[k], np.full(len(k), INSIDE), outer[k], frac[k]))
+        for inner, outer in ((i, j), (j, i)):
+            ok, conf = _rises_out_of(arrays, inner, outer, config)
+            ok &= ~claimed & _contact_depth_agrees(arrays, inner, outer, both_depth, separated,
+                                                   config)
+            k = np.flatnonzero(ok)
+            if len(k):
+                claimed[k] = True
+                out.append((k, inner[k], np.full(len(k), INSIDE), outer[k], conf[k]))
         for top, bottom in ((i, j), (j, i)):
             ok, conf = _on(arrays, top, bottom, config)
             ok &= ~claimed & _contact_depth_agrees(arrays, top, bottom, both_depth, separated,
@@ -383,6 +395,34 @@ def _on(arrays: ObjectArrays, top, bottom, config: RelationConfig):
         span = np.where(a[:, 3] < b[:, 1], tolerance, SUPPORT_BAND * hb)
         off = np.abs(a[:, 3] - b[:, 1])
         conf = 1.0 - 0.5 * np.clip(np.where(span > 0, off / span, 0.0), 0.0, 1.0)
+    return ok, conf
+
+
+def _rises_out_of(arrays: ObjectArrays, inner, outer, config: RelationConfig):
+    """Image and knowledge part of "A in B" for what sticks out of a container.
+
+    Flowers in a vase, fruit in a bowl: A's box reaches above B's, but A's bottom edge lies
+    within B's box (from `contact_tolerance` x A's height above B's top edge down to B's bottom
+    edge), the middle of A's bottom edge is over B, B can contain things, and the knowledge says
+    A is found in B (an AtLocation fact naming B's class: potted plant -> vase, apple -> fruit
+    bowl). The depth check is the caller's. Returns (holds, confidence): 1.0 when A's bottom
+    edge is at B's top edge (the rim), 0.5 at B's bottom edge.
+    """
+    a, b = arrays.boxes[inner], arrays.boxes[outer]
+    ha, hb = a[:, 3] - a[:, 1], b[:, 3] - b[:, 1]
+    foot_x = 0.5 * (a[:, 0] + a[:, 2])
+    ok = ((a[:, 3] >= b[:, 1] - config.contact_tolerance * ha) & (a[:, 3] <= b[:, 3])
+          & (a[:, 1] < b[:, 1]) & (foot_x >= b[:, 0]) & (foot_x <= b[:, 2]) & (ha > 0)
+          & (hb > 0) & arrays.contains[outer])
+    if arrays.knowledge is not None:
+        for k in np.flatnonzero(ok):
+            ok[k] = arrays.knowledge.found_in(arrays.class_names[inner[k]],
+                                              arrays.class_names[outer[k]])
+    else:
+        ok[:] = False
+    with np.errstate(divide='ignore', invalid='ignore'):
+        conf = 1.0 - 0.5 * np.clip(np.where(hb > 0, np.abs(a[:, 3] - b[:, 1]) / hb, 0.0),
+                                   0.0, 1.0)
     return ok, conf
 
 

@@ -585,6 +585,22 @@ def test_depth_gaps_and_centre_distances_are_told_apart(text, reason):
     assert (ok, why) == (reason == '', reason), why
 
 
+def test_a_plant_in_a_vase_is_said_to_be_in_it():
+    from spatial_caption_ros.core.scene_graph.relations import relate_pair
+    graph = street(metric=False)
+    graph.objects = [
+        replace(graph.objects[0], id=0, class_name='potted plant', box=BoundingBox(
+            70, 60, 190, 215), region='top-left', depth=1.5, class_count=1),
+        replace(graph.objects[1], id=1, class_name='vase', box=BoundingBox(100, 200, 160, 300),
+                region='left', depth=1.5, class_count=1)]
+    graph.relations = relate_pair(*graph.objects, knowledge=default_knowledge())
+    text = realise(plan_caption(graph, 'short', limits_for('short', 1, 4)))
+    assert 'the potted plant is in the vase' in text, text
+    assert 'overlapping' not in text and CaptionVerifier(graph).verify(text).ok
+    assert verdict('The vase contains the potted plant.', graph) == (True, '')
+    assert verdict('The vase is in the potted plant.', graph) == (False, 'relation_not_in_graph')
+
+
 def test_a_superlative_is_not_repeated_by_a_depth_comparison():
     from spatial_caption_ros.core.captioning.plan import implied_by_superlative
     graph = street()

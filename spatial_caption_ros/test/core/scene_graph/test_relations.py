@@ -157,6 +157,31 @@ def test_object_in_front_of_a_container_is_not_inside_it():
     assert (2, INSIDE, 1) in facts(passenger, bus)
 
 
+def test_what_rises_out_of_a_container_is_in_it_where_the_knowledge_agrees():
+    vase = (100, 200, 160, 300)
+    plant = (70, 60, 190, 215)               # leaves above and wider than the vase, stems in it
+    got = facts(obj(0, 'potted plant', plant, depth=1.5, sigma=0.2),
+                obj(1, 'vase', vase, depth=1.5, sigma=0.2))
+    assert (0, INSIDE, 1) in got and OVERLAPPING not in {p for _, p, _ in got}
+    assert KB.found_in('potted plant', 'vase') and KB.found_in('apple', 'bowl')  # fruit bowl
+    # no knowledge that a person is found in a vase: overlapping only
+    got = predicates(obj(0, 'person', plant, depth=1.5, sigma=0.2),
+                     obj(1, 'vase', vase, depth=1.5, sigma=0.2))
+    assert INSIDE not in got and OVERLAPPING in got
+    # depth that separates them (the plant on a shelf far behind the vase): not in it
+    got = predicates(obj(0, 'potted plant', plant, depth=1.5, sigma=0.1, metric=True),
+                     obj(1, 'vase', vase, depth=4.0, sigma=0.2, metric=True))
+    assert INSIDE not in got
+    # the plant's bottom far above the vase's rim: not in it
+    got = predicates(obj(0, 'potted plant', (70, 20, 190, 120), depth=1.5, sigma=0.2),
+                     obj(1, 'vase', vase, depth=1.5, sigma=0.2))
+    assert INSIDE not in got
+    # without knowledge nothing is "in" by this rule
+    assert INSIDE not in {r.predicate for r in relate_pair(
+        obj(0, 'potted plant', plant, depth=1.5, sigma=0.2),
+        obj(1, 'vase', vase, depth=1.5, sigma=0.2))}
+
+
 def test_inside_needs_a_container_and_a_clearly_smaller_box():
     tie, person = (140, 120, 160, 200), (100, 50, 200, 400)
     assert INSIDE not in predicates(obj(0, 'tie', tie, depth=3.0, sigma=0.3),
