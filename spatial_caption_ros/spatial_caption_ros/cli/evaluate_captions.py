@@ -14,6 +14,9 @@ several configurations, and prints one table row per configuration:
   that state at least one, and of the distances the labels decide (KITTI 3D centres) the share
   within +-25 % (SpatialRGPT-Bench's criterion: SpatialRGPT-7B 41.2 %, MM-Spatial-3B 59.5 % on
   direct distances) and the median relative error;
+- VSR: of the VSR statements about the images, those a relation claim of the caption decides
+  (implies, "on" implies "touching", or excludes, "left of" excludes "right of"), and the share
+  of those decided right by the VSR label;
 - BLEU-4, METEOR, CIDEr against the 5 COCO references (pycocoevalcap; needs java);
 - latency per caption (p50, p90).
 No thresholds are tuned here: the figures are printed as measured.
@@ -32,7 +35,7 @@ from typing import Any
 
 from spatial_caption_ros.params_file import apply_sets, load_params, stage_values
 from spatial_caption_ros.core.captioning.captioner import CaptionConfig, Captioner
-from spatial_caption_ros.core.captioning.evaluation import chair, judge_caption
+from spatial_caption_ros.core.captioning.evaluation import chair, judge_caption, vsr_decisions
 from spatial_caption_ros.core.captioning.language import NounLexicon
 from spatial_caption_ros.core.errors import SpatialCaptionError
 from spatial_caption_ros.core.evaluation.dataset import load_items
@@ -130,12 +133,17 @@ def evaluate_run(name: str, captioner: Captioner, style: str, frames: list[dict]
     mentions = hallucinated = captions_with_hallucination = chair_captions = 0
     distance_errors: list[float] = []
     distance_claims = metric_captions = metric_with_distance = 0
+    vsr = {'statements': 0, 'decided': 0, 'right': 0}
     for frame in frames:
         graph, gt, item = frame['graph'], frame['gt'], frame['item']
         caption = captioner.caption(graph, style)
         text = json.loads(caption.text)['text'] if style == STYLE_JSON else caption.text
         view = captioner.view(graph)
         judgements = judge_caption(text, view, gt)
+        decided = vsr_decisions(text, view, gt)
+        vsr['statements'] += len(gt.vsr)
+        vsr['decided'] += len(decided)
+        vsr['right'] += sum(decided.values())
         stated = sum(j.kind == 'distance' for j in judgements)
         distance_claims += stated
         if view.depth_metric and view.objects:
@@ -185,6 +193,7 @@ def evaluate_run(name: str, captioner: Captioner, style: str, frames: list[dict]
                       if distance_errors else float('nan'))},
         'distance_median_error': statistics.median(distance_errors) if distance_errors else
         float('nan'),
+        'vsr': vsr,
         'chair_i': hallucinated / mentions if mentions else float('nan'),
         'chair_s': captions_with_hallucination / chair_captions if chair_captions else
         float('nan'), 'mentions': mentions,
@@ -217,8 +226,8 @@ def table(results: list[dict]) -> str:
     head = ('| run | verified | llm ok | fallbacks | spatial claims true | count claims true '
             '| CHAIR-i | CHAIR-s | BLEU-4 | METEOR | CIDEr | latency p50 / p90 '
             '| distances per caption | metric captions with a distance '
-            '| distances within 25 % |')
-    lines = [head, '|' + '---|' * 15]
+            '| distances within 25 % | VSR statements decided | VSR decided right |')
+    lines = [head, '|' + '---|' * 17]
     for r in results:
         coco = r.get('coco') or {}
         fallbacks = ', '.join(f'{k} {v}' for k, v in sorted(r['fallback'].items())) or '-'
@@ -231,7 +240,9 @@ def table(results: list[dict]) -> str:
             f"| {100 * r['chair_i']:.1f}% of {r['mentions']} | {100 * r['chair_s']:.1f}% "
             f"| {coco.get('bleu4', float('nan')):.3f} | {coco.get('meteor', float('nan')):.3f} "
             f"| {coco.get('cider', float('nan')):.3f} "
-            f"| {r['latency_p50_s']:.2f} / {r['latency_p90_s']:.2f} s | {_distances(r)} |")
+            f"| {r['latency_p50_s']:.2f} / {r['latency_p90_s']:.2f} s | {_distances(r)} "
+            f"| {_pct(r['vsr']['decided'], r['vsr']['statements'])} "
+            f"| {_pct(r['vsr']['right'], r['vsr']['decided'])} |")
     return '\n'.join(lines)
 
 

@@ -23,7 +23,10 @@ is judged against the image's ground truth where the labels can decide it:
 - counts (not spatial; reported apart): the number of ground-truth instances of the class
   (COCO, when the class has no crowd annotation; KITTI labels skip far objects: undecidable);
 - VSR statements about the same two classes and the same (or converse) relation decide a
-  relation claim too.
+  relation claim too (and a false statement the claim implies: "on" when "touching" is false);
+  apart from that, `vsr_decisions` counts the VSR statements the caption decides: a relation
+  claim that implies the statement ("on" implies "touching") or excludes it ("left of" excludes
+  "right of").
 Next to / near / on / inside have no agreed box-level truth: undecidable (reported as such).
 """
 
@@ -32,19 +35,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 import math
 
-from spatial_caption_ros.core.captioning.language import NounLexicon, region_matches
+from spatial_caption_ros.core.captioning.language import (
+    NounLexicon, region_matches, SYMMETRIC_CLAIMS, TOUCHING)
 from spatial_caption_ros.core.captioning.semantics import axis_distance, distance_agrees, nearest
 from spatial_caption_ros.core.captioning.verify import CaptionVerifier, Claim, tokenize
 from spatial_caption_ros.core.evaluation.ground_truth import GroundTruth
 from spatial_caption_ros.core.evaluation.metrics import (
     clear_depth_order, clear_direction, MATCH_IOU)
 from spatial_caption_ros.core.types import (
-    ABOVE, BEHIND, BELOW, CONVERSE, IN_FRONT_OF, LEFT_OF, OVERLAPPING, RIGHT_OF, SceneGraph,
-    SceneObject)
+    ABOVE, BEHIND, BELOW, CONTAINS, CONVERSE, IN_FRONT_OF, INSIDE, LEFT_OF, ON, OVERLAPPING,
+    RIGHT_OF, SceneGraph, SceneObject, SYMMETRIC)
 
 VSR_RELATIONS = {'left of': LEFT_OF, 'at the left side of': LEFT_OF, 'right of': RIGHT_OF,
                  'at the right side of': RIGHT_OF, 'above': ABOVE, 'below': BELOW,
-                 'in front of': IN_FRONT_OF, 'behind': BEHIND}
+                 'under': BELOW, 'beneath': BELOW, 'in front of': IN_FRONT_OF,
+                 'behind': BEHIND, 'on': ON, 'on top of': ON, 'in': INSIDE, 'inside': INSIDE,
+                 'within': INSIDE, 'contains': CONTAINS, 'touching': TOUCHING}
+# What a caption claim of a predicate says about a VSR statement of the same two objects:
+# the statements it implies (true) and those it excludes (false).
+_IMPLIES = {ON: {ON, TOUCHING}, INSIDE: {INSIDE, TOUCHING}, CONTAINS: {CONTAINS, TOUCHING}}
+_EXCLUDES = {LEFT_OF: {RIGHT_OF}, RIGHT_OF: {LEFT_OF}, ABOVE: {BELOW}, BELOW: {ABOVE, ON},
+             IN_FRONT_OF: {BEHIND}, BEHIND: {IN_FRONT_OF}, ON: {BELOW}}
 
 
 @dataclass
@@ -209,16 +220,76 @@ def _judge(claim: Claim, verifier: CaptionVerifier, graph: SceneGraph,
     return verdict(True, all(results))
 
 
-def _vsr(pred: str, subject: str, obj: str, gt: GroundTruth) -> bool | None:
-    for statement in gt.vsr:
-        rel = VSR_RELATIONS.get(statement['relation'])
-        words = statement['caption'].lower().rstrip('.').split(f' is {statement["relation"]} ')
-        if rel is None or len(words) != 2:
+def _vsr_statement(statement: dict) -> tuple[str, str, str] | None:
+    """(subject class, predicate, object class) of "The X is <relation> the Y.", or None."""
+    rel = VSR_RELATIONS.get(statement['relation'])
+    words = statement['caption'].lower().rstrip('.').split(f' is {statement["relation"]} ')
+    if rel is None or len(words) != 2:
+        return None
+    return words[0].removeprefix('the '), rel, words[1].removeprefix('the ')
+
+
+def vsr_prediction(pred: str, subject: str, obj: str, statement: dict) -> bool | None:
+    """What a caption claim `subject pred obj` (classes) says of a VSR statement.
+
+    True: the claim implies the statement ("the pizza is on the table" implies "the pizza is
+    touching the table"); False: it excludes it ("left of" excludes "right of"); None: neither,
+    or the statement is about other classes.
+    """
+    parsed = _vsr_statement(statement)
+    if parsed is None or not pred:
+        return None
+    s, rel, o = parsed
+    symmetric = SYMMETRIC | SYMMETRIC_CLAIMS
+    if (subject, obj) != (s, o):
+        if (subject, obj) != (o, s):
+            return None
+        if rel not in symmetric:            # read the claim the other way round
+            pred = pred if pred in symmetric else CONVERSE.get(pred)
+            if pred is None:
+                return None
+    if rel in _IMPLIES.get(pred, {pred}):
+        return True
+    if rel in _EXCLUDES.get(pred, ()):
+        return False
+    return None
+
+
+def vsr_decisions(text: str, graph: SceneGraph, gt: GroundTruth) -> dict[int, bool]:
+    """VSR statement index -> whether the caption's claims decide it right (decided ones only).
+
+    A relation claim of the published caption about the two classes of a statement decides it
+    when it implies or excludes it (vsr_prediction); right when that matches the label.
+    """
+    out: dict[int, bool] = {}
+    for claim in CaptionVerifier(graph).verify(text).claims:
+        if claim.kind != 'relation' or not claim.predicate or claim.object is None:
             continue
-        s, o = words[0].removeprefix('the '), words[1].removeprefix('the ')
+        for n, statement in enumerate(gt.vsr):
+            said = vsr_prediction(claim.predicate, claim.subject.class_name,
+                                  claim.object.class_name, statement)
+            if said is not None and n not in out:
+                out[n] = said == bool(statement['label'])
+    return out
+
+
+def _vsr(pred: str, subject: str, obj: str, gt: GroundTruth) -> bool | None:
+    """Truth of a relation claim by a VSR statement of its classes, None when none decides it.
+
+    The statement states the claim (its label is the claim's truth), or a false statement that
+    the claim implies makes the claim false ("on" with "touching" labelled false).
+    """
+    for statement in gt.vsr:
+        parsed = _vsr_statement(statement)
+        if parsed is None:
+            continue
+        s, rel, o = parsed
         if (s, rel, o) == (subject, pred, obj) or (o, CONVERSE.get(rel), s) == (
-                subject, pred, obj):
+                subject, pred, obj) or (rel in SYMMETRIC_CLAIMS and pred == rel and (
+                    o, s) == (subject, obj)):
             return bool(statement['label'])
+        if not statement['label'] and vsr_prediction(pred, subject, obj, statement):
+            return False
     return None
 
 

@@ -126,6 +126,8 @@ def region_matches(region: str, cell: tuple[int | None, int | None]) -> bool:
 
 
 # ------------------------------------------------------------------ predicates
+# "touching" is not a graph predicate: captions may say it where a contact relation implies it.
+TOUCHING = 'touching'
 # Canonical wording of each graph predicate in "<subject> is <phrase> <object>" (or, for verbs,
 # "<subject> <phrase> <object>"), then accepted alternatives. The first entry is what the
 # template writes; the LLM grammar may choose any of the written forms (WRITTEN); the verifier
@@ -157,20 +159,26 @@ PREDICATE_PHRASES.update({
     'further from the camera than': BEHIND, 'farther away than': BEHIND,
     'further away than': BEHIND, 'nearer to the camera than': IN_FRONT_OF, 'atop': ON,
     'sitting on': ON, 'standing on': ON, 'resting on': ON, 'nearby': None, 'close by': None,
-    'touching': None, 'across from': None, 'opposite': None, 'far from': None,
+    'across from': None, 'opposite': None, 'far from': None,
     'away from': None, 'between': None, 'around': None, 'among': None, 'against': None,
     'at': None, 'by': None, 'with': None,
 })
+PREDICATE_PHRASES.update({'touching': TOUCHING, 'in contact with': TOUCHING})
 # Phrases mapped to None are recognised spatial language that the graph cannot confirm (no such
 # predicate): a caption using them fails verification instead of passing as "unknown words".
 
 # Verbs stating a relation: "<subject> contains <object>", "A and B overlap" (plural subject).
 VERB_PREDICATES: dict[str, str | None] = {
     'contains': CONTAINS, 'contain': CONTAINS, 'overlaps': OVERLAPPING, 'overlap': OVERLAPPING,
-    'touches': None, 'touch': None, 'holds': None, 'hold': None, 'faces': None, 'face': None,
+    'touches': TOUCHING, 'touch': TOUCHING, 'holds': None, 'hold': None, 'faces': None,
+    'face': None,
 }
-# A statement of one predicate is also supported by a graph relation that implies it.
-ENTAILED_BY: dict[str, tuple[str, ...]] = {NEAR: (NEXT_TO,)}
+# A statement of one predicate is also supported by a graph relation that implies it: "near" by
+# "next to"; "touching" by the contact relations the graph states only where the box geometry,
+# the depth and the knowledge's affordances agree (on, in, contains), in either direction.
+ENTAILED_BY: dict[str, tuple[str, ...]] = {NEAR: (NEXT_TO,), TOUCHING: (ON, INSIDE, CONTAINS)}
+# Claim predicates that hold in both directions without being graph predicates.
+SYMMETRIC_CLAIMS = frozenset({TOUCHING})
 
 # ------------------------------------------------------------------ numbers and distances
 # A stated distance says how precise it is, and the verifier holds it to exactly that:

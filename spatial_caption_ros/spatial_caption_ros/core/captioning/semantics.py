@@ -24,7 +24,7 @@ import math
 
 from spatial_caption_ros.core.captioning.context import default_knowledge, place_supported
 from spatial_caption_ros.core.captioning.language import (
-    ENTAILED_BY, region_matches, StatedDistance)
+    ENTAILED_BY, region_matches, StatedDistance, SYMMETRIC_CLAIMS)
 from spatial_caption_ros.core.scene_graph.knowledge import KnowledgeBase
 from spatial_caption_ros.core.types import CONVERSE, Relation, SceneGraph, SceneObject, SYMMETRIC
 
@@ -92,6 +92,12 @@ class GraphIndex:
         """The graph states `subject predicate obj` (directly, as its converse, or implied)."""
         if subject == obj:
             return False
+        if predicate in SYMMETRIC_CLAIMS:
+            return any(self._holds(a, pred, b) for pred in ENTAILED_BY[predicate]
+                       for a, b in ((subject, obj), (obj, subject)))
+        return self._holds(subject, predicate, obj)
+
+    def _holds(self, subject: int, predicate: str, obj: int) -> bool:
         for pred in (predicate, *ENTAILED_BY.get(predicate, ())):
             if any(r.predicate == pred for r in self.pairs.get((subject, obj), ())):
                 return True

@@ -96,7 +96,8 @@ def test_true_statements_verify(text):
     ('The person on the left is 9.0 m from the bus.', 'wrong_distance'),
     ('The person on the left is to the left of the bus (7.0 m apart).', 'wrong_distance'),
     ('The bus is nearest to the camera.', 'wrong_nearest'),
-    ('The person on the left is touching the bus.', 'unsupported_predicate'),
+    ('The person on the left is touching the bus.', 'relation_not_in_graph'),
+    ('The person on the left is across from the bus.', 'unsupported_predicate'),
     ('The bus is 10 m away.', ''),                               # true: distance 10.0
     ('The person on the left is to the left of the bus (6.2 m apart).', 'wrong_distance'),
     ('The bus is 10.6 m away.', 'wrong_distance'),               # a bare number: its last digit
@@ -360,6 +361,43 @@ def test_external_judgement_and_chair():
     assert not judge_caption('The nearest person is about 5.8 m away.', graph, gt)[0].decided
 
 
+def test_vsr_statements_are_decided_by_the_claims_that_imply_or_exclude_them():
+    from spatial_caption_ros.core.captioning.evaluation import (
+        GroundTruth, judge_caption, vsr_decisions, vsr_prediction)
+    from spatial_caption_ros.core.types import INSIDE, ON
+
+    def statement(caption, relation, label):
+        return {'caption': caption, 'relation': relation, 'label': label}
+
+    touching = statement('The potted plant is touching the vase.', 'touching', 1)
+    assert vsr_prediction(INSIDE, 'potted plant', 'vase', touching) is True
+    assert vsr_prediction('contains', 'vase', 'potted plant', touching) is True   # converse
+    assert vsr_prediction(ON, 'vase', 'potted plant', touching) is True           # symmetric
+    assert vsr_prediction(LEFT_OF, 'potted plant', 'vase', touching) is None      # says nothing
+    assert vsr_prediction(INSIDE, 'cup', 'vase', touching) is None                # other classes
+    right = statement('The cat is at the right side of the laptop.', 'at the right side of', 0)
+    assert vsr_prediction(LEFT_OF, 'cat', 'laptop', right) is False               # excludes
+    assert vsr_prediction(RIGHT_OF, 'laptop', 'cat', right) is False              # converse
+    assert vsr_prediction(LEFT_OF, 'laptop', 'cat', right) is True
+    # a caption decides the statements its claims imply or exclude, right or wrong by the label
+    graph = street()
+    gt = GroundTruth([], {'bus', 'person'}, None, vsr=[
+        statement('The person is at the right side of the bus.', 'at the right side of', 0),
+        statement('The person is touching the bus.', 'touching', 0),
+        statement('The bus is behind the person.', 'behind', 1)])
+    text = 'The person on the left is to the left of the bus; the bus is behind a person.'
+    assert vsr_decisions(text, graph, gt) == {0: True, 2: True}
+    gt.vsr[2]['label'] = 0
+    assert vsr_decisions(text, graph, gt) == {0: True, 2: False}
+    # a VSR-only image: the statement decides the claim, and a false "touching" makes "on" false
+    judged = judge_caption('The bus is behind the person on the left.', graph, gt)
+    assert [(j.decided, j.true, j.source) for j in judged] == [(True, False, 'vsr')]
+    judged = judge_caption('The person on the left is on the bus.', graph, gt)
+    assert [(j.decided, j.true, j.source) for j in judged] == [(True, False, 'vsr')]
+    judged = judge_caption('The person on the left is to the left of the bus.', graph, gt)
+    assert [(j.decided, j.source) for j in judged] == [(False, 'vsr')]   # "not right of"
+
+
 def test_unusual_class_names_from_other_detectors_still_verify():
     objects = [SceneObject(id=0, class_name="dog's bowl", class_id=0, confidence=0.9,
                            box=BoundingBox(10, 10, 100, 100), region='top-left'),
@@ -599,6 +637,12 @@ def test_a_plant_in_a_vase_is_said_to_be_in_it():
     assert 'overlapping' not in text and CaptionVerifier(graph).verify(text).ok
     assert verdict('The vase contains the potted plant.', graph) == (True, '')
     assert verdict('The vase is in the potted plant.', graph) == (False, 'relation_not_in_graph')
+    # "touching": implied by the contact relations (on, in, contains), in either direction
+    assert verdict('The potted plant is touching the vase.', graph) == (True, '')
+    assert verdict('The vase touches the potted plant.', graph) == (True, '')
+    graph.relations = []
+    assert verdict('The potted plant is touching the vase.', graph) == (
+        False, 'relation_not_in_graph')
 
 
 def test_a_superlative_is_not_repeated_by_a_depth_comparison():
