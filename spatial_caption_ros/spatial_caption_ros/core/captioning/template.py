@@ -24,24 +24,58 @@ EMPTY_CAPTION = 'No objects detected.'
 # Orders of the class list the grammar offers: all permutations up to this many classes (3! = 6),
 # the planned order beyond (6! = 720 alternatives would only slow the grammar down).
 MAX_PERMUTED = 3
-COUNT_OPENERS = ('there', 'fragment', 'shows')
+# Every opener makes a full sentence: "there is a bus and four people", "a bus and four people
+# are in view", "the image shows ...". A bare noun list ("A bus and four people.") is a fragment,
+# which the verifier rejects.
+COUNT_OPENERS = ('there', 'in view', 'shows')
+# How the counts and the scene context may be said in one sentence.
+SCENE_OPENERS = ('there', 'looks')
+
+
+def _singular(facts: list[Fact]) -> bool:
+    """The verb agrees with the first item: "there is a bus and four people"."""
+    return facts[0].count == 1 and facts[0].quantifier != 'several'
 
 
 def count_clause(facts: list[Fact], opener: str = 'there') -> str:
-    """'there is a bus and four people' / 'a bus and four people' / 'the image shows ...'."""
+    """The counts as a sentence: 'there is a bus and four people' and others (COUNT_OPENERS)."""
     items = join_list([counted(f.class_name, f.count, f.quantifier) for f in facts])
     if opener == 'there':
-        singular = facts[0].count == 1 and facts[0].quantifier != 'several'
-        return f'there {"is" if singular else "are"} {items}'
+        return f'there {"is" if _singular(facts) else "are"} {items}'
     if opener == 'shows':
         return f'the image shows {items}'
-    return items
+    if opener == 'in view':
+        plural = len(facts) > 1 or not _singular(facts)
+        return f'{items} {"are" if plural else "is"} in view'
+    if opener == 'fragment':            # the bare list grammar.py still aggregates with
+        return items
+    raise ValueError(f'unknown count opener {opener!r}')
 
 
 def count_options(facts: list[Fact], openers: tuple[str, ...] = COUNT_OPENERS) -> list[str]:
     """Every wording of the counts: openers x orders of the classes (planned order first)."""
     orders = (list(permutations(facts)) if len(facts) <= MAX_PERMUTED else [tuple(facts)])
     return [count_clause(list(order), opener) for opener in openers for order in orders]
+
+
+def scene_count_options(facts: list[Fact], scene: Fact,
+                        openers: tuple[str, ...] = SCENE_OPENERS) -> list[str]:
+    """The counts and the scene context in one full sentence, for each order of the classes.
+
+    "there is a bus and three people in what looks like a street", "this looks like a street
+    with a bus and three people".
+    """
+    place = f'{article(scene.class_name)} {scene.class_name}'
+    orders = (list(permutations(facts)) if len(facts) <= MAX_PERMUTED else [tuple(facts)])
+    out = []
+    for opener in openers:
+        for order in orders:
+            if opener == 'there':
+                out.append(f'{count_clause(list(order))} in what looks like {place}')
+            else:
+                items = join_list([counted(f.class_name, f.count, f.quantifier) for f in order])
+                out.append(f'this looks like {place} with {items}')
+    return out
 
 
 def _distance_suffixes(words: str) -> list[str]:

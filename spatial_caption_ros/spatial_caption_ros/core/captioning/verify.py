@@ -218,11 +218,11 @@ class CaptionVerifier:
     def _counts(self, w: list[str], text: str) -> list[Claim] | None:
         start, presence = 0, True       # presence: "<list> are visible / in view"
         lead: list[Claim] = []          # "what looks like a kitchen with <list>"
-        if w[:4] == ['what', 'looks', 'like', 'a'] or w[:4] == ['what', 'looks', 'like', 'an']:
-            if 'with' not in w:
-                return None
+        looks = _scene_subject(w)
+        if looks and w[looks:looks + 2] == ['looks', 'like'] and 'with' in w:
+            # "what / this / it looks like a kitchen with <list>"
             k = w.index('with')
-            lead = self._scene_suffix(('in', *w[:k]), text) or []
+            lead = self._scene_suffix(('in', 'what', *w[looks:k]), text) or []
             if not lead:
                 return None
             start, presence = k + 1, False
@@ -254,9 +254,9 @@ class CaptionVerifier:
     @staticmethod
     def _scene(w: list[str], text: str) -> list[Claim] | None:
         """'it / this / the scene looks like a kitchen': an inference, checked (context.py)."""
-        k = 1 if w[:1] in (['it'], ['this']) else 2 if (
-            w[:1] == ['the'] and w[1:2] and w[1] in _SCENE_NOUNS) else 0
-        if k and w[k:k + 2] == ['looks', 'like'] and w[k + 2:k + 3] in (['a'], ['an']):
+        k = _scene_subject(w)
+        if k and w[:1] != ['what'] and w[k:k + 2] == ['looks', 'like'] and w[k + 2:k + 3] in (
+                ['a'], ['an']):
             place = ' '.join(w[k + 3:])
             if place in PLACES:
                 return [Claim('scene', text, place=place)]
@@ -450,6 +450,13 @@ class CaptionVerifier:
         if claim.reason:                     # decided while parsing (unsupported predicate)
             return
         claim.supported, claim.reason = self.index.judge(claim)
+
+
+def _scene_subject(w: list[str]) -> int:
+    """Length of the subject of "... looks like a <place>": 'it', 'this', 'what', 'the scene'."""
+    if w[:1] in (['it'], ['this'], ['what']):
+        return 1
+    return 2 if w[:1] == ['the'] and w[1:2] and w[1] in _SCENE_NOUNS else 0
 
 
 def _agrees(np: NounPhrase, be: str) -> bool:

@@ -11,7 +11,7 @@ from spatial_caption_ros.core.captioning.change import scene_change
 from spatial_caption_ros.core.captioning.context import default_knowledge
 from spatial_caption_ros.core.captioning.grammar import (
     facts_grammar, grammar_texts, vocabulary_grammar)
-from spatial_caption_ros.core.captioning.language import format_distance, NounLexicon
+from spatial_caption_ros.core.captioning.language import capitalise, format_distance, NounLexicon
 from spatial_caption_ros.core.captioning.plan import (
     limits_for, object_salience, plan_caption, referring_expressions)
 from spatial_caption_ros.core.captioning.structured import (
@@ -62,6 +62,9 @@ def verdict(text, graph=None):
     'The scene looks like a street.',
     'A bus and three people in what looks like a street.',      # counts and scene aggregated
     'What looks like a street with a bus and at least two people.',
+    'This looks like a street with a bus and three people.',       # a full sentence
+    'There is a bus and three people in what looks like a street.',
+    'A bus and three people are in view.',
     'The person on the left is nearest to the camera (5.8 m away).',
     'The nearest object is the person on the left.',
     'The nearest person is 5.8 m away.',
@@ -114,6 +117,8 @@ def test_true_statements_verify(text):
     ('A bus and three people in what looks like a kitchen.', 'unsupported_place'),
     ('What looks like a kitchen with a bus and three people.', 'unsupported_place'),
     ('What looks like a street with a bus and two people.', 'wrong_count'),
+    ('This looks like a kitchen with a bus and three people.', 'unsupported_place'),
+    ('It looks like a street with a bus and two people.', 'wrong_count'),
 ])
 def test_adversarial_statements_fail_with_a_reason(text, reason):
     ok, why = verdict(text)
@@ -261,6 +266,23 @@ def test_every_wording_the_generators_may_use_verifies(seed):
         aggregated = [t for t in grammar_texts(facts_grammar(plan)) if 'looks like' in t]
         for option in aggregated:                  # counts + scene in one phrase
             assert CaptionVerifier(graph).verify(option + '.').ok, option
+
+
+def test_count_and_scene_wordings_are_full_sentences():
+    from spatial_caption_ros.core.captioning.template import scene_count_options
+    graph = street()
+    plan = plan_caption(graph, 'short', limits_for('short', 1, 4),
+                        knowledge=default_knowledge())
+    counts, scene = plan.of_kind('count'), plan.of_kind('scene')[0]
+    options = count_options(counts) + scene_count_options(counts, scene)
+    assert 'a bus and three people are in view' in options
+    assert 'there is a bus and three people in what looks like a street' in options
+    assert 'this looks like a street with three people and a bus' in options
+    for option in options:                   # a verb in every one: no bare noun list
+        assert any(v in option.split() for v in ('is', 'are', 'shows', 'looks')), option
+        assert CaptionVerifier(graph).verify(capitalise(option) + '.').ok, option
+    with pytest.raises(ValueError):
+        count_options(counts, ('bare',))
 
 
 def test_facts_grammar_offers_only_planned_wordings():
