@@ -129,7 +129,8 @@ def _judge_distance(claim: Claim, verifier: CaptionVerifier, gt: GroundTruth) ->
     def verdict(labelled: float | None) -> ClaimJudgement:
         if labelled is None or not math.isfinite(labelled) or labelled <= 0:
             return ClaimJudgement('distance', True, False, False, claim.text)
-        error = abs(claim.distance.point - labelled) / labelled
+        point = claim.distance.point          # a bound ("more than 20 m") has none
+        error = abs(point - labelled) / labelled if math.isfinite(point) else None
         return ClaimJudgement('distance', True, True, distance_agrees(claim.distance, labelled),
                               claim.text, error=error)
 

@@ -185,9 +185,10 @@ SYMMETRIC_CLAIMS = frozenset({TOUCHING})
 #   "5.8 m", "14 m"       the number as written: within half a unit of its last digit;
 #   "about 12 m"          within ABOUT_REL_TOL of the number (and its rounding);
 #   "8 to 10 m"           within the range;
-#   "roughly 30 m"        within ROUGH_REL_TOL of the number (and its rounding).
+#   "roughly 30 m"        within ROUGH_REL_TOL of the number (and its rounding);
+#   "more than 20 m"      beyond the number (a bound: no point value).
 UNIT_WORDS = ('m', 'metres', 'meters', 'metre', 'meter')
-ABOUT, ROUGHLY = 'about', 'roughly'
+ABOUT, ROUGHLY, MORE_THAN = 'about', 'roughly', 'more than'
 HEDGES = {'about': ABOUT, 'around': ABOUT, 'approximately': ABOUT, 'some': ABOUT,
           'roughly': ROUGHLY}
 ABOUT_REL_TOL = 0.10
@@ -204,6 +205,8 @@ class StatedDistance:
     hedge: str = ''               # '' | about | roughly | range
 
     def holds(self, metres: float) -> bool:
+        if self.hedge == MORE_THAN:
+            return math.isfinite(metres) and metres > self.low
         return math.isfinite(metres) and self.low <= metres <= self.high
 
 
@@ -214,8 +217,10 @@ def _half_unit(text: str) -> float:
 
 
 def stated(number: str, hedge: str = '', upper: str | None = None) -> StatedDistance:
-    """The meaning of '<hedge> <number> m' or '<number> to <upper> m'."""
+    """The meaning of '<hedge> <number> m', '<number> to <upper> m' or 'more than <number> m'."""
     value = float(number)
+    if hedge == MORE_THAN:
+        return StatedDistance(value, math.inf, math.nan, MORE_THAN)
     if upper is not None:
         high = float(upper)
         return StatedDistance(value, high, 0.5 * (value + high), 'range')
@@ -242,14 +247,22 @@ def distance_words(metres: float, half_width: float, assumed: bool = False) -> s
     - calibrated, half_width <= ROUGH_REL_TOL: "8 to 10 m" (the interval, rounded outwards);
     - assumed intrinsics (the scale itself is a guess), half_width <= ROUGH_REL_TOL:
       "roughly 30 m";
-    - else nothing: a number that loose says little and is often wrong.
+    - wider: only the lower bound, "more than 20 m" (metres - half_width rounded down), when it
+      is above 0: a two-sided number that loose says little and is often wrong, but how far
+      away the object is at least is known (a robot cares most about that side);
+    - else nothing.
     The wording's meaning (`stated`) always contains `metres`.
     """
     if not (math.isfinite(metres) and math.isfinite(half_width)) or metres <= 0:
         return ''
     rel = half_width / metres
     if rel > ROUGH_REL_TOL:
-        return ''
+        low = metres - half_width
+        if low <= 0:
+            return ''
+        step = _step(low)
+        bound = math.floor(low / step) * step
+        return f'more than {_number(bound, step)} m' if bound > 0 else ''
     step = _step(metres)
     if assumed:
         return f'roughly {_number(metres, step)} m'

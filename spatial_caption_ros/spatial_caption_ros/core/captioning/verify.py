@@ -33,8 +33,8 @@ import re
 
 from spatial_caption_ros.core.captioning.context import PLACES
 from spatial_caption_ros.core.captioning.language import (
-    capitalise, HEDGES, NounLexicon, parse_number, PREDICATE_PHRASES, REGION_PHRASE_CELLS,
-    SEVERAL_MIN, stated, StatedDistance, TOKEN, UNIT_WORDS, VERB_PREDICATES)
+    capitalise, HEDGES, MORE_THAN, NounLexicon, parse_number, PREDICATE_PHRASES,
+    REGION_PHRASE_CELLS, SEVERAL_MIN, stated, StatedDistance, TOKEN, UNIT_WORDS, VERB_PREDICATES)
 from spatial_caption_ros.core.captioning.semantics import AHEAD, Claim, GraphIndex, NounPhrase
 from spatial_caption_ros.core.scene_graph.knowledge import KnowledgeBase
 from spatial_caption_ros.core.types import BEHIND, IN_FRONT_OF, NEAR, NEXT_TO, SceneGraph
@@ -477,8 +477,12 @@ def _phrases(w: list[str], i: int, table: dict) -> list[tuple[object, int]]:
 def _distance(w: list[str], i: int) -> tuple[StatedDistance | None, int]:
     """A stated distance at w[i:] -> (its meaning, index after), or (None, i).
 
-    '2.3 m', 'about 12 m', 'roughly 30 m', '8 to 10 m'.
+    '2.3 m', 'about 12 m', 'roughly 30 m', '8 to 10 m', 'more than 20 m'.
     """
+    if w[i:i + 2] == ['more', 'than']:
+        if i + 3 < len(w) and _NUMBER.fullmatch(w[i + 2]) and w[i + 3] in UNIT_WORDS:
+            return stated(w[i + 2], MORE_THAN), i + 4
+        return None, i
     hedge = HEDGES.get(w[i], '') if i < len(w) else ''
     j = i + 1 if hedge else i
     if j + 1 < len(w) and _NUMBER.fullmatch(w[j]):

@@ -54,6 +54,9 @@ def verdict(text, graph=None):
     'The bus is about 9.1 m away.',                              # edge: 9.1 +- 0.91 holds 10
     'The bus is 10 to 12 m away.',                               # edge: ranges are inclusive
     'The bus is roughly 20 m away.',                             # edge: 20 +- 50 % holds 10
+    'The bus is more than 9.9 m away.',                          # a lower bound
+    'The bus is more than 9 m ahead.',
+    'The person on the left is more than 4 m in front of the bus.',   # depth gap 5
     'A person is 12 to 13 m away.',                              # at least one person is
     'There are at least three people and a bus.',
     'There are at least two people and at least one bus.',
@@ -108,6 +111,8 @@ def test_true_statements_verify(text):
     ('The bus is about 11.2 m away.', 'wrong_distance'),
     ('The bus is 10.1 to 12 m away.', 'wrong_distance'),
     ('The bus is roughly 21 m away.', 'wrong_distance'),         # edge: 21 +- 50 % misses 10
+    ('The bus is more than 10 m away.', 'wrong_distance'),       # edge: a bound is strict
+    ('The bus is more than 10.5 m ahead.', 'wrong_distance'),
     ('A person is 20 to 25 m away.', 'wrong_distance'),          # no person is
     ('There are at least four people.', 'wrong_count'),
     ('There are at least two buses.', 'wrong_count'),
@@ -357,6 +362,11 @@ def test_external_judgement_and_chair():
     assert [(j.kind, j.decided, j.true) for j in judged] == [('distance', True, True)] + [
         ('distance', True, False)] * 2
     assert judged[2].error == pytest.approx(0.25)     # the middle of 11 to 14 m vs 10 m
+    # a lower bound is judged true or false, but has no number for the +-25 % criterion
+    judged = judge_caption('The bus is more than 9 m away. The bus is more than 11 m away.',
+                           graph, gt)
+    assert [(j.decided, j.true, j.error) for j in judged] == [(True, True, None),
+                                                              (True, False, None)]
     judged = judge_caption('A person is 12 to 13 m away.', graph, gt)
     assert (judged[0].decided, judged[0].error) == (False, None)   # which person: unknown
     # the labels disagree with the graph: the person is really right of the bus
@@ -489,9 +499,10 @@ def test_superlatives_are_only_said_within_a_class():
 @pytest.mark.parametrize('sigma, assumed, words', [
     (0.03, False, 'about 10 m away'),        # 2 sigma within 10 %: "about"
     (0.15, False, '7 to 13 m away'),         # 10 +- 3, rounded outwards
-    (0.30, False, None),                     # 2 sigma beyond 50 %: no number
+    (0.30, False, 'more than 4 m away'),     # 2 sigma beyond 50 %: only the lower bound
     (0.03, True, 'roughly 10 m away'),       # assumed intrinsics: the scale is a guess
-    (0.30, True, None),
+    (0.30, True, 'more than 2.5 m away'),    # 2 sigma = hypot(3, 2) x 2 = 7.2 m
+    (0.60, False, None),                     # 2 sigma beyond the distance: no number
 ])
 def test_distances_are_written_only_as_precisely_as_the_graph_knows_them(sigma, assumed, words):
     graph = street()
