@@ -43,19 +43,23 @@ from spatial_caption_ros.core.evaluation.ground_truth import GroundTruth
 from spatial_caption_ros.core.evaluation.metrics import (
     clear_depth_order, clear_direction, MATCH_IOU)
 from spatial_caption_ros.core.types import (
-    ABOVE, BEHIND, BELOW, CONTAINS, CONVERSE, IN_FRONT_OF, INSIDE, LEFT_OF, ON, OVERLAPPING,
-    RIGHT_OF, SceneGraph, SceneObject, SYMMETRIC)
+    ABOVE, BEHIND, BELOW, CONTAINS, CONVERSE, IN_FRONT_OF, INSIDE, LEFT_OF, NEAR, NEXT_TO, ON,
+    OVERLAPPING, RIGHT_OF, SceneGraph, SceneObject, SYMMETRIC)
 
 VSR_RELATIONS = {'left of': LEFT_OF, 'at the left side of': LEFT_OF, 'right of': RIGHT_OF,
                  'at the right side of': RIGHT_OF, 'above': ABOVE, 'below': BELOW,
                  'under': BELOW, 'beneath': BELOW, 'in front of': IN_FRONT_OF,
                  'behind': BEHIND, 'on': ON, 'on top of': ON, 'in': INSIDE, 'inside': INSIDE,
-                 'within': INSIDE, 'contains': CONTAINS, 'touching': TOUCHING}
+                 'within': INSIDE, 'contains': CONTAINS, 'touching': TOUCHING,
+                 'next to': NEXT_TO, 'beside': NEXT_TO, 'near': NEAR, 'close to': NEAR}
 # What a caption claim of a predicate says about a VSR statement of the same two objects:
 # the statements it implies (true) and those it excludes (false).
-_IMPLIES = {ON: {ON, TOUCHING}, INSIDE: {INSIDE, TOUCHING}, CONTAINS: {CONTAINS, TOUCHING}}
+# (The graph evaluation's VSR rules, core/evaluation/metrics.py, are the same where both apply.)
+_IMPLIES = {ON: {ON, TOUCHING}, INSIDE: {INSIDE, TOUCHING}, CONTAINS: {CONTAINS, TOUCHING},
+            NEXT_TO: {NEXT_TO, NEAR}}
 _EXCLUDES = {LEFT_OF: {RIGHT_OF}, RIGHT_OF: {LEFT_OF}, ABOVE: {BELOW}, BELOW: {ABOVE, ON},
-             IN_FRONT_OF: {BEHIND}, BEHIND: {IN_FRONT_OF}, ON: {BELOW}}
+             IN_FRONT_OF: {BEHIND}, BEHIND: {IN_FRONT_OF}, ON: {BELOW}, INSIDE: {CONTAINS},
+             CONTAINS: {INSIDE}}
 
 
 @dataclass

@@ -411,6 +411,10 @@ def test_vsr_statements_are_decided_by_the_claims_that_imply_or_exclude_them():
     assert vsr_prediction(LEFT_OF, 'cat', 'laptop', right) is False               # excludes
     assert vsr_prediction(RIGHT_OF, 'laptop', 'cat', right) is False              # converse
     assert vsr_prediction(LEFT_OF, 'laptop', 'cat', right) is True
+    near = statement('The cat is near the laptop.', 'near', 1)
+    assert vsr_prediction('next to', 'laptop', 'cat', near) is True            # implies
+    contains = statement('The vase contains the potted plant.', 'contains', 1)
+    assert vsr_prediction(INSIDE, 'vase', 'potted plant', contains) is False     # excludes
     # a caption decides the statements its claims imply or exclude, right or wrong by the label
     graph = street()
     gt = GroundTruth([], {'bus', 'person'}, None, vsr=[
