@@ -228,7 +228,10 @@ def _judge(claim: Claim, verifier: CaptionVerifier, graph: SceneGraph,
 def _vsr_statement(statement: dict) -> tuple[str, str, str] | None:
     """(subject class, predicate, object class) of "The X is <relation> the Y.", or None."""
     rel = VSR_RELATIONS.get(statement['relation'])
-    words = statement['caption'].lower().rstrip('.').split(f' is {statement["relation"]} ')
+    text = statement['caption'].lower().rstrip('.')
+    words = text.split(f' is {statement["relation"]} ')
+    if len(words) != 2:                       # a verb: "The vase contains the flower."
+        words = text.split(f' {statement["relation"]} ')
     if rel is None or len(words) != 2:
         return None
     return words[0].removeprefix('the '), rel, words[1].removeprefix('the ')
