@@ -164,6 +164,13 @@ class ServiceSpec:
 
 
 NODE_SERVICES: dict[str, tuple[ServiceSpec, ...]] = {
+    'perception': (
+        ServiceSpec('~/new_sequence', 'std_srvs/srv/Trigger',
+                    'The frames that follow are a new sequence: tracks (new ids), carried depth '
+                    'and the smoothed depth scale start afresh. The image source calls it before '
+                    'each still photo of a folder (`new_sequence_service`); call it after '
+                    'relocating a camera.', '"{}"'),
+    ),
     'memory': (
         ServiceSpec('~/query_objects', 'spatial_caption_interfaces/srv/QueryObjects',
                     'Remembered objects of a class, near a point or another object within a '
