@@ -9,8 +9,9 @@ Publishes:   image (sensor_msgs/Image, bgr8), camera_info (sensor_msgs/CameraInf
              assumed field of view marked by distortion_model "assumed_pinhole"), ~/done
              (std_msgs/UInt32, latched: frames published, sent once the source is exhausted),
              ~/frame_names (std_msgs/String, JSON {"stamp_ns", "name"}: which file or video
-             frame each image came from; once the source is exhausted {"end": true,
-             "published", "skipped": [{"name", "reason"}]})
+             frame each image came from; {"name", "skipped"} for an unreadable file when it
+             is passed over; once the source is exhausted {"end": true, "published",
+             "skipped": [{"name", "reason"}]})
 
 An unreadable file (empty, truncated, not an image) does not end a folder: it is rejected
 (counted, logged with its reason), named in the end message, and the next file follows.
@@ -172,6 +173,8 @@ class ImageSourceNode(ManagedNode):
         self.counters.received += 1
         self.reject('invalid_image', reason)
         self.skipped.append({'name': name, 'reason': reason})
+        # at once, not only in the end message: a run stopped before the end still knows it
+        self.names_pub.publish(String(data=json.dumps({'name': name, 'skipped': reason})))
 
     def _on_paced_output(self, msg) -> None:
         if self._pending_stamp is not None and \

@@ -65,9 +65,10 @@ NODE_TOPICS: dict[str, tuple[TopicSpec, ...]] = {
         TopicSpec('~/done', UINT32, 'out', 'latched',
                   'Number of frames published, once the source is exhausted.'),
         TopicSpec('~/frame_names', STRING, 'out', 'reliable',
-                  'JSON {"stamp_ns", "name"}: which file or video frame each image is; once '
-                  'the source is exhausted {"end": true, "published", "skipped": [{"name", '
-                  '"reason"}]}: every unreadable file and why.'),
+                  'JSON {"stamp_ns", "name"}: which file or video frame each image is; '
+                  '{"name", "skipped"}: an unreadable file and why, when it is passed over; '
+                  'once the source is exhausted {"end": true, "published", "skipped": '
+                  '[{"name", "reason"}]}: every unreadable file and why.'),
         TopicSpec('detections', DETECTIONS, 'in', 'reliable',
                   'Pacing: the next frame waits for this output.',
                   when=('pace_on', ('detections',))),
