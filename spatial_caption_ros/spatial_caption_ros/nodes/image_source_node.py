@@ -78,6 +78,7 @@ class ImageSourceNode(ManagedNode):
         self._sequence_client = None
         # a still photo waiting for the new-sequence answer: (frame, since_s, future)
         self._held: tuple | None = None
+        self._unsent = None         # a photo answered while the node was inactive
         self._held_lock = threading.Lock()
         self._sequence_unanswered_logged = False
         self.sequences_started = 0
@@ -100,7 +101,7 @@ class ImageSourceNode(ManagedNode):
         self.info_pub = self.publisher(CameraInfo, 'camera_info')
         self.done_pub = self.publisher(UInt32, '~/done', qos_profile('latched'))
         self.names_pub = self.publisher(String, '~/frame_names', qos_profile('reliable'))
-        self._held = None
+        self._held = self._unsent = None
         self.sequences_started = 0
         if config.new_sequence_service and self.source.stills(config.folder_is_sequence):
             self._sequence_client = self.create_client(Trigger, config.new_sequence_service)
@@ -146,7 +147,7 @@ class ImageSourceNode(ManagedNode):
         if self._sequence_client is not None:
             self.destroy_client(self._sequence_client)
             self._sequence_client = None
-        self._held = None
+        self._held = self._unsent = None
         self.source = None
         self._frames = None
         self._decoded = None
@@ -221,6 +222,10 @@ class ImageSourceNode(ManagedNode):
             if self._clock_s() - self._held[1] >= NEW_SEQUENCE_WAIT_S:
                 self._release_held(None)
             return
+        if self._unsent is not None:
+            frame, self._unsent = self._unsent, None
+            self._publish(*frame)
+            return
         if self._pending_stamp is not None:
             if self._clock_s() - self._pending_since < self.config.pace_timeout:
                 return
@@ -287,6 +292,8 @@ class ImageSourceNode(ManagedNode):
             self.sequences_started += 1
         if self.active:
             self._publish(*held[0])
+        else:           # deactivated meanwhile: the photo goes out first after activation
+            self._unsent = held[0]
 
     def _publish(self, name: str, image) -> None:
         """Publish one frame: CameraInfo, its name, then the image, all with one header."""
