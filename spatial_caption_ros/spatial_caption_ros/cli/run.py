@@ -83,7 +83,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument('--model-dir', default=None,
                    help=f'model folder (default: {default_model_dir()})')
     p.add_argument('--mode', choices=('inprocess', 'processes'), default='inprocess',
-                   help='all nodes in one process (MultiThreadedExecutor) or one process each')
+                   help='all nodes in one process (one executor thread, a worker thread per '
+                        'node) or one process each')
     p.add_argument('--rate', type=float, default=None,
                    help='frames per second from the image source (default: the config value)')
     p.add_argument('--set', action='append', default=[], metavar='NODE.PARAM=VALUE',
@@ -188,12 +189,12 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, on_signal)
 
     import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import ExternalShutdownException
     from rclpy.signals import SignalHandlerOptions
 
     from spatial_caption_ros.core.runtime.outputs import FrameOutputWriter
     from spatial_caption_ros.ros.collector import FrameResult, ResultCollector
-    from spatial_caption_ros.ros.spin import spin_once
+    from spatial_caption_ros.ros.spin import node_executor, spin_once
     from spatial_caption_ros.ros.graph import (
         create_nodes, GRAPH_NODES, GraphStartError, spawn_node, start_source_when_connected,
         stop_processes, wait_until_connected)
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     collector = ResultCollector(on_frame=on_frame, topics={'image': remaps.get('image', 'image')},
                                 image_qos='sensor_data' if live else 'reliable',
                                 expect_names=not live, graph_nodes=names)
-    executor = MultiThreadedExecutor()
+    executor = node_executor()      # one thread, as each node process (ros/spin.py: why)
     executor.add_node(collector)
     nodes, procs, logs = [], [], []
 
