@@ -160,6 +160,16 @@ def build_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, st
     return params, remaps, live
 
 
+
+def _last_line(path: Path) -> str:
+    """The last non-empty line of a node's log (why it stopped), '' when there is none."""
+    try:
+        lines = path.read_text(encoding='utf-8', errors='replace').splitlines()
+    except OSError:
+        return ''
+    return next((ln.strip() for ln in reversed(lines) if ln.strip()), '')[-300:]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.output)
@@ -298,13 +308,15 @@ def main(argv: list[str] | None = None) -> int:
         for item in collector.skipped:
             outputs.write_skipped(item['name'], item['reason'])
         outputs.close()
-        for name, status in zip(names, stop_processes(procs), strict=False):
-            if status != 0:
-                print(f'[run] node {name} did not stop cleanly ({status}); see {out}/{name}.log',
-                      file=sys.stderr)
-                code = code or EXIT_FAILED
+        statuses = stop_processes(procs)
         for f in logs:
             f.close()
+        for name, status in zip(names, statuses, strict=False):
+            if status != 0:
+                print(f'[run] node {name} did not stop cleanly ({status}); its last log line: '
+                      f'{_last_line(out / f"{name}.log")!r}; see {out}/{name}.log',
+                      file=sys.stderr)
+                code = code or EXIT_FAILED
         if not stop.is_set():
             # (interrupted: see the end of main; destroying a node joins its worker, and the
             # caption node's may be in the middle of an LLM generation)
