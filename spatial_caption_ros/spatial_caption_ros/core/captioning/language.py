@@ -193,6 +193,10 @@ HEDGES = {'about': ABOUT, 'around': ABOUT, 'approximately': ABOUT, 'some': ABOUT
           'roughly': ROUGHLY}
 ABOUT_REL_TOL = 0.10
 ROUGH_REL_TOL = 0.5
+# A lower bound ("more than 20 m") is stated up to this half width: beyond it the bound is below
+# a quarter of the distance the graph estimates ("more than 0.5 m" for a horse estimated at
+# 4.5 m), which says more about the uncertainty than about the object.
+BOUND_REL_TOL = 0.75
 
 
 @dataclass(frozen=True)
@@ -247,8 +251,8 @@ def distance_words(metres: float, half_width: float, assumed: bool = False) -> s
     - calibrated, half_width <= ROUGH_REL_TOL: "8 to 10 m" (the interval, rounded outwards);
     - assumed intrinsics (the scale itself is a guess), half_width <= ROUGH_REL_TOL:
       "roughly 30 m";
-    - wider: only the lower bound, "more than 20 m" (metres - half_width rounded down), when it
-      is above 0: a two-sided number that loose says little and is often wrong, but how far
+    - half_width <= BOUND_REL_TOL: only the lower bound, "more than 20 m" (metres - half_width
+      rounded down): a two-sided number that loose says little and is often wrong, but how far
       away the object is at least is known (a robot cares most about that side);
     - else nothing.
     The wording's meaning (`stated`) always contains `metres`.
@@ -258,7 +262,7 @@ def distance_words(metres: float, half_width: float, assumed: bool = False) -> s
     rel = half_width / metres
     if rel > ROUGH_REL_TOL:
         low = metres - half_width
-        if low <= 0:
+        if rel > BOUND_REL_TOL:
             return ''
         step = _step(low)
         bound = math.floor(low / step) * step

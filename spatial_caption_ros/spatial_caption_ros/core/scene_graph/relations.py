@@ -403,15 +403,18 @@ def _rises_out_of(arrays: ObjectArrays, inner, outer, config: RelationConfig):
 
     Flowers in a vase, fruit in a bowl: A's box reaches above B's, but A's bottom edge lies
     within B's box (from `contact_tolerance` x A's height above B's top edge down to B's bottom
-    edge), the middle of A's bottom edge is over B, B can contain things, and the knowledge says
-    A is found in B (an AtLocation fact naming B's class: potted plant -> vase, apple -> fruit
-    bowl). The depth check is the caller's. Returns (holds, confidence): 1.0 when A's bottom
-    edge is at B's top edge (the rim), 0.5 at B's bottom edge.
+    edge, give or take `contact_tolerance` x B's height: a "potted plant" box often takes in
+    its pot or vase, so both boxes end at the same line), the middle of A's bottom edge is
+    over B, B can contain things, and the knowledge says A is found in B (an AtLocation fact
+    naming B's class: potted plant -> vase, apple -> fruit bowl). The depth check is the
+    caller's. Returns (holds, confidence): 1.0 when A's bottom edge is at B's top edge (the
+    rim), 0.5 at B's bottom edge.
     """
     a, b = arrays.boxes[inner], arrays.boxes[outer]
     ha, hb = a[:, 3] - a[:, 1], b[:, 3] - b[:, 1]
     foot_x = 0.5 * (a[:, 0] + a[:, 2])
-    ok = ((a[:, 3] >= b[:, 1] - config.contact_tolerance * ha) & (a[:, 3] <= b[:, 3])
+    ok = ((a[:, 3] >= b[:, 1] - config.contact_tolerance * ha)
+          & (a[:, 3] <= b[:, 3] + config.contact_tolerance * hb)
           & (a[:, 1] < b[:, 1]) & (foot_x >= b[:, 0]) & (foot_x <= b[:, 2]) & (ha > 0)
           & (hb > 0) & arrays.contains[outer])
     if arrays.knowledge is not None:

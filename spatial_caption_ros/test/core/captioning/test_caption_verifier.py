@@ -506,7 +506,8 @@ def test_superlatives_are_only_said_within_a_class():
     (0.30, False, 'more than 4 m away'),     # 2 sigma beyond 50 %: only the lower bound
     (0.03, True, 'roughly 10 m away'),       # assumed intrinsics: the scale is a guess
     (0.30, True, 'more than 2.5 m away'),    # 2 sigma = hypot(3, 2) x 2 = 7.2 m
-    (0.60, False, None),                     # 2 sigma beyond the distance: no number
+    (0.36, False, 'more than 2.5 m away'),   # edge: 2 sigma 72 %, the bound 28 % of 10 m
+    (0.40, False, None),                     # 2 sigma beyond 75 %: no number
 ])
 def test_distances_are_written_only_as_precisely_as_the_graph_knows_them(sigma, assumed, words):
     graph = street()

@@ -164,6 +164,10 @@ def test_what_rises_out_of_a_container_is_in_it_where_the_knowledge_agrees():
                 obj(1, 'vase', vase, depth=1.5, sigma=0.2))
     assert (0, INSIDE, 1) in got and OVERLAPPING not in {p for _, p, _ in got}
     assert KB.found_in('potted plant', 'vase') and KB.found_in('apple', 'bowl')  # fruit bowl
+    # a "potted plant" box that takes in its vase (both end at one line): in it too
+    got = facts(obj(0, 'potted plant', (60, 30, 200, 301), depth=1.2, sigma=0.5, metric=True),
+                obj(1, 'vase', vase, depth=0.9, sigma=0.3, metric=True))
+    assert (0, INSIDE, 1) in got
     # no knowledge that a person is found in a vase: overlapping only
     got = predicates(obj(0, 'person', plant, depth=1.5, sigma=0.2),
                      obj(1, 'vase', vase, depth=1.5, sigma=0.2))
