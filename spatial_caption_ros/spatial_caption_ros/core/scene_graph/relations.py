@@ -272,22 +272,16 @@ def relate(arrays: ObjectArrays, i: np.ndarray, j: np.ndarray,
             if len(k):
                 claimed[k] = True
                 out.append((k, inner[k], np.full(len(k), INSIDE), outer[k], frac[k]))
-        for inner, outer in ((i, j), (j, i)):
-            ok, conf = _rises_out_of(arrays, inner, outer, config)
-            ok &= ~claimed & _contact_depth_agrees(arrays, inner, outer, both_depth, separated,
-                                                   config)
-            k = np.flatnonzero(ok)
-            if len(k):
-                claimed[k] = True
-                out.append((k, inner[k], np.full(len(k), INSIDE), outer[k], conf[k]))
-        for top, bottom in ((i, j), (j, i)):
-            ok, conf = _on(arrays, top, bottom, config)
-            ok &= ~claimed & _contact_depth_agrees(arrays, top, bottom, both_depth, separated,
-                                                   config)
-            k = np.flatnonzero(ok)
-            if len(k):
-                claimed[k] = True
-                out.append((k, top[k], np.full(len(k), ON), bottom[k], conf[k]))
+        # A rising out of container B (in), then A resting on B (on); depth must allow contact
+        for rule, predicate in ((_rises_out_of, INSIDE), (_on, ON)):
+            for a_idx, b_idx in ((i, j), (j, i)):
+                ok, conf = rule(arrays, a_idx, b_idx, config)
+                ok &= ~claimed & _contact_depth_agrees(arrays, a_idx, b_idx, both_depth,
+                                                       separated, config)
+                k = np.flatnonzero(ok)
+                if len(k):
+                    claimed[k] = True
+                    out.append((k, a_idx[k], np.full(len(k), predicate), b_idx[k], conf[k]))
         ok = (overlap >= OVERLAP_MIN) & ~claimed
         k = np.flatnonzero(ok)
         if len(k):
