@@ -21,7 +21,7 @@ import math
 from spatial_caption_ros.core.captioning.context import infer_place
 from spatial_caption_ros.core.captioning.language import (
     ABOUT_REL_TOL, AT_LEAST, distance_words, REGION_PHRASE_CELLS, region_cell, region_matches,
-    region_phrase, article, SEVERAL)
+    region_phrase, article, ROUGH_REL_TOL, SEVERAL)
 from spatial_caption_ros.core.captioning.semantics import GraphIndex, nearest
 from spatial_caption_ros.core.perception.depth.geometric import truncation
 from spatial_caption_ros.core.scene_graph.knowledge import KnowledgeBase
@@ -376,19 +376,19 @@ def plan_caption(graph: SceneGraph, style: str, limits: PlanLimits,
         # objects than for others, so the most salient one is often a poor choice), among the
         # mentioned classes first, then any (every metric caption with objects states a
         # distance when the graph knows one to the stated precision; objects without metric
-        # depth in the same graph do not stop the others'). Among objects known to "about"
-        # (two sigma within ABOUT_REL_TOL) a uniquely named one goes first: both say as much
-        # about the distance, the named one more about the scene; beyond that tier the
-        # relative sigma alone decides (a range twice as wide is not worth a name).
-        # Named uniquely when it can be ("the bus", "the nearest car"), else indefinitely
-        # ("a car is 11 to 19 m away": true of that car).
+        # depth in the same graph do not stop the others'). By the wording the precision
+        # allows (tiers: "about", a range, a lower bound), and within a tier a uniquely named
+        # object first: "the car in the center is 7 to 15 m away" tells a robot which car, "a
+        # car is 9 to 18 m away" does not (and the labels cannot check it); then the relative
+        # sigma. Named uniquely when it can be ("the bus", "the nearest car"), else
+        # indefinitely ("a car is 11 to 19 m away": true of that car).
         worded = [(obj, robot_frame_words(obj, assumed) if limits.robot_frame
                    else object_distance_words(obj, assumed)) for obj in graph.objects]
         def rank(obj: SceneObject) -> tuple:
             rel = relative_distance_sigma(obj)
             about = DISTANCE_SIGMAS * rel <= ABOUT_REL_TOL
-            return (obj.class_name not in mentioned, not about, about and obj.id not in refs,
-                    rel, obj.id)
+            tier = 0 if about else 1 if DISTANCE_SIGMAS * rel <= ROUGH_REL_TOL else 2
+            return (obj.class_name not in mentioned, tier, obj.id not in refs, rel, obj.id)
 
         worded = sorted([(o, w) for o, w in worded if w], key=lambda ow: rank(ow[0]))
         if worded:

@@ -214,9 +214,9 @@ def test_short_plan_states_the_best_known_distance_and_one_relation():
     assert fact.subject_ref == 'a person' and fact.subject == 3
     assert CaptionVerifier(graph).verify(realise(plan_caption(
         graph, 'short', limits_for('short', 1, 4)))).ok
-    # beyond the "about" tier the relative sigma alone decides: a named bus known to +-30 %
-    # loses to an unnamed person known to +-16 %; an object without metric depth (the person
-    # on the left) does not keep the others' distances out of the caption
+    # within the range tier a name goes first (it says which object): the bus known to +-30 %
+    # before an unnamed person known to +-16 %; an object without metric depth (the person on
+    # the left) does not keep the others' distances out of the caption
     graph = street()
     graph.depth_metric = False
     graph.objects[1].depth_metric = False
@@ -225,8 +225,13 @@ def test_short_plan_states_the_best_known_distance_and_one_relation():
     graph.objects[2].depth_uncertainty = 2.0
     plan = plan_caption(graph, 'short', limits_for('short', 1, 4))
     fact = plan.of_kind('distance')[0]
-    assert (fact.subject, fact.subject_ref) == (3, 'a person'), plan.facts
+    assert (fact.subject, fact.subject_ref) == (0, 'the bus'), plan.facts
+    assert fact.distance_words == '7 to 13 m'
     assert CaptionVerifier(graph).verify(realise(plan)).ok
+    # but a range beats a lower bound: a bus known only to "more than" loses to the person
+    graph.objects[0].depth_uncertainty = 3.0
+    fact = plan_caption(graph, 'short', limits_for('short', 1, 4)).of_kind('distance')[0]
+    assert (fact.subject, fact.subject_ref) == (3, 'a person'), fact
 
 
 def _random_graph(rng: random.Random, n: int) -> SceneGraph:
