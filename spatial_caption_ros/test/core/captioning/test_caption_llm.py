@@ -111,12 +111,13 @@ def test_beam_search_finds_at_least_the_greedy_likelihood():
         grammar = ('root ::= " " ("A bus and four people." | "Four people and a bus." | '
                    '"There are four people and a bus.")')
         prompt = 'Facts: a bus; four people.\nCaption:'
-        greedy = model.generate(prompt, grammar, timeout=120, decoding='greedy')
+        # unforced: a forced span adds nothing to the score, so only then is it a likelihood
+        greedy = model.generate(prompt, grammar, timeout=120, decoding='greedy', force=False)
         beam = model.generate(prompt, grammar, timeout=120, decoding='beam', beam_width=3)
         assert greedy.stop_reason == beam.stop_reason == 'eos'
         assert beam.score >= greedy.score - 1e-3
         # the prompt prefix cache is reused: a second call evaluates no new prompt tokens
-        again = model.generate(prompt, grammar, timeout=120, decoding='greedy')
+        again = model.generate(prompt, grammar, timeout=120, decoding='greedy', force=False)
         assert again.text == greedy.text
     finally:
         model.close()
@@ -202,5 +203,30 @@ def test_forget_prompt_makes_logits_independent_of_earlier_prompts():
         model.start(first)
         model.forget_prompt()
         assert np.array_equal(model.logits(model.start(second)), fresh)
+    finally:
+        model.close()
+
+
+@needs_llm
+def test_forced_spans_give_the_same_caption_in_fewer_decodes():
+    """Greedy under a facts grammar: the forced text goes in as one batch, same output."""
+    model = LlamaModel(GEMMA, n_threads=1)
+    calls = []
+    decode = model._decode
+    model._decode = lambda items: (calls.append(len(items)), decode(items))[1]
+    try:
+        grammar = ('root ::= " " ("There is a bus and four people" | "A bus and four people")'
+                   ' ("; the bus is nearest to the camera" | ", and the bus is nearest to the '
+                   'camera") "."')
+        prompt = 'Facts: a bus; four people; the bus is nearest to the camera.\nCaption:'
+        plain = model.generate(prompt, grammar, timeout=120, force=False)
+        model.forget_prompt()
+        calls.clear()
+        forced = model.generate(prompt, grammar, timeout=120)
+        assert forced.text == plain.text and forced.stop_reason == 'eos'
+        assert forced.generated_tokens == plain.generated_tokens
+        steps = len(calls) - 1                       # the prompt is one decode
+        assert steps < plain.generated_tokens / 2, (steps, plain.generated_tokens)
+        assert max(calls[1:]) > 1                    # a forced span went in as one batch
     finally:
         model.close()
