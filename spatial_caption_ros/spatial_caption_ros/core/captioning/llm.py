@@ -174,6 +174,9 @@ class LlamaModel:
         self._end_tokens = {t for t in (lib.llama_vocab_eos(self._vocab),
                                         lib.llama_vocab_eot(self._vocab)) if t >= 0}
         self._probe = self._probe_tokens()
+        # Default of generate(force=None): False decodes forced spans token by token (for
+        # comparison: tools/bench_captions.py); the text is the same, only slower.
+        self.force_spans = True
         self.chat_template = self._resolve_template(chat_template)
         self.description = self._meta('general.name') or self.path.name
 
@@ -359,10 +362,10 @@ class LlamaModel:
 
         The grammar is probed character by character: while it allows exactly one of the
         probe characters (all it can produce, see _PROBE_CHARS), that character is forced. The
-        forced text is tokenised canonically; its last token is kept only when the text ends on
-        a word boundary (the grammar then allows no letter or digit, and the text ends in no
-        space, which a tokeniser attaches to the next word), so a forced "the car" does not
-        split the " cars" the model may choose. [] when nothing is forced.
+        forced text is tokenised canonically, and only the tokens that the canonical
+        tokenisation of the text followed by any character the grammar allows next keeps are
+        returned: a forced "the car" before "s" or " " gives " the" alone, so the model may
+        still choose " cars" as one token. [] when nothing is forced.
         """
         ids, chars = self._probe
         state = _llama.llama_sampler_clone(grammar)
@@ -372,18 +375,26 @@ class LlamaModel:
                 follow = [t for t, _ in self._apply_grammar(state, ids,
                                                              np.zeros(len(ids), np.float32))]
                 if len(follow) != 1 or follow[0] in self._end_tokens:
-                    break
+                    break           # a choice, the end (eos, eot), or nothing
                 text.append(chars[follow[0]])
                 _llama.llama_sampler_accept(state, follow[0])
         finally:
             _llama.llama_sampler_free(state)
-        ends = len(follow) == 1 and follow[0] in self._end_tokens
-        tokens = self.tokenize(''.join(text), special=False, add_special=False) if text else []
+        ends = follow[:1] if follow and self._end_tokens.issuperset(follow) else []
+        if not text:
+            return ends
+        forced = ''.join(text)
+        tokens = self.tokenize(forced, special=False, add_special=False)
         if ends:
-            return tokens + [follow[0]]
-        boundary = (text and follow and not text[-1].isspace()
-                    and not any(chars.get(t, '').isalnum() for t in follow))
-        return tokens if boundary else tokens[:-1]
+            return tokens + ends
+        keep = len(tokens) if follow else 0
+        for t in follow:
+            after = self.tokenize(forced + chars.get(t, ''), special=False, add_special=False)
+            shared = 0
+            while shared < min(keep, len(after)) and tokens[shared] == after[shared]:
+                shared += 1
+            keep = shared
+        return tokens[:keep]
 
     def _boundary_tokens(self, preferred: np.ndarray) -> np.ndarray:
         """The preferred tokens that start a new word (space or punctuation first), and ends."""
@@ -459,18 +470,21 @@ class LlamaModel:
                  timeout: float = 5.0, decoding: str = 'greedy', beam_width: int = 3,
                  greedy_tokens: int = 4, temperature: float = 0.7, seed: int = 0,
                  stop: tuple[str, ...] = ('\n',),
-                 preferred: np.ndarray | None = None, force: bool = True) -> Generation:
+                 preferred: np.ndarray | None = None,
+                 force: bool | None = None) -> Generation:
         """Continue `prompt` under `grammar` (GBNF; None: free text ending at a stop string).
 
         `preferred`: token ids to try first (see preferred_tokens); None: the whole vocabulary.
-        `force`: feed the spans the grammar forces in one batch (search.py; greedy, sample).
+        `force`: feed the spans the grammar forces in one batch (search.py; greedy, sample);
+        None: self.force_spans.
         """
         if decoding not in DECODINGS:
             raise CaptionError(f'unknown decoding {decoding!r}; one of {", ".join(DECODINGS)}')
         with self._lock:
             return self._generate(prompt, grammar, max_tokens, time.monotonic() + timeout,
                                   decoding, min(beam_width, self.max_beams), greedy_tokens,
-                                  temperature, seed, stop, preferred, force)
+                                  temperature, seed, stop, preferred,
+                                  self.force_spans if force is None else force)
 
     def _generate(self, prompt, grammar_text, max_tokens, deadline, decoding, width,
                   greedy_tokens, temperature, seed, stop, preferred, force) -> Generation:
