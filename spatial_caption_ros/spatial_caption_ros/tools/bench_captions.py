@@ -6,9 +6,10 @@ from graph to graph), so all configurations see the same machine load. Each conf
 its own model and context, so its prompt-prefix cache holds the previous graph's prompt, as in a
 node (the first graph's caption warms each up, untimed). Printed per configuration: caption
 latency p50 / p90 / mean over the graphs with objects to caption (Caption.latency: plan, LLM,
-verifier), captions the LLM wrote that verified, all verified captions, and captions whose text
-differs from the first configuration's. Figures are this machine's, measured now; nothing is
-asserted.
+verifier), llama_decode calls and tokens evaluated (prompt after the cached prefix, fed and
+generated tokens) per caption, captions the LLM wrote that verified, all verified captions,
+and captions whose text differs from the first configuration's. Figures are this machine's,
+measured now; nothing is asserted.
 
   python -m spatial_caption_ros.tools.bench_captions --limit 30 unforced forced
 """
@@ -71,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     for captioner in captioners.values():      # the one-off first prompt is not timed
         if warm is not None:
             captioner.caption(warm, args.style)
+    work = {n: (c.llm.decodes, c.llm.tokens_evaluated) if c.llm else (0, 0)
+            for n, c in captioners.items()}
     load_start = os.getloadavg()
     latency = {n: [] for n in names}
     llm_ok = dict.fromkeys(names, 0)
@@ -91,19 +94,24 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             differs[name] += texts[name] != texts[names[0]]
         print(f'[bench] {k + 1}/{len(frames)}', file=sys.stderr, end='\r')
-    for captioner in captioners.values():
+    for name, captioner in captioners.items():
+        if captioner.llm is not None:
+            work[name] = (captioner.llm.decodes - work[name][0],
+                          captioner.llm.tokens_evaluated - work[name][1])
         captioner.close()
     print(f'{len(frames)} eval graphs ({worded} with objects to caption), style {args.style}, '
           f'{", ".join(args.set)}; {time.strftime("%Y-%m-%d %H:%M")}; {os.cpu_count()} cores, '
           f'load average {load_start[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end '
           f'({time.perf_counter() - t0:.0f} s)')
-    print('| configuration | p50 s | p90 s | mean s | LLM verified | all verified | '
-          f'text differs from {names[0]} |')
-    print('|---|---|---|---|---|---|---|')
+    print('| configuration | p50 s | p90 s | mean s | decodes / caption | tokens evaluated / '
+          f'caption | LLM verified | all verified | text differs from {names[0]} |')
+    print('|---|---|---|---|---|---|---|---|---|')
     for name in names:
         lat = latency[name]
         print(f'| {name} | {percentile(lat, 50):.3f} | {percentile(lat, 90):.3f} | '
-              f'{statistics.fmean(lat) if lat else float("nan"):.3f} | {llm_ok[name]}/{worded} | '
+              f'{statistics.fmean(lat) if lat else float("nan"):.3f} | '
+              f'{work[name][0] / max(worded, 1):.1f} | {work[name][1] / max(worded, 1):.1f} | '
+              f'{llm_ok[name]}/{worded} | '
               f'{verified[name]}/{len(frames)} | {differs[name]}/{len(frames)} |')
     return 0
 

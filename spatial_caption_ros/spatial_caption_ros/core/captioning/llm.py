@@ -177,6 +177,9 @@ class LlamaModel:
         # Default of generate(force=None): False decodes forced spans token by token (for
         # comparison: tools/bench_captions.py); the text is the same, only slower.
         self.force_spans = True
+        # What the model computed so far: llama_decode calls, tokens evaluated (prompt
+        # evaluations: only the part after the cached prefix; fed and generated tokens).
+        self.decodes = self.tokens_evaluated = 0
         self.chat_template = self._resolve_template(chat_template)
         self.description = self._meta('general.name') or self.path.name
 
@@ -314,6 +317,8 @@ class LlamaModel:
             b.token[i], b.pos[i], b.n_seq_id[i] = token, pos, 1
             b.seq_id[i][0] = seq
             b.logits[i] = 1 if logits else 0
+        self.decodes += 1
+        self.tokens_evaluated += len(items)
         rc = _llama.llama_decode(self._ctx, b)
         if rc != 0:
             raise CaptionError(f'llama_decode failed with code {rc}')
