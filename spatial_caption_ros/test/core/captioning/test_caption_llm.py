@@ -230,3 +230,29 @@ def test_forced_spans_give_the_same_caption_in_fewer_decodes():
         assert max(calls[1:]) > 1                    # a forced span went in as one batch
     finally:
         model.close()
+
+
+@needs_llm
+def test_forced_span_stops_before_a_word_the_grammar_may_continue():
+    """" the car" before "s" or " is": only " the" is fed (the model may choose " cars")."""
+    from spatial_caption_ros.core.captioning import llm
+    model = LlamaModel(GEMMA, n_threads=1)
+    lib = llm._lib()
+    grammars = {'root ::= " the car" ("s are" | " is") " here."': ' the',
+                'root ::= " the car is here."': ' the car is here.'}
+    try:
+        for grammar, fed in grammars.items():
+            sampler = lib.llama_sampler_init_grammar(model._vocab, grammar.encode(), b'root')
+            try:
+                forced = model._forced(sampler)
+            finally:
+                lib.llama_sampler_free(sampler)
+            ends = fed.endswith('.')                 # the second grammar forces the end too
+            assert model.is_end(forced[-1]) == ends
+            assert model._text(forced[:-1] if ends else forced) == fed
+        out = model.generate('The cars are here.\nSay it again:', next(iter(grammars)),
+                             timeout=120)
+        assert out.text in ('the cars are here.', 'the car is here.')
+        assert out.stop_reason == 'eos'
+    finally:
+        model.close()
