@@ -83,7 +83,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument('--model-dir', default=None,
                    help=f'model folder (default: {default_model_dir()})')
     p.add_argument('--mode', choices=('inprocess', 'processes'), default='inprocess',
-                   help='all nodes in one process (MultiThreadedExecutor) or one process each')
+                   help='all nodes in one process (one executor thread, a worker thread per '
+                        'node) or one process each')
     p.add_argument('--rate', type=float, default=None,
                    help='frames per second from the image source (default: the config value)')
     p.add_argument('--set', action='append', default=[], metavar='NODE.PARAM=VALUE',
@@ -159,6 +160,16 @@ def build_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, st
     return params, remaps, live
 
 
+
+def _last_line(path: Path) -> str:
+    """The last non-empty line of a node's log (why it stopped), '' when there is none."""
+    try:
+        lines = path.read_text(encoding='utf-8', errors='replace').splitlines()
+    except OSError:
+        return ''
+    return next((ln.strip() for ln in reversed(lines) if ln.strip()), '')[-300:]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.output)
@@ -188,12 +199,12 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, on_signal)
 
     import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import ExternalShutdownException
     from rclpy.signals import SignalHandlerOptions
 
     from spatial_caption_ros.core.runtime.outputs import FrameOutputWriter
     from spatial_caption_ros.ros.collector import FrameResult, ResultCollector
-    from spatial_caption_ros.ros.spin import spin_once
+    from spatial_caption_ros.ros.spin import node_executor, spin_once
     from spatial_caption_ros.ros.graph import (
         create_nodes, GRAPH_NODES, GraphStartError, spawn_node, start_source_when_connected,
         stop_processes, wait_until_connected)
@@ -225,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     collector = ResultCollector(on_frame=on_frame, topics={'image': remaps.get('image', 'image')},
                                 image_qos='sensor_data' if live else 'reliable',
                                 expect_names=not live, graph_nodes=names)
-    executor = MultiThreadedExecutor()
+    executor = node_executor()      # one thread, as each node process (ros/spin.py: why)
     executor.add_node(collector)
     nodes, procs, logs = [], [], []
 
@@ -297,13 +308,15 @@ def main(argv: list[str] | None = None) -> int:
         for item in collector.skipped:
             outputs.write_skipped(item['name'], item['reason'])
         outputs.close()
-        for name, status in zip(names, stop_processes(procs), strict=False):
-            if status != 0:
-                print(f'[run] node {name} did not stop cleanly ({status}); see {out}/{name}.log',
-                      file=sys.stderr)
-                code = code or EXIT_FAILED
+        statuses = stop_processes(procs)
         for f in logs:
             f.close()
+        for name, status in zip(names, statuses, strict=False):
+            if status != 0:
+                print(f'[run] node {name} did not stop cleanly ({status}); its last log line: '
+                      f'{_last_line(out / f"{name}.log")!r}; see {out}/{name}.log',
+                      file=sys.stderr)
+                code = code or EXIT_FAILED
         if not stop.is_set():
             # (interrupted: see the end of main; destroying a node joins its worker, and the
             # caption node's may be in the middle of an LLM generation)

@@ -9,21 +9,30 @@ Publishes:   image (sensor_msgs/Image, bgr8), camera_info (sensor_msgs/CameraInf
              assumed field of view marked by distortion_model "assumed_pinhole"), ~/done
              (std_msgs/UInt32, latched: frames published, sent once the source is exhausted),
              ~/frame_names (std_msgs/String, JSON {"stamp_ns", "name"}: which file or video
-             frame each image came from; once the source is exhausted {"end": true,
-             "published", "skipped": [{"name", "reason"}]})
+             frame each image came from; {"name", "skipped"} for an unreadable file when it
+             is passed over; once the source is exhausted {"end": true, "published",
+             "skipped": [{"name", "reason"}]})
 
 An unreadable file (empty, truncated, not an image) does not end a folder: it is rejected
 (counted, logged with its reason), named in the end message, and the next file follows.
+
+Each file of a folder is a still photo of its own (unless folder_is_sequence): before
+publishing it the node calls new_sequence_service (the perception node's ~/new_sequence) and
+waits for the answer (at most NEW_SEQUENCE_WAIT_S), so the tracker never takes objects of two
+unrelated photos for one. A video, one image file and a camera are one sequence.
 Subscribes:  detections | scene_graph | caption (only with pace_on)
+Calls:       new_sequence_service (std_srvs/Trigger; folders of still photos)
 """
 
 from __future__ import annotations
 
 import json
+import threading
 
 from sensor_msgs.msg import CameraInfo, Image
 from spatial_caption_interfaces.msg import Caption, DetectionArray, SceneGraph
 from std_msgs.msg import String, UInt32
+from std_srvs.srv import Trigger
 
 from spatial_caption_ros.core.errors import SpatialCaptionError
 from spatial_caption_ros.core.inputs.sources import (
@@ -42,6 +51,9 @@ _PACE_TYPES = {'detections': DetectionArray, 'scene_graph': SceneGraph, 'caption
 
 # Decoded frames kept for looping (a folder of 100 full-HD frames is about 600 MB).
 LOOP_CACHE_BYTES = 512 * 2**20
+# Seconds a still photo waits for new_sequence_service to answer; then it is published anyway
+# (logged and counted: the tracker downstream may then link it to the previous photo).
+NEW_SEQUENCE_WAIT_S = 2.0
 
 
 class ImageSourceNode(ManagedNode):
@@ -63,6 +75,13 @@ class ImageSourceNode(ManagedNode):
         self.finished = False
         self._resolver: IntrinsicsResolver | None = None
         self.intrinsics_kinds: dict[str, int] = {}
+        self._sequence_client = None
+        # a still photo waiting for the new-sequence answer: (frame, since_s, future)
+        self._held: tuple | None = None
+        self._unsent = None         # a photo answered while the node was inactive
+        self._held_lock = threading.Lock()
+        self._sequence_unanswered_logged = False
+        self.sequences_started = 0
         super().__init__('image_source', **kwargs)
 
     def configure_stage(self, config: ImageSourceConfig) -> None:
@@ -82,6 +101,10 @@ class ImageSourceNode(ManagedNode):
         self.info_pub = self.publisher(CameraInfo, 'camera_info')
         self.done_pub = self.publisher(UInt32, '~/done', qos_profile('latched'))
         self.names_pub = self.publisher(String, '~/frame_names', qos_profile('reliable'))
+        self._held = self._unsent = None
+        self.sequences_started = 0
+        if config.new_sequence_service and self.source.stills(config.folder_is_sequence):
+            self._sequence_client = self.create_client(Trigger, config.new_sequence_service)
         if self._resolver.calibration is None and config.assumed_hfov_deg:
             self.get_logger().warning(
                 f'no calibration: frames without an EXIF focal length get CameraInfo of an '
@@ -93,6 +116,9 @@ class ImageSourceNode(ManagedNode):
             return {}
         out = {'source': str(self.source.path), 'kind': self.source.kind,
                'frames_published': str(self.published), 'files_skipped': str(len(self.skipped))}
+        if self._sequence_client is not None:
+            out['new_sequences'] = (f'{self.sequences_started} of {self.published} photos '
+                                    f'({self._sequence_client.srv_name})')
         out.update({f'intrinsics.{k}': str(v) for k, v in sorted(self.intrinsics_kinds.items())})
         return out
 
@@ -118,6 +144,10 @@ class ImageSourceNode(ManagedNode):
             self._start_timer(config.rate)
 
     def release_stage(self) -> None:
+        if self._sequence_client is not None:
+            self.destroy_client(self._sequence_client)
+            self._sequence_client = None
+        self._held = self._unsent = None
         self.source = None
         self._frames = None
         self._decoded = None
@@ -144,6 +174,8 @@ class ImageSourceNode(ManagedNode):
         self.counters.received += 1
         self.reject('invalid_image', reason)
         self.skipped.append({'name': name, 'reason': reason})
+        # at once, not only in the end message: a run stopped before the end still knows it
+        self.names_pub.publish(String(data=json.dumps({'name': name, 'skipped': reason})))
 
     def _on_paced_output(self, msg) -> None:
         if self._pending_stamp is not None and \
@@ -186,9 +218,16 @@ class ImageSourceNode(ManagedNode):
     def _tick(self) -> None:
         if not self.active or self.finished:
             return
+        if self._held is not None:
+            if self._clock_s() - self._held[1] >= NEW_SEQUENCE_WAIT_S:
+                self._release_held(None)
+            return
+        if self._unsent is not None:
+            frame, self._unsent = self._unsent, None
+            self._publish(*frame)
+            return
         if self._pending_stamp is not None:
-            if self.get_clock().now().nanoseconds / 1e9 - self._pending_since \
-                    < self.config.pace_timeout:
+            if self._clock_s() - self._pending_since < self.config.pace_timeout:
                 return
             self.counters.error('pace_timeout', main_input=False)
             self.get_logger().warning(
@@ -210,7 +249,54 @@ class ImageSourceNode(ManagedNode):
             skipped = f', {len(self.skipped)} unreadable files skipped' if self.skipped else ''
             self.get_logger().info(f'source exhausted after {self.published} frames{skipped}')
             return
-        name, image = frame
+        if self._sequence_client is not None and self._ask_new_sequence(frame):
+            return
+        self._publish(*frame)
+
+    def _clock_s(self) -> float:
+        return self.get_clock().now().nanoseconds / 1e9
+
+    def _ask_new_sequence(self, frame) -> bool:
+        """Call new_sequence_service before a still photo; True: the photo awaits the answer.
+
+        Without the service (no perception node, another name) the photo is published at once;
+        after the first photo that is said once in the log.
+        """
+        if not self._sequence_client.service_is_ready():
+            if self.published and not self._sequence_unanswered_logged:
+                self._sequence_unanswered_logged = True
+                self.get_logger().warning(
+                    f'new_sequence_service {self._sequence_client.srv_name} is not available: '
+                    'the photos go out as one stream and a tracker downstream may take objects '
+                    'of two photos for one (set new_sequence_service, or empty to silence this)')
+            return False
+        future = self._sequence_client.call_async(Trigger.Request())
+        self._held = (frame, self._clock_s(), future)
+        future.add_done_callback(self._release_held)
+        return True
+
+    def _release_held(self, future) -> None:
+        """Publish the photo that waited for `future` (None: waited too long)."""
+        with self._held_lock:
+            held = self._held
+            if held is None or (future is not None and held[2] is not future):
+                return
+            self._held = None
+        if future is None:
+            self.counters.error('new_sequence_timeout', main_input=False)
+            self.get_logger().warning(
+                f'{self._sequence_client.srv_name} did not answer within '
+                f'{NEW_SEQUENCE_WAIT_S:.0f} s: photo {held[0][0]!r} is published without a new '
+                'sequence', throttle_duration_sec=30.0)
+        else:
+            self.sequences_started += 1
+        if self.active:
+            self._publish(*held[0])
+        else:           # deactivated meanwhile: the photo goes out first after activation
+            self._unsent = held[0]
+
+    def _publish(self, name: str, image) -> None:
+        """Publish one frame: CameraInfo, its name, then the image, all with one header."""
         self.counters.received += 1
         try:
             intrinsics = self._intrinsics_for(name, image.width, image.height)
@@ -230,7 +316,6 @@ class ImageSourceNode(ManagedNode):
         if self.config.pace_on:
             self._pending_stamp, self._pending_since, self._pending_name = (
                 stamp_ns, stamp_ns / 1e9, name)
-
 
 def main(args=None) -> None:
     run_node(ImageSourceNode, args)

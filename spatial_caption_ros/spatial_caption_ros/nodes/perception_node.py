@@ -7,6 +7,9 @@ Subscribes:  image (sensor_msgs/Image) or image/compressed (sensor_msgs/Compress
              /tf and /tf_static (tf2_msgs/TFMessage; with gravity_frame set: the camera's
              orientation for the geometric depth cues)
 Publishes:   detections (spatial_caption_interfaces/DetectionArray)
+Services:    ~/new_sequence (std_srvs/Trigger): the frames that follow are a new sequence
+             (tracks, carried depth and the smoothed depth scale start afresh): called by the
+             image source before each still photo of a folder, or by a user after a relocation
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import time
 
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from spatial_caption_interfaces.msg import DetectionArray
+from std_srvs.srv import Trigger
 
 from spatial_caption_ros.core.perception.depth.sensor import StampBuffer
 from spatial_caption_ros.core.perception.gravity import GravityFromTransforms
@@ -98,11 +102,20 @@ class PerceptionNode(ManagedNode):
         self.depth_unregistered = 0
         self.gravity: GravityFromTransforms | None = None
         self.gravity_mode = ''
+        self._newest_received_ns: int | None = None
+        # ~/new_sequence asked for: the first frame stamped after this (None: any) starts it
+        self._sequence_pending = False
+        self._sequence_after_ns: int | None = None
+        self.sequences_requested = 0
+        self._new_sequence_srv = None
         super().__init__('perception', **kwargs)
 
     def configure_stage(self, config: PerceptionConfig) -> None:
         self.pipeline = PerceptionPipeline(config)
         self.detections_pub = self.publisher(DetectionArray, 'detections')
+        self._sequence_pending = False
+        self._new_sequence_srv = self.create_service(Trigger, '~/new_sequence',
+                                                     self._on_new_sequence)
         node_config = self.extra(PerceptionNodeConfig)
         self.gravity = None
         fallback = ('camera_pitch_deg/camera_roll_deg'
@@ -164,6 +177,33 @@ class PerceptionNode(ManagedNode):
             self._throttled_log('info', 'restart',
                                 f'image stamps went back {back_s:.1f} s: camera restarted or bag '
                                 'looped; starting a new sequence')
+        if self._newest_received_ns is None or stamp > self._newest_received_ns:
+            self._newest_received_ns = stamp
+
+    def _on_new_sequence(self, request: Trigger.Request,
+                         response: Trigger.Response) -> Trigger.Response:
+        """Frames stamped after every image received so far start a new sequence.
+
+        Not a reset on the spot: the frame in the worker's hands (or waiting for it) still
+        belongs to the old sequence; the caller publishes the new sequence's first frame after
+        the response, so its stamp is later than any received before.
+        """
+        self._sequence_after_ns = self._newest_received_ns
+        self._sequence_pending = True
+        self.sequences_requested += 1
+        response.success = True
+        response.message = ('the next frame starts a new sequence'
+                            if self._sequence_after_ns is None else
+                            f'the first frame stamped after {self._sequence_after_ns / 1e9:.3f} '
+                            's starts a new sequence')
+        return response
+
+    def _start_sequence_if_asked(self, stamp_ns: int) -> None:
+        """Reset tracks and depth smoothing for the first frame of a requested new sequence."""
+        after = self._sequence_after_ns
+        if self._sequence_pending and (after is None or stamp_ns > after):
+            self._sequence_pending = False
+            self.pipeline.reset()
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         try:
@@ -251,6 +291,9 @@ class PerceptionNode(ManagedNode):
             self.pipeline.update_live(config)
 
     def release_stage(self) -> None:
+        if self._new_sequence_srv is not None:
+            self.destroy_service(self._new_sequence_srv)
+            self._new_sequence_srv = None
         if self.pipeline is not None:
             self.pipeline.close()
             self.pipeline = None
@@ -262,6 +305,7 @@ class PerceptionNode(ManagedNode):
             out['depth_frames_unmatched'] = str(self.depth_unmatched)
             out['depth_frames_unregistered'] = str(self.depth_unregistered)
         out['gravity_source'] = self.gravity_mode
+        out['new_sequences_requested'] = str(self.sequences_requested)
         if self.gravity is not None:
             counts = self.gravity.counts
             out['gravity_frames_from_tf'] = str(counts.from_tf)
@@ -294,6 +338,7 @@ class PerceptionNode(ManagedNode):
             sensor_depth, depth_note = self._matched_depth(header.stamp_ns, header.frame_id)
             match_ms = (time.perf_counter() - t1) * 1e3
         gravity, gravity_note = self._gravity(header.frame_id, header.stamp_ns)
+        self._start_sequence_if_asked(header.stamp_ns)
         result = self.pipeline.process(image, header, intrinsics, sensor_depth, gravity)
         if gravity_note:
             result.notes.append(gravity_note)

@@ -144,6 +144,11 @@ class ResultCollector(Node):
                                 for s in item.get('skipped', [])]
                 self.source_ended = True
                 return
+            if 'skipped' in item:       # one unreadable file, said when it was passed over
+                entry = {'name': str(item['name']), 'reason': str(item['skipped'])}
+                if entry not in self.skipped:
+                    self.skipped.append(entry)
+                return
             stamp, name = int(item['stamp_ns']), str(item['name'])
         except (ValueError, KeyError, TypeError, AttributeError):
             return

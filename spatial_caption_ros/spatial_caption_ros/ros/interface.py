@@ -65,9 +65,10 @@ NODE_TOPICS: dict[str, tuple[TopicSpec, ...]] = {
         TopicSpec('~/done', UINT32, 'out', 'latched',
                   'Number of frames published, once the source is exhausted.'),
         TopicSpec('~/frame_names', STRING, 'out', 'reliable',
-                  'JSON {"stamp_ns", "name"}: which file or video frame each image is; once '
-                  'the source is exhausted {"end": true, "published", "skipped": [{"name", '
-                  '"reason"}]}: every unreadable file and why.'),
+                  'JSON {"stamp_ns", "name"}: which file or video frame each image is; '
+                  '{"name", "skipped"}: an unreadable file and why, when it is passed over; '
+                  'once the source is exhausted {"end": true, "published", "skipped": '
+                  '[{"name", "reason"}]}: every unreadable file and why.'),
         TopicSpec('detections', DETECTIONS, 'in', 'reliable',
                   'Pacing: the next frame waits for this output.',
                   when=('pace_on', ('detections',))),
@@ -164,6 +165,13 @@ class ServiceSpec:
 
 
 NODE_SERVICES: dict[str, tuple[ServiceSpec, ...]] = {
+    'perception': (
+        ServiceSpec('~/new_sequence', 'std_srvs/srv/Trigger',
+                    'The frames that follow are a new sequence: tracks (new ids), carried depth '
+                    'and the smoothed depth scale start afresh. The image source calls it before '
+                    'each still photo of a folder (`new_sequence_service`); call it after '
+                    'relocating a camera.', '"{}"'),
+    ),
     'memory': (
         ServiceSpec('~/query_objects', 'spatial_caption_interfaces/srv/QueryObjects',
                     'Remembered objects of a class, near a point or another object within a '

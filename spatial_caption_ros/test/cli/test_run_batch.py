@@ -124,16 +124,23 @@ def test_missing_detector_model_ends_the_run_at_once_with_the_reason(tmp_path, m
 @pytest.mark.parametrize('signum,mode', [(signal.SIGTERM, 'inprocess'),
                                          (signal.SIGINT, 'processes')])
 def test_sigterm_and_sigint_stop_a_batch_and_keep_what_was_written(tmp_path, signum, mode):
+    # a broken file first: a stopped run still names it (before, only the image source's end
+    # message named skipped files, and a stopped run never gets it)
+    folder = tmp_path / 'photos'
+    folder.mkdir()
+    (folder / 'a_broken.jpg').write_bytes(BUS.read_bytes()[:5000])
+    for photo in sorted(IMAGES.glob('*.jpg')):
+        shutil.copy(photo, folder / f'b_{photo.name}')
     out = tmp_path / 'out'
     runner = subprocess.Popen(
-        [sys.executable, '-m', 'spatial_caption_ros.cli.run', '--input', str(IMAGES),
+        [sys.executable, '-m', 'spatial_caption_ros.cli.run', '--input', str(folder),
          '--output', str(out), '--model-dir', str(MODELS), '--mode', mode, *FAST],
         env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     captions = out / 'captions.jsonl'
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and runner.poll() is None and not (
-                captions.exists() and captions.read_text().count('\n') >= 1):
+                captions.exists() and '"text"' in captions.read_text()):
             time.sleep(0.1)
         assert runner.poll() is None, runner.communicate()
         children = psutil.Process(runner.pid).children(recursive=True)
@@ -153,6 +160,11 @@ def test_sigterm_and_sigint_stop_a_batch_and_keep_what_was_written(tmp_path, sig
     _, alive = psutil.wait_procs(children, timeout=5)
     assert not alive, f'node processes left running: {alive}'
     records = [json.loads(line) for line in captions.read_text().splitlines()]
+    skipped = [r for r in records if 'skipped' in r]
+    records = [r for r in records if 'skipped' not in r]
     assert records and all(r.get('text') for r in records)
+    assert len(records) < len(list(folder.iterdir())) - 1, 'meant to stop before the end'
+    assert [r['frame'] for r in skipped] == ['a_broken.jpg'], skipped
+    assert 'truncated JPEG' in skipped[0]['skipped'] and '[run] skipped a_broken.jpg' in stderr
     printed = [line for line in stdout.splitlines() if ': ' in line and '[' in line]
     assert len(printed) == len(records)

@@ -68,6 +68,17 @@ class ImageSourceConfig:
     use_exif: bool = param(
         True, 'Without a calibration, take intrinsics from the EXIF focal length of each photo '
               'when it has one.', when=CONFIGURE)
+    folder_is_sequence: bool = param(
+        False, 'true: the files of a folder are consecutive frames of one camera (frames '
+               'extracted from a video, a TUM or KITTI sequence) and are tracked as one '
+               'sequence, like a video. false: each file is a still photo of its own, a new '
+               'sequence (new_sequence_service is called before it).', when=CONFIGURE)
+    new_sequence_service: str = param(
+        'perception/new_sequence', 'std_srvs/Trigger service called before each still photo of '
+        'a folder, and answered before the photo is published, so that the tracker and the '
+        'depth smoothing downstream start afresh instead of taking objects of two unrelated '
+        "photos for one (the perception node's ~/new_sequence). Empty: not called.",
+        when=CONFIGURE, max_length=256)
 
     def validate(self) -> None:
         if self.camera_info_file and self.camera_info_url:
@@ -131,6 +142,14 @@ class FrameSource:
         else:
             raise ConfigError(f'{path} is not a folder, image ({", ".join(IMAGE_SUFFIXES)}) or '
                               f'video ({", ".join(VIDEO_SUFFIXES)})')
+
+    def stills(self, folder_is_sequence: bool) -> bool:
+        """Whether each frame is a still photo of its own (a new sequence), not a stream.
+
+        A folder's files are, unless it holds one sequence; one image file looped is the same
+        photo again and a video is one sequence.
+        """
+        return self.kind == 'folder' and not folder_is_sequence
 
     def file_of(self, name: str) -> Path | None:
         """The image file a frame name came from (None for video frames)."""

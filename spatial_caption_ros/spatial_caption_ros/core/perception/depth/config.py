@@ -100,7 +100,9 @@ class DepthConfig:
     surface_consistency: bool = param(
         True, 'With gravity known, objects whose box bottoms meet one surface (a desk) at the '
         "same height get a second depth from the others' surface height, combined with their "
-        'own (geometric depth; docs/depth.md).', when=CONFIGURE, name='surface_consistency')
+        "own; a person and what they wear or hold inside their box (tie, bag, phone) combine "
+        'their depths (geometric depth; docs/depth.md).', when=CONFIGURE,
+        name='surface_consistency')
     camera_height_m: float = param(
         0.0, 'Height of the camera above the floor the objects stand on, metres (0: unknown). '
         'Known, an object whose box bottom meets the floor gets a second depth from that contact '
