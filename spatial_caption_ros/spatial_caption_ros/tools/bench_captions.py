@@ -25,6 +25,7 @@ import time
 
 from spatial_caption_ros.cli.evaluate_captions import build_graphs, default_eval_dir
 from spatial_caption_ros.core.captioning.captioner import CaptionConfig, Captioner
+from spatial_caption_ros.core.errors import SpatialCaptionError
 from spatial_caption_ros.core.params import build_config
 from spatial_caption_ros.core.runtime.monitoring import percentile
 from spatial_caption_ros.core.types import GENERATOR_LLM
@@ -55,10 +56,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f'unknown configuration {unknown}; out of {", ".join(CONFIGURATIONS)}',
               file=sys.stderr)
         return 2
-    params = apply_sets(load_params(None), args.set, nodes=('caption',), default_node='caption')
-    base = stage_values(params, 'caption', CaptionConfig)
-    print(f'[bench] building the scene graphs of {args.eval_dir}', file=sys.stderr)
-    frames = build_graphs(Path(args.eval_dir), params, None, args.limit, lambda *a: None)
+    try:
+        params = apply_sets(load_params(None), args.set, nodes=('caption',),
+                            default_node='caption')
+        base = stage_values(params, 'caption', CaptionConfig)
+        print(f'[bench] building the scene graphs of {args.eval_dir}', file=sys.stderr)
+        frames = build_graphs(Path(args.eval_dir), params, None, args.limit, lambda *a: None)
+    except SpatialCaptionError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     captioners: dict[str, Captioner] = {}
     for name in args.configurations:
         overrides, attributes = CONFIGURATIONS[name]

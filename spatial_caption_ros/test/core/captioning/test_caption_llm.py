@@ -256,3 +256,17 @@ def test_forced_span_stops_before_a_word_the_grammar_may_continue():
         assert out.stop_reason == 'eos'
     finally:
         model.close()
+
+
+@pytest.mark.slow
+@needs_llm
+def test_caption_benchmark_prints_both_configurations(capsys):
+    from support import EVAL, needs_shared  # noqa: F401 - the eval data must be there
+    if not (EVAL / 'index.jsonl').is_file():
+        pytest.skip('../shared/eval is missing')
+    from spatial_caption_ros.tools.bench_captions import main
+    assert main(['--limit', '3', 'unforced', 'forced']) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith('| ')]
+    assert [r.split(' | ')[0] for r in rows[1:]] == ['| unforced', '| forced']
+    assert rows[2].endswith('| 0/3 |')                # the same captions, token by token or not
+    assert main(['nope']) == 2 and main(['--eval-dir', '/nonexistent', 'forced']) == 2
