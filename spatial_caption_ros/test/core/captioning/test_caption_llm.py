@@ -254,6 +254,11 @@ def test_forced_span_stops_before_a_word_the_grammar_may_continue():
                              timeout=120)
         assert out.text in ('the cars are here.', 'the car is here.')
         assert out.stop_reason == 'eos'
+        # a character outside the probe set (non-ASCII): nothing forced, token by token
+        before = model.decodes
+        out = model.generate('Say it:', 'root ::= " the café is here."', timeout=120)
+        assert out.text == 'the café is here.' and out.stop_reason == 'eos'
+        assert model.decodes - before == out.generated_tokens + 1     # prompt + every token
     finally:
         model.close()
 
