@@ -160,6 +160,29 @@ def build_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, st
     return params, remaps, live
 
 
+def memory_on_stills_warning(params: dict[str, Any], memory: bool, live: bool) -> str:
+    """The warning for --memory over a folder of unrelated photos without a world frame.
+
+    The memory fuses objects by position in `world_frame`; with it empty, positions are in the
+    camera frame, as for one fixed camera. Photos of different places would then be fused
+    where their objects happen to sit alike (the tracker starts anew per photo, the memory
+    does not), so the run says so instead of leaving a misleading memory unexplained.
+    """
+    if not memory or live or section(params, 'memory').get('world_frame'):
+        return ''
+    src = section(params, 'image_source')
+    try:
+        stills = FrameSource(Path(src['source'])).stills(bool(src.get('folder_is_sequence')))
+    except (ConfigError, KeyError):
+        return ''
+    if not stills:
+        return ''
+    return ('[run] warning: --memory on a folder of still photos without memory.world_frame: '
+            'the memory takes every photo as a view of one fixed camera, so objects of '
+            'different photos at similar camera-frame positions are fused into one entry. '
+            'For consecutive frames set image_source.folder_is_sequence=true; for a moving '
+            'camera give /tf and memory.world_frame')
+
 
 def _last_line(path: Path) -> str:
     """The last non-empty line of a node's log (why it stopped), '' when there is none."""
@@ -177,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params, remaps, live = build_params(args)
         make_output_folder(out)
+        warning = memory_on_stills_warning(params, args.memory, live)
     except ConfigError as exc:
         print(f'[run] error: {exc}', file=sys.stderr)
         return EXIT_USAGE
@@ -212,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     names = [n for n in GRAPH_NODES if not (live and n == 'image_source')]
     names += ['memory'] if args.memory else []
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
+    if warning:
+        print(warning, file=sys.stderr)
     log(f'[run] ROS_DOMAIN_ID={env["ROS_DOMAIN_ID"]} '
         f'discovery={env["ROS_AUTOMATIC_DISCOVERY_RANGE"]} mode={args.mode}')
     log(f'[run] input={args.input} output={out.resolve()} params={params_file}')

@@ -13,6 +13,10 @@ loop instead of Llama.create_completion:
 - a wall-clock deadline checked before every decode step (one step is one token, ~20-30 ms here;
   the prompt is one step of at most a few hundred tokens);
 - the cached prompt prefix is reused between calls (only new prompt tokens are evaluated);
+- forced spans: where the grammar admits one continuation text only (most of a facts
+  grammar's text: "are several cars" after "There"), its canonical tokens go into the KV cache
+  in one batched decode with logits for the last token only, instead of one decode (and one
+  262k-token output projection) per token; see `LlamaModel._forced`;
 - preferred tokens: a grammar admits many tokenisations of the same text, and a small model
   under a grammar often drifts into fragments (" ", "i", "ma", "ge" for " image"), which doubles
   the tokens to generate and makes the text improbable. When the caller passes the texts the
@@ -42,6 +46,12 @@ _log = logging.getLogger(__name__)
 
 # Candidate-set sizes tried before applying the grammar to the whole vocabulary.
 _CANDIDATE_STEPS = (40, 4096)
+# Characters a forced span is probed with (one token each): a grammar whose text is ASCII,
+# without negated classes or escapes of other characters, can produce no others.
+_PROBE_CHARS = ''.join(chr(c) for c in (*range(9, 14), *range(32, 127)))
+_NOT_PROBED = re.compile(r'[^\x00-\x7f]|\[\^|\\[xuU]')
+# Longest forced span probed at once (characters).
+_MAX_FORCED_CHARS = 256
 _TOKEN_DATA = np.dtype([('id', np.int32), ('logit', np.float32), ('p', np.float32)])
 
 _llama = None
@@ -96,8 +106,9 @@ class Generation:
 class _Grammar:
     """A llama.cpp GBNF grammar state as a search.Constraint (one sampler per state)."""
 
-    def __init__(self, model: LlamaModel, sampler, preferred: np.ndarray | None) -> None:
-        self.model, self.sampler, self.preferred = model, sampler, preferred
+    def __init__(self, model: LlamaModel, sampler, preferred: np.ndarray | None,
+                 probe: bool) -> None:
+        self.model, self.sampler, self.preferred, self.probe = model, sampler, preferred, probe
 
     def allowed(self, logits: np.ndarray, limit: int) -> list[tuple[int, float]]:
         return self.model._allowed(self.sampler, logits, limit, self.preferred)
@@ -105,7 +116,10 @@ class _Grammar:
     def after(self, token: int) -> _Grammar:
         state = _llama.llama_sampler_clone(self.sampler)
         _llama.llama_sampler_accept(state, token)
-        return _Grammar(self.model, state, self.preferred)
+        return _Grammar(self.model, state, self.preferred, self.probe)
+
+    def forced(self) -> list[int]:
+        return self.model._forced(self.sampler) if self.probe else []
 
     def free(self) -> None:
         if self.sampler is not None:
@@ -159,6 +173,13 @@ class LlamaModel:
         self._full['id'] = np.arange(self.n_vocab, dtype=np.int32)
         self._end_tokens = {t for t in (lib.llama_vocab_eos(self._vocab),
                                         lib.llama_vocab_eot(self._vocab)) if t >= 0}
+        self._probe = self._probe_tokens()
+        # Default of generate(force=None): False decodes forced spans token by token (for
+        # comparison: tools/bench_captions.py); the text is the same, only slower.
+        self.force_spans = True
+        # What the model computed so far: llama_decode calls, tokens evaluated (prompt
+        # evaluations: only the part after the cached prefix; fed and generated tokens).
+        self.decodes = self.tokens_evaluated = 0
         self.chat_template = self._resolve_template(chat_template)
         self.description = self._meta('general.name') or self.path.name
 
@@ -213,10 +234,12 @@ class LlamaModel:
             return completion
         return self._apply_template(self.chat_template, [('system', system), ('user', user)])
 
-    def tokenize(self, text: str, special: bool) -> list[int]:
+    def tokenize(self, text: str, special: bool, add_special: bool = True) -> list[int]:
+        """Token ids of `text`; add_special: with the model's BOS (a prompt's start)."""
         data = text.encode('utf-8')
         buf = (_llama.llama_token * (len(data) + 16))()
-        n = _llama.llama_tokenize(self._vocab, data, len(data), buf, len(buf), True, special)
+        n = _llama.llama_tokenize(self._vocab, data, len(data), buf, len(buf), add_special,
+                                  special)
         if n < 0:
             raise CaptionError('prompt could not be tokenised')
         return list(buf[:n])
@@ -269,6 +292,18 @@ class LlamaModel:
         self._live = {seq: row for row, seq in enumerate(seqs)}
         return seqs
 
+    def feed(self, seq: int, tokens: list[int]) -> int:
+        """Extend the lone live sequence by `tokens` in batched decodes (logits of the last)."""
+        assert list(self._live) == [seq], 'feed extends the only live sequence'
+        for start in range(0, len(tokens), self.n_batch):
+            chunk = tokens[start:start + self.n_batch]
+            last = start + len(chunk) == len(tokens)
+            self._decode([(t, self._pos + i, seq, last and i == len(chunk) - 1)
+                          for i, t in enumerate(chunk)])
+            self._pos += len(chunk)
+        self._live = {seq: -1}
+        return seq
+
     def is_end(self, token: int) -> bool:
         return token in self._end_tokens or bool(_llama.llama_vocab_is_eog(self._vocab, token))
 
@@ -282,6 +317,8 @@ class LlamaModel:
             b.token[i], b.pos[i], b.n_seq_id[i] = token, pos, 1
             b.seq_id[i][0] = seq
             b.logits[i] = 1 if logits else 0
+        self.decodes += 1
+        self.tokens_evaluated += len(items)
         rc = _llama.llama_decode(self._ctx, b)
         if rc != 0:
             raise CaptionError(f'llama_decode failed with code {rc}')
@@ -313,6 +350,56 @@ class LlamaModel:
             if found:
                 return found[:limit]
         return self._apply_grammar(grammar, None, logits)[:limit]
+
+    def _probe_tokens(self) -> tuple[np.ndarray, dict[int, str]] | None:
+        """One token per probe character, and the end tokens; None: the vocabulary lacks one."""
+        chars = {}
+        for c in _PROBE_CHARS:
+            ids = self.tokenize(c, special=False, add_special=False)
+            if len(ids) != 1 or self._piece(ids[0]) != c.encode():
+                return None
+            chars[ids[0]] = c
+        ids = np.array(sorted(set(chars) | self._end_tokens), dtype=np.int32)
+        return ids, chars
+
+    def _forced(self, grammar) -> list[int]:
+        """Tokens of the text `grammar` forces next, then an end token if it must end there.
+
+        The grammar is probed character by character: while it allows exactly one of the
+        probe characters (all it can produce, see _PROBE_CHARS), that character is forced. The
+        forced text is tokenised canonically, and only the tokens that the canonical
+        tokenisation of the text followed by any character the grammar allows next keeps are
+        returned: a forced "the car" before "s" or " " gives " the" alone, so the model may
+        still choose " cars" as one token. [] when nothing is forced.
+        """
+        ids, chars = self._probe
+        state = _llama.llama_sampler_clone(grammar)
+        text, follow = [], []
+        try:
+            while len(text) < _MAX_FORCED_CHARS:
+                follow = [t for t, _ in self._apply_grammar(state, ids,
+                                                             np.zeros(len(ids), np.float32))]
+                if len(follow) != 1 or follow[0] in self._end_tokens:
+                    break           # a choice, the end (eos, eot), or nothing
+                text.append(chars[follow[0]])
+                _llama.llama_sampler_accept(state, follow[0])
+        finally:
+            _llama.llama_sampler_free(state)
+        ends = follow[:1] if follow and self._end_tokens.issuperset(follow) else []
+        if not text:
+            return ends
+        forced = ''.join(text)
+        tokens = self.tokenize(forced, special=False, add_special=False)
+        if ends:
+            return tokens + ends
+        keep = len(tokens) if follow else 0
+        for t in follow:
+            after = self.tokenize(forced + chars.get(t, ''), special=False, add_special=False)
+            shared = 0
+            while shared < min(keep, len(after)) and tokens[shared] == after[shared]:
+                shared += 1
+            keep = shared
+        return tokens[:keep]
 
     def _boundary_tokens(self, preferred: np.ndarray) -> np.ndarray:
         """The preferred tokens that start a new word (space or punctuation first), and ends."""
@@ -388,20 +475,24 @@ class LlamaModel:
                  timeout: float = 5.0, decoding: str = 'greedy', beam_width: int = 3,
                  greedy_tokens: int = 4, temperature: float = 0.7, seed: int = 0,
                  stop: tuple[str, ...] = ('\n',),
-                 preferred: np.ndarray | None = None) -> Generation:
+                 preferred: np.ndarray | None = None,
+                 force: bool | None = None) -> Generation:
         """Continue `prompt` under `grammar` (GBNF; None: free text ending at a stop string).
 
         `preferred`: token ids to try first (see preferred_tokens); None: the whole vocabulary.
+        `force`: feed the spans the grammar forces in one batch (search.py; greedy, sample);
+        None: self.force_spans.
         """
         if decoding not in DECODINGS:
             raise CaptionError(f'unknown decoding {decoding!r}; one of {", ".join(DECODINGS)}')
         with self._lock:
             return self._generate(prompt, grammar, max_tokens, time.monotonic() + timeout,
                                   decoding, min(beam_width, self.max_beams), greedy_tokens,
-                                  temperature, seed, stop, preferred)
+                                  temperature, seed, stop, preferred,
+                                  self.force_spans if force is None else force)
 
     def _generate(self, prompt, grammar_text, max_tokens, deadline, decoding, width,
-                  greedy_tokens, temperature, seed, stop, preferred) -> Generation:
+                  greedy_tokens, temperature, seed, stop, preferred, force) -> Generation:
         lib = _llama
         t0 = time.perf_counter()
         tokens = self.tokenize(prompt, special=self.uses_chat)
@@ -416,7 +507,8 @@ class LlamaModel:
                                                      b'root')
             if not sampler:
                 raise CaptionError('llama.cpp rejected the caption grammar')
-            constraint = _Grammar(self, sampler, preferred)
+            probe = self._probe is not None and not _NOT_PROBED.search(grammar_text)
+            constraint = _Grammar(self, sampler, preferred, probe)
         stopped = None
         if grammar_text is None and stop:
             def stopped(ids: list[int]) -> bool:
@@ -432,7 +524,7 @@ class LlamaModel:
             # search() owns the constraint from here (it frees every state it made)
             found = search(self, root, constraint, max_tokens=max_tokens, deadline=deadline,
                            decoding=decoding, width=width, greedy_tokens=greedy_tokens,
-                           temperature=temperature, seed=seed, stopped=stopped)
+                           temperature=temperature, seed=seed, stopped=stopped, force=force)
         finally:
             for seq in range(1, 2 * self.max_beams + 1):
                 lib.llama_memory_seq_rm(self._mem, seq, -1, -1)

@@ -9,6 +9,13 @@ Scores are summed token log-probabilities (log-softmax over the whole vocabulary
 normalisation: under a facts grammar every finished candidate states the same facts. The beam
 search stops when a finished candidate scores at least as well as every live beam (scores only
 fall as beams grow, so nothing better can still be found).
+
+Forced spans (`force=True`, greedy and sampling, and hybrid's greedy part): where the constraint
+admits only one continuation text ("are several cars" after "There" under a facts grammar), its
+tokens are fed to the model in one batch, with logits for the last one only, instead of one
+decode step each. A forced token has probability one under the constraint; it adds nothing to
+the score (which is then the log-probability of the model's choices, not of the whole text).
+Beam steps never force, so beam scores stay comparable likelihoods.
 """
 
 from __future__ import annotations
@@ -35,6 +42,12 @@ class Constraint(Protocol):
     def after(self, token: int) -> Constraint:
         """A new state: this one after `token` (this one is left as it is)."""
 
+    def forced(self) -> list[int]:
+        """Tokens of the one text the constraint admits next, [] when there is a choice.
+
+        Ends with an end token when the text must end after them.
+        """
+
     def free(self) -> None:
         """Release the state (native resources)."""
 
@@ -53,6 +66,9 @@ class SequenceModel(Protocol):
 
     def extend(self, extensions: list[tuple[int, int]]) -> list[int]: ...
 
+    def feed(self, seq: int, tokens: list[int]) -> int:
+        """Extend the only live sequence by several tokens at once (logits of the last)."""
+
     def is_end(self, token: int) -> bool: ...
 
 
@@ -68,6 +84,9 @@ class TopK:
 
     def after(self, token: int) -> TopK:
         return self
+
+    def forced(self) -> list[int]:
+        return []
 
     def free(self) -> None:
         return None
@@ -93,11 +112,13 @@ class _Beam:
 def search(model: SequenceModel, root: int, constraint: Constraint | None, *,
            max_tokens: int, deadline: float, decoding: str = 'greedy', width: int = 1,
            greedy_tokens: int = 4, temperature: float = 0.7, seed: int = 0,
-           stopped: Callable[[list[int]], bool] | None = None) -> SearchResult:
+           stopped: Callable[[list[int]], bool] | None = None,
+           force: bool = False) -> SearchResult:
     """Extend sequence `root` of `model` token by token under `constraint` (None: any token).
 
     `deadline` is a time.monotonic() value checked before every step; `stopped(tokens)` ends a
-    greedy search early (free text reaching a stop string).
+    greedy search early (free text reaching a stop string); `force`: feed forced spans in one
+    batch (module docstring).
     """
     if decoding not in DECODINGS:
         raise ValueError(f'unknown decoding {decoding!r}; one of {", ".join(DECODINGS)}')
@@ -107,11 +128,20 @@ def search(model: SequenceModel, root: int, constraint: Constraint | None, *,
     finished: list[tuple[float, list[int]]] = []
     stop_reason = 'max_tokens'
     try:
-        for step in range(max_tokens):
+        while len(beams[0].tokens) < max_tokens:
             if time.monotonic() > deadline:
                 stop_reason = 'timeout'
                 break
+            step = len(beams[0].tokens)
             beam_phase = decoding == 'beam' or (decoding == 'hybrid' and step >= greedy_tokens)
+            span = beams[0].constraint.forced() if force and not beam_phase else []
+            if span:
+                if model.is_end(span[-1]) and len(span) <= max_tokens - step:
+                    finished.append((beams[0].score, beams[0].tokens + span[:-1]))
+                    stop_reason = 'eos'
+                    break
+                beams = [_feed(model, beams[0], span[:max_tokens - step])]
+                continue
             candidates = _candidates(model, beams, width if beam_phase else 1,
                                      decoding == 'sample', temperature, rng)
             if not candidates:
@@ -184,6 +214,25 @@ def _advance(model: SequenceModel, beams: list[_Beam], chosen) -> list[_Beam]:
     return [_Beam(beams[index].tokens + [token], score, state, seq)
             for (score, index, token), state, seq in zip(chosen, new_constraints, seqs,
                                                          strict=True)]
+
+
+def _feed(model: SequenceModel, beam: _Beam, span: list[int]) -> _Beam:
+    """The lone beam extended by a forced span in one model call (the span adds no score)."""
+    body = span[:-1] if model.is_end(span[-1]) else span
+    state = beam.constraint
+    try:
+        for token in body:
+            following = state.after(token)
+            if state is not beam.constraint:
+                state.free()
+            state = following
+        seq = model.feed(beam.seq, body)
+    except BaseException:
+        if state is not beam.constraint:
+            state.free()
+        raise
+    beam.constraint.free()
+    return _Beam(beam.tokens + body, beam.score, state, seq)
 
 
 def _logsumexp(x: np.ndarray) -> float:

@@ -111,12 +111,13 @@ def test_beam_search_finds_at_least_the_greedy_likelihood():
         grammar = ('root ::= " " ("A bus and four people." | "Four people and a bus." | '
                    '"There are four people and a bus.")')
         prompt = 'Facts: a bus; four people.\nCaption:'
-        greedy = model.generate(prompt, grammar, timeout=120, decoding='greedy')
+        # unforced: a forced span adds nothing to the score, so only then is it a likelihood
+        greedy = model.generate(prompt, grammar, timeout=120, decoding='greedy', force=False)
         beam = model.generate(prompt, grammar, timeout=120, decoding='beam', beam_width=3)
         assert greedy.stop_reason == beam.stop_reason == 'eos'
         assert beam.score >= greedy.score - 1e-3
         # the prompt prefix cache is reused: a second call evaluates no new prompt tokens
-        again = model.generate(prompt, grammar, timeout=120, decoding='greedy')
+        again = model.generate(prompt, grammar, timeout=120, decoding='greedy', force=False)
         assert again.text == greedy.text
     finally:
         model.close()
@@ -204,3 +205,73 @@ def test_forget_prompt_makes_logits_independent_of_earlier_prompts():
         assert np.array_equal(model.logits(model.start(second)), fresh)
     finally:
         model.close()
+
+
+@needs_llm
+def test_forced_spans_give_the_same_caption_in_fewer_decodes():
+    """Greedy under a facts grammar: the forced text goes in as one batch, same output."""
+    model = LlamaModel(GEMMA, n_threads=1)
+    calls = []
+    decode = model._decode
+    model._decode = lambda items: (calls.append(len(items)), decode(items))[1]
+    try:
+        grammar = ('root ::= " " ("There is a bus and four people" | "A bus and four people")'
+                   ' ("; the bus is nearest to the camera" | ", and the bus is nearest to the '
+                   'camera") "."')
+        prompt = 'Facts: a bus; four people; the bus is nearest to the camera.\nCaption:'
+        plain = model.generate(prompt, grammar, timeout=120, force=False)
+        model.forget_prompt()
+        calls.clear()
+        forced = model.generate(prompt, grammar, timeout=120)
+        assert forced.text == plain.text and forced.stop_reason == 'eos'
+        assert forced.generated_tokens == plain.generated_tokens
+        steps = len(calls) - 1                       # the prompt is one decode
+        assert steps < plain.generated_tokens / 2, (steps, plain.generated_tokens)
+        assert max(calls[1:]) > 1                    # a forced span went in as one batch
+    finally:
+        model.close()
+
+
+@needs_llm
+def test_forced_span_stops_before_a_word_the_grammar_may_continue():
+    """" the car" before "s" or " is": only " the" is fed (the model may choose " cars")."""
+    from spatial_caption_ros.core.captioning import llm
+    model = LlamaModel(GEMMA, n_threads=1)
+    lib = llm._lib()
+    grammars = {'root ::= " the car" ("s are" | " is") " here."': ' the',
+                'root ::= " the car is here."': ' the car is here.'}
+    try:
+        for grammar, fed in grammars.items():
+            sampler = lib.llama_sampler_init_grammar(model._vocab, grammar.encode(), b'root')
+            try:
+                forced = model._forced(sampler)
+            finally:
+                lib.llama_sampler_free(sampler)
+            ends = fed.endswith('.')                 # the second grammar forces the end too
+            assert model.is_end(forced[-1]) == ends
+            assert model._text(forced[:-1] if ends else forced) == fed
+        out = model.generate('The cars are here.\nSay it again:', next(iter(grammars)),
+                             timeout=120)
+        assert out.text in ('the cars are here.', 'the car is here.')
+        assert out.stop_reason == 'eos'
+        # a character outside the probe set (non-ASCII): nothing forced, token by token
+        before = model.decodes
+        out = model.generate('Say it:', 'root ::= " the café is here."', timeout=120)
+        assert out.text == 'the café is here.' and out.stop_reason == 'eos'
+        assert model.decodes - before == out.generated_tokens + 1     # prompt + every token
+    finally:
+        model.close()
+
+
+@pytest.mark.slow
+@needs_llm
+def test_caption_benchmark_prints_both_configurations(capsys):
+    from support import EVAL, needs_shared  # noqa: F401 - the eval data must be there
+    if not (EVAL / 'index.jsonl').is_file():
+        pytest.skip('../shared/eval is missing')
+    from spatial_caption_ros.tools.bench_captions import main
+    assert main(['--limit', '3', 'unforced', 'forced']) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith('| ')]
+    assert [r.split(' | ')[0] for r in rows[1:]] == ['| unforced', '| forced']
+    assert rows[2].endswith('| 0/3 |')                # the same captions, token by token or not
+    assert main(['nope']) == 2 and main(['--eval-dir', '/nonexistent', 'forced']) == 2

@@ -28,6 +28,7 @@ class BigramModel:
         self.live: dict[int, list[int]] = {}
         self.next_handle = 0
         self.widest = 0
+        self.calls = 0                 # extend and feed calls: the model's decode steps
 
     def start(self, prompt: list[int]) -> int:
         self.live = {0: list(prompt)}
@@ -45,7 +46,14 @@ class BigramModel:
             self.next_handle += 1
         self.live = new
         self.widest = max(self.widest, len(new))
+        self.calls += 1
         return list(new)
+
+    def feed(self, seq: int, tokens: list[int]) -> int:
+        assert list(self.live) == [seq] and tokens
+        self.live = {seq: self.live[seq] + list(tokens)}
+        self.calls += 1
+        return seq
 
     def is_end(self, token: int) -> bool:
         return token == END
@@ -77,7 +85,22 @@ class SentenceConstraint:
 
     def after(self, token: int) -> 'SentenceConstraint':
         assert self.alive
+        assert token in self._next(), 'a token the constraint does not allow'
         return SentenceConstraint(self.sentences, self.prefix + (token,))
+
+    def forced(self) -> list[int]:
+        """Tokens while exactly one may follow (then the end token if the sentence ends)."""
+        assert self.alive
+        out: list[int] = []
+        state = SentenceConstraint(self.sentences, self.prefix)
+        while len(following := state._next()) == 1:
+            token = following.pop()
+            out.append(token)
+            if token == END:
+                break
+            state.prefix += (token,)
+        SentenceConstraint.made -= 1           # a probe, not a state handed to the search
+        return out
 
     def free(self) -> None:
         assert self.alive, 'freed twice'
@@ -212,3 +235,39 @@ def test_unknown_decoding_is_rejected():
     with pytest.raises(ValueError, match='unknown decoding'):
         search(model, model.start([START]), None, max_tokens=3,
                deadline=time.monotonic() + 60, decoding='nucleus')
+
+
+def test_forced_spans_are_fed_in_one_call_and_add_nothing_to_the_score():
+    # after 'a' the constraint admits only 'bus and four people <end>': one decode ('a') only
+    table = garden_path_table()
+    plain, plain_model = run('greedy')
+    forced, model = run('greedy', force=True)
+    assert forced.tokens == plain.tokens and forced.stop_reason == 'eos'
+    assert model.calls == 1 and plain_model.calls == 5   # 'a' decoded, the rest forced
+    first = log_softmax(table[START])[IDS['a']]
+    assert forced.score == pytest.approx(first, abs=1e-5)   # only the choice counts
+    # 'there' forces 'are four people and a bus': one choice, then the forced end
+    sentences = [ids('there are four people and a bus'), ids('a bus and four people')]
+    table2 = table.copy()
+    table2[START, IDS['there']] = 5.0
+    found, model = run('greedy', table=table2, sentences=sentences, force=True)
+    assert words(found.tokens) == 'there are four people and a bus' and model.calls == 1
+
+
+def test_forced_span_then_choice_feeds_one_batch_and_decodes_the_rest():
+    # the start forces 'four people and'; then 'a' or 'four' is a choice; 'bus' is forced
+    sentences = [ids('four people and a bus'), ids('four people and four bus')]
+    plain, plain_model = run('greedy', sentences=sentences)
+    found, model = run('greedy', sentences=sentences, force=True)
+    assert found.tokens == plain.tokens
+    assert model.calls == 2                # one feed of 'four people and', one decode of 'a'
+    assert plain_model.calls == 5
+
+
+def test_forcing_respects_max_tokens_and_beam_steps_never_force():
+    found, _ = run('greedy', force=True, max_tokens=3)
+    assert found.stop_reason == 'max_tokens' and words(found.tokens) == 'a bus and'
+    beam, model = run('beam', force=True)
+    assert words(beam.tokens) == 'four people and a bus'
+    assert beam.score == pytest.approx(sentence_score(garden_path_table(), beam.tokens),
+                                       abs=1e-5)
