@@ -52,12 +52,12 @@ _INSTRUCTIONS = {
 _SYSTEM = ('You write captions of camera images for a robot. State only the facts given, '
            'word for word in meaning; add nothing.')
 # One fixed worked example before the facts of short captions (invented, not from any data
-# set): it shows a small model how to aggregate ("what looks like a park with ...") and to open
+# set): it shows a small model how to aggregate ("this looks like a park with ...") and to open
 # with the objects rather than "The image shows". The prefix is the same for every caption, so
 # llama.cpp's cached prompt prefix makes it free after the first caption.
 _EXAMPLE = ('Facts about a camera image: there are two people and a dog; the dog is nearest to '
             'the camera (about 3.5 m away); it looks like a park.\n'
-            'Caption: What looks like a park with two people and a '
+            'Caption: This looks like a park with two people and a '
             'dog; the dog is nearest to the camera (about 3.5 m away).\n\n')
 
 

@@ -19,7 +19,7 @@ from spatial_caption_ros.core.captioning.language import (
     article, capitalise, NUMBER_WORDS, plural, WRITTEN_PREDICATES)
 from spatial_caption_ros.core.captioning.plan import ContentPlan, COUNT, SCENE
 from spatial_caption_ros.core.captioning.template import (
-    clause_options, count_options, EMPTY_CAPTION, other_facts)
+    clause_options, count_options, EMPTY_CAPTION, other_facts, scene_count_options)
 from spatial_caption_ros.core.types import CONTAINS, SceneGraph, STYLE_DETAILED
 
 # Orders of the non-count facts the grammar offers: every permutation up to this many facts
@@ -49,10 +49,10 @@ def facts_grammar(plan: ContentPlan) -> str:
         return f'root ::= {literal(" " + EMPTY_CAPTION)}\n'
     counts = plan.of_kind(COUNT)
     others = other_facts(plan)
-    # Openers the model may choose: the objects themselves ("A bus and three people") or "There
-    # is ..."; not "The image shows ...", which says nothing and which the small model, left to
+    # Openers the model may choose, full sentences: the objects first ("A bus and three people
+    # are in view") or "There is ..."; not "The image shows ...", which says nothing and which the small model, left to
     # itself, chose for most captions (the verifier still reads it).
-    openers = count_options(counts, ('fragment', 'there'))
+    openers = count_options(counts, ('in view', 'there'))
     rules = [f'counts ::= {_alternatives([capitalise(o) for o in openers])}']
     for n, fact in enumerate(others):
         options = clause_options(fact)
@@ -70,15 +70,11 @@ def facts_grammar(plan: ContentPlan) -> str:
         root = 'root ::= " " counts' + (' rest' if others else '') + ' "."'
         scene = [i for i, f in enumerate(others) if f.kind == SCENE]
         if scene:
-            # Aggregation: the counts and the scene in one phrase, "what looks like a street with
-            # a bus and three people" or "a bus and three people in what looks like a street",
-            # then the other facts.
-            place = others[scene[0]].class_name
-            looks = f'what looks like {article(place)} {place}'
-            fragments = count_options(counts, ('fragment',))
+            # Aggregation: the counts and the scene in one sentence, "this looks like a street
+            # with a bus and three people" or "there is a bus and three people in what looks
+            # like a street" (template.scene_count_options), then the other facts.
             rules.append('countsin ::= ' + _alternatives(
-                [capitalise(f'{looks} with {o}') for o in fragments]
-                + [capitalise(f'{o} in {looks}') for o in fragments]))
+                [capitalise(o) for o in scene_count_options(counts, others[scene[0]])]))
             rest = [i for i in range(len(others)) if i != scene[0]]
             short_orders = (list(permutations(rest)) if len(rest) <= MAX_PERMUTED_FACTS
                             else [tuple(rest)])

@@ -47,8 +47,6 @@ def count_clause(facts: list[Fact], opener: str = 'there') -> str:
     if opener == 'in view':
         plural = len(facts) > 1 or not _singular(facts)
         return f'{items} {"are" if plural else "is"} in view'
-    if opener == 'fragment':            # the bare list grammar.py still aggregates with
-        return items
     raise ValueError(f'unknown count opener {opener!r}')
 
 

@@ -19,7 +19,9 @@ the verifier understands and every claim is true of the graph. Anything else fai
   "wrong_distance" (between two objects: "3 to 6 m behind B" is the gap in depth, "(centres
   3 m apart)" the distance between the centres); a "nearest" the depths do not clearly
   decide: "wrong_nearest";
-- "looks like a <place>" that the objects do not suggest (context.py): "unsupported_place".
+- "looks like a <place>" that the objects do not suggest (context.py): "unsupported_place";
+- a sentence without a verb, a bare list of objects ("A bus and three people.", "What looks
+  like a street with a bus."): "fragment" (a caption is made of full sentences).
 
 Quantifiers: "the X" = the unique X; "the Xs"/"the three Xs" = all of them; "a X" = at least one
 X; "N Xs" = exactly N Xs (as subject of a relation: exactly N of them stand in it); in counts,
@@ -239,7 +241,13 @@ class CaptionVerifier:
                 continue
             if any(np.mode not in ('exists', 'exactly', 'at_least') for np in nps):
                 continue
-            return lead + [Claim('count', text, subject=np) for np in nps] + (scene or [])
+            claims = lead + [Claim('count', text, subject=np) for np in nps] + (scene or [])
+            if w[:1] == ['what'] or (presence and (not rest or rest[:1] == ('in',))):
+                # a noun list without a verb ("A bus and three people.", "What looks like a
+                # street with a bus.", "A bus in what looks like a street."): a fragment
+                for claim in claims:
+                    claim.reason = 'fragment'
+            return claims
         return None
 
     @staticmethod
