@@ -50,8 +50,8 @@ def facts_grammar(plan: ContentPlan) -> str:
     counts = plan.of_kind(COUNT)
     others = other_facts(plan)
     # Openers the model may choose, full sentences: the objects first ("A bus and three people
-    # are in view") or "There is ..."; not "The image shows ...", which says nothing and which the small model, left to
-    # itself, chose for most captions (the verifier still reads it).
+    # are in view") or "There is ..."; not "The image shows ...", which says nothing and which
+    # the small model, left to itself, chose for most captions (the verifier still reads it).
     openers = count_options(counts, ('in view', 'there'))
     rules = [f'counts ::= {_alternatives([capitalise(o) for o in openers])}']
     for n, fact in enumerate(others):
