@@ -201,7 +201,11 @@ def start_source_when_connected(executor, collector, timeout: float,
     if not client.wait_for_services(max(1.0, deadline - time.monotonic())):
         raise GraphStartError(f'the image source node {source} did not come up')
     for transition in ('configure', 'activate'):
-        if not client.change_state(transition):
+        try:
+            done = client.change_state(transition, timeout=max(10.0, timeout))
+        except TimeoutError as exc:
+            raise GraphStartError(f'the image source {source} did not answer: {exc}') from None
+        if not done:
             why = collector.failed_nodes().get(source.rsplit('/', 1)[-1], 'see its log')
             raise GraphStartError(f'the image source {source} failed to {transition}: {why}')
     return True

@@ -21,6 +21,13 @@ SHUTDOWN_FROM = {
     'inactive': Transition.TRANSITION_INACTIVE_SHUTDOWN,
     'active': Transition.TRANSITION_ACTIVE_SHUTDOWN,
 }
+# The primary state each transition starts from and the one it ends in (change_state's resend).
+FROM_STATE = {'configure': 'unconfigured', 'activate': 'inactive', 'deactivate': 'active',
+              'cleanup': 'inactive'}
+GOAL_STATE = {'configure': 'inactive', 'activate': 'active', 'deactivate': 'inactive',
+              'cleanup': 'unconfigured', 'shutdown': 'finalized'}
+# Seconds without an answer after which change_state asks the node's state (see there).
+RESEND_AFTER_S = 10.0
 STATE_LABELS = {
     State.PRIMARY_STATE_UNCONFIGURED: 'unconfigured', State.PRIMARY_STATE_INACTIVE: 'inactive',
     State.PRIMARY_STATE_ACTIVE: 'active', State.PRIMARY_STATE_FINALIZED: 'finalized',
@@ -62,11 +69,22 @@ class LifecycleClient:
                 time.sleep(0.05)
         return False
 
-    def change_state(self, transition: str, timeout: float = 60.0) -> bool:
+    def change_state(self, transition: str, timeout: float = 60.0,
+                     resend_after: float = RESEND_AFTER_S) -> bool:
         """Request a transition by name; True when the node accepted and completed it.
 
         'shutdown' is sent as the shutdown transition of the node's current state.
+
+        A request sent just after discovery can be lost: the client sees the service as ready
+        once its own side matched, but the node's request reader may match the client a moment
+        later, and a volatile reader never gets what was written before (seen once in a loaded
+        test run: the image source never configured, no answer in 60 s). So when no answer came
+        within `resend_after` seconds, the node's state is asked: already in the transition's
+        goal state means done (the answer was the lost part); still in the state it started
+        from means the request never arrived and it is sent again; a transition in progress
+        (a long configure: model loading, an engine build) is waited for.
         """
+        deadline = time.monotonic() + timeout
         request = ChangeState.Request()
         if transition == 'shutdown':
             state = self.get_state(timeout)
@@ -75,7 +93,30 @@ class LifecycleClient:
             request.transition.id = SHUTDOWN_FROM[state]
         else:
             request.transition.id = TRANSITIONS[transition]
-        return bool(self._wait(self._change.call_async(request), timeout).success)
+        start_state = None if transition == 'shutdown' else FROM_STATE.get(transition)
+        while True:
+            future = self._change.call_async(request)
+            wait = min(resend_after, deadline - time.monotonic())
+            try:
+                return bool(self._wait(future, max(0.0, wait)).success)
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f'{self.target}: no answer to {transition} within '
+                                       f'{timeout:.0f} s') from None
+            try:
+                state = self.get_state(max(0.1, min(5.0, deadline - time.monotonic())))
+            except TimeoutError:
+                continue                     # no answer at all yet: ask again
+            if state == GOAL_STATE.get(transition):
+                return True
+            if state != start_state:         # a transition in progress: wait for its answer
+                try:
+                    return bool(self._wait(future, max(0.0, deadline - time.monotonic()))
+                                .success)
+                except TimeoutError:
+                    raise TimeoutError(f'{self.target}: no answer to {transition} within '
+                                       f'{timeout:.0f} s') from None
+            self._change.remove_pending_request(future)
 
     def get_state(self, timeout: float = 10.0) -> str:
         result = self._wait(self._get.call_async(GetState.Request()), timeout)
