@@ -11,7 +11,6 @@
 """
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -21,15 +20,14 @@ import time
 import psutil
 import pytest
 
-from support import BUS, IMAGES, MODELS, needs_shared, REPO
+from support import BUS, IMAGES, MODELS, needs_shared, runner_env
 
-ENV = dict(os.environ, PYTHONPATH=str(REPO / 'spatial_caption_ros'))
 FAST = ['--set', 'caption.generator=template']     # captions are not what these tests check
 
 
 def _run(*args, timeout=300):
     return subprocess.run([sys.executable, '-m', 'spatial_caption_ros.cli.run', *args],
-                          env=ENV, capture_output=True, text=True, timeout=timeout)
+                          env=runner_env(), capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.mark.parametrize('args,expected', [
@@ -135,7 +133,7 @@ def test_sigterm_and_sigint_stop_a_batch_and_keep_what_was_written(tmp_path, sig
     runner = subprocess.Popen(
         [sys.executable, '-m', 'spatial_caption_ros.cli.run', '--input', str(folder),
          '--output', str(out), '--model-dir', str(MODELS), '--mode', mode, *FAST],
-        env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=runner_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     captions = out / 'captions.jsonl'
     try:
         deadline = time.monotonic() + 180

@@ -32,6 +32,21 @@ YOLO = MODELS / 'yolo11n.onnx'
 YOLO_INT8_320 = MODELS / 'yolo11n_int8_320_upstream.onnx'
 BUS = IMAGES / 'bus.jpg'
 
+
+
+def runner_env() -> dict[str, str]:
+    """The environment of a runner subprocess that talks to no node of this test process.
+
+    A domain of its own (still loopback only): nodes a previous test destroyed in this process
+    (the same names, /image_source ...) can linger in the DDS graph for a moment, and a runner
+    that finds their stale services would talk to them.
+    """
+    mine = int(os.environ['ROS_DOMAIN_ID'])
+    domain = random.choice([d for d in range(1, 201) if d != mine])
+    return dict(os.environ, PYTHONPATH=str(REPO / 'spatial_caption_ros'),
+                ROS_DOMAIN_ID=str(domain))
+
+
 needs_shared = pytest.mark.skipif(
     not YOLO.is_file() or not BUS.is_file(),
     reason='../shared/models/yolo11n.onnx and ../shared/data/images/bus.jpg are needed')

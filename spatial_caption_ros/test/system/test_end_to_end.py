@@ -1,7 +1,6 @@
 """The whole node graph on bus.jpg: in one process and as separate processes, real rclpy."""
 
 import json
-import os
 from pathlib import Path
 import shutil
 import subprocess
@@ -11,7 +10,7 @@ import pytest
 from rclpy.executors import MultiThreadedExecutor
 import yaml
 
-from support import BUS, MODELS, needs_shared, REPO, spin_until
+from support import BUS, MODELS, needs_shared, runner_env, spin_until
 from spatial_caption_ros.params_file import load_params
 from spatial_caption_ros.cli.run import BATCH_IMAGE_READERS
 from spatial_caption_ros.ros.collector import ResultCollector
@@ -83,8 +82,7 @@ def test_whole_graph_in_one_process(rclpy_context, tmp_path, one_image):
 
 def test_runner_with_separate_processes(tmp_path, one_image):
     out = tmp_path / 'out'
-    env = dict(os.environ)
-    env['PYTHONPATH'] = str(REPO / 'spatial_caption_ros')
+    env = runner_env()                 # not the domain of the in-process graph test before
     proc = subprocess.run(
         [sys.executable, '-m', 'spatial_caption_ros.cli.run', '--input', str(one_image),
          '--output', str(out), '--mode', 'processes', '--model-dir', str(MODELS),
