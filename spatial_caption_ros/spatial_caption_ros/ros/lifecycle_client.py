@@ -82,7 +82,8 @@ class LifecycleClient:
         within `resend_after` seconds, the node's state is asked: already in the transition's
         goal state means done (the answer was the lost part); still in the state it started
         from means the request never arrived and it is sent again; a transition in progress
-        (a long configure: model loading, an engine build) is waited for.
+        (a long configure: model loading, an engine build), or no answer to the state query
+        either (the node's one executor thread busy with it), is waited for, never sent twice.
         """
         deadline = time.monotonic() + timeout
         request = ChangeState.Request()
@@ -94,29 +95,25 @@ class LifecycleClient:
         else:
             request.transition.id = TRANSITIONS[transition]
         start_state = None if transition == 'shutdown' else FROM_STATE.get(transition)
+        future = self._change.call_async(request)
         while True:
-            future = self._change.call_async(request)
-            wait = min(resend_after, deadline - time.monotonic())
+            remaining = deadline - time.monotonic()
             try:
-                return bool(self._wait(future, max(0.0, wait)).success)
+                return bool(self._wait(future, max(0.0, min(resend_after, remaining))).success)
             except TimeoutError:
-                if time.monotonic() >= deadline:
+                if remaining <= resend_after:
                     raise TimeoutError(f'{self.target}: no answer to {transition} within '
                                        f'{timeout:.0f} s') from None
             try:
                 state = self.get_state(max(0.1, min(5.0, deadline - time.monotonic())))
             except TimeoutError:
-                continue                     # no answer at all yet: ask again
+                continue        # busy (a long transition in its only thread): keep waiting
             if state == GOAL_STATE.get(transition):
                 return True
-            if state != start_state:         # a transition in progress: wait for its answer
-                try:
-                    return bool(self._wait(future, max(0.0, deadline - time.monotonic()))
-                                .success)
-                except TimeoutError:
-                    raise TimeoutError(f'{self.target}: no answer to {transition} within '
-                                       f'{timeout:.0f} s') from None
-            self._change.remove_pending_request(future)
+            if state == start_state:          # the request never arrived: send it again
+                self._change.remove_pending_request(future)
+                future = self._change.call_async(request)
+            # else a transition in progress: wait for its answer
 
     def get_state(self, timeout: float = 10.0) -> str:
         result = self._wait(self._get.call_async(GetState.Request()), timeout)
