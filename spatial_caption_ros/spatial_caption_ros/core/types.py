@@ -83,10 +83,14 @@ class BoundingBox:
     def as_tuple(self) -> tuple[float, float, float, float]:
         return (self.x_min, self.y_min, self.x_max, self.y_max)
 
-    def iou(self, other: BoundingBox) -> float:
+    def intersection(self, other: BoundingBox) -> float:
+        """Area shared with `other` (0 when they do not overlap)."""
         ix = max(0.0, min(self.x_max, other.x_max) - max(self.x_min, other.x_min))
         iy = max(0.0, min(self.y_max, other.y_max) - max(self.y_min, other.y_min))
-        inter = ix * iy
+        return ix * iy
+
+    def iou(self, other: BoundingBox) -> float:
+        inter = self.intersection(other)
         union = self.area + other.area - inter
         return inter / union if union > 0 else 0.0
 

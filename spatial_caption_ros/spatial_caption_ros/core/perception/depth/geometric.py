@@ -707,13 +707,11 @@ def carried_consistency(detections: list[Detection],
     for i, (det, est) in enumerate(zip(detections, estimates, strict=True)):
         if det.class_name not in CARRIED or not (est.known and est.metric):
             continue
-        b = det.box
-        area = max(b.width * b.height, 1e-9)
+        area = max(det.box.area, 1e-9)
         best, best_gap = None, SAME_SURFACE_SIGMAS
         for k in people:
-            pb, pe = detections[k].box, estimates[k]
-            inside = (max(0.0, min(b.x_max, pb.x_max) - max(b.x_min, pb.x_min))
-                      * max(0.0, min(b.y_max, pb.y_max) - max(b.y_min, pb.y_min))) / area
+            pe = estimates[k]
+            inside = det.box.intersection(detections[k].box) / area
             gap = abs(est.z - pe.z) / math.sqrt(est.sigma ** 2 + pe.sigma ** 2 + attach ** 2)
             if inside >= CARRIED_MIN_INSIDE and gap <= best_gap:
                 best, best_gap = k, gap
