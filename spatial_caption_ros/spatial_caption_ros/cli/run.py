@@ -160,22 +160,19 @@ def build_params(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, st
     return params, remaps, live
 
 
-def memory_on_stills_warning(params: dict[str, Any], memory: bool, live: bool) -> str:
+def memory_on_stills_warning(params: dict[str, Any], memory: bool,
+                             source: FrameSource | None) -> str:
     """The warning for --memory over a folder of unrelated photos without a world frame.
 
     The memory fuses objects by position in `world_frame`; with it empty, positions are in the
     camera frame, as for one fixed camera. Photos of different places would then be fused
     where their objects happen to sit alike (the tracker starts anew per photo, the memory
     does not), so the run says so instead of leaving a misleading memory unexplained.
+    `source`: the input's frames (None: a live camera).
     """
-    if not memory or live or section(params, 'memory').get('world_frame'):
+    if not memory or source is None or section(params, 'memory').get('world_frame'):
         return ''
-    src = section(params, 'image_source')
-    try:
-        stills = FrameSource(Path(src['source'])).stills(bool(src.get('folder_is_sequence')))
-    except (ConfigError, KeyError):
-        return ''
-    if not stills:
+    if not source.stills(bool(section(params, 'image_source').get('folder_is_sequence'))):
         return ''
     return ('[run] warning: --memory on a folder of still photos without memory.world_frame: '
             'the memory takes every photo as a view of one fixed camera, so objects of '
@@ -200,13 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params, remaps, live = build_params(args)
         make_output_folder(out)
-        warning = memory_on_stills_warning(params, args.memory, live)
+        source = None if live else FrameSource(section(params, 'image_source')['source'])
     except ConfigError as exc:
         print(f'[run] error: {exc}', file=sys.stderr)
         return EXIT_USAGE
+    warning = memory_on_stills_warning(params, args.memory, source)
     params_file.write_text(dump_params(params), encoding='utf-8')
     # files of an input folder that are not frames (a video, a .gif): named at the end
-    ignored = [] if live else FrameSource(section(params, 'image_source')['source']).ignored
+    ignored = source.ignored if source is not None else []
     env = prepare_environment(args.discovery, args.dds_profile)
 
     # Ctrl-C / SIGTERM end the run gracefully: rclpy's own handler would shut the context down

@@ -8,6 +8,7 @@ import pytest
 
 from support import BUS, needs_shared
 from spatial_caption_ros.cli.run import memory_on_stills_warning
+from spatial_caption_ros.core.inputs.sources import FrameSource
 from spatial_caption_ros.core.memory.storage import MemoryDatabase
 
 pytestmark = needs_shared
@@ -48,13 +49,14 @@ def test_memory_over_unrelated_photos_without_a_world_frame_is_warned_about(tmp_
         return {'image_source': {'ros__parameters': {'source': str(folder), **source}},
                 'memory': {'ros__parameters': {}}}
 
-    warning = memory_on_stills_warning(params(), memory=True, live=False)
+    photos = FrameSource(folder)
+    warning = memory_on_stills_warning(params(), True, photos)
     assert 'fused into one entry' in warning and 'folder_is_sequence' in warning
-    assert memory_on_stills_warning(params(), memory=False, live=False) == ''
-    assert memory_on_stills_warning(params(folder_is_sequence=True), True, False) == ''
+    assert memory_on_stills_warning(params(), False, photos) == ''
+    assert memory_on_stills_warning(params(), True, None) == ''             # a live camera
+    assert memory_on_stills_warning(params(folder_is_sequence=True), True, photos) == ''
     with_world = params()
     with_world['memory']['ros__parameters']['world_frame'] = 'map'
-    assert memory_on_stills_warning(with_world, True, False) == ''
-    one_file = params()
-    one_file['image_source']['ros__parameters']['source'] = str(folder / 'a.jpg')
-    assert memory_on_stills_warning(one_file, True, False) == ''     # one photo: no fusing
+    assert memory_on_stills_warning(with_world, True, photos) == ''
+    one_file = FrameSource(folder / 'a.jpg')
+    assert memory_on_stills_warning(params(), True, one_file) == ''     # one photo: no fusing
