@@ -211,9 +211,7 @@ class Captioner:
         every_object = graph.objects
         graph = self.view(graph)
         knowledge = default_knowledge()
-        limits = replace(limits_for(text_style, self.config.max_relations,
-                                    self.config.detailed_max_relations),
-                         robot_frame=style == STYLE_JSON)     # the style meant for robots
+        limits = limits_for(style, self.config.max_relations, self.config.detailed_max_relations)
         plan = plan_caption(graph, text_style, limits, every_object, knowledge)
         verifier = CaptionVerifier(graph, knowledge)
         text, generator, reason = realise(plan), GENERATOR_TEMPLATE, ''

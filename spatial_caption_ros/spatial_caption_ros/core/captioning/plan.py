@@ -27,7 +27,7 @@ from spatial_caption_ros.core.perception.depth.geometric import truncation
 from spatial_caption_ros.core.scene_graph.knowledge import KnowledgeBase
 from spatial_caption_ros.core.types import (
     ABOVE, BEHIND, BELOW, CONTAINS, CONVERSE, IN_FRONT_OF, INSIDE, LEFT_OF, NAN, NEXT_TO, ON,
-    Relation, RIGHT_OF, SceneGraph, SceneObject, STYLE_DETAILED, SYMMETRIC)
+    Relation, RIGHT_OF, SceneGraph, SceneObject, STYLE_DETAILED, STYLE_JSON, SYMMETRIC)
 
 # Placements ("the bus is on the left") are stated only when the box centre lies at least this
 # fraction of the image size inside the grid lines that the phrase depends on: box centres of a
@@ -61,6 +61,8 @@ DUPLICATE_IOU = 0.5
 # Predicates by how much they tell beyond the placements (lower first): support and containment,
 # then contact and depth order, then image directions.
 _PREDICATE_RANK = {ON: 0, INSIDE: 0, CONTAINS: 0, NEXT_TO: 1, IN_FRONT_OF: 2, BEHIND: 2}
+# The relations a short caption states: support and containment.
+SHORT_PREDICATES = frozenset({ON, INSIDE, CONTAINS})
 _DIRECTIONS = {LEFT_OF: (None, -1), RIGHT_OF: (None, 1), ABOVE: (-1, None), BELOW: (1, None)}
 
 
@@ -131,6 +133,12 @@ class PlanLimits:
     max_relations: int = 1
     scene: bool = True              # state the place the objects suggest
     robot_frame: bool = False       # distances as "12 m ahead, 2 m to the left" (robot styles)
+    # Only relations with these predicates (None: any). Short captions keep support and
+    # containment ("the cup is on the table"), the relations a person puts in one sentence.
+    predicates: frozenset[str] | None = None
+    # Place an object only when the caption is about that one object ("there is a pizza; the
+    # pizza is in the center"); with several, the inventory is the summary.
+    place_only_single: bool = False
 
 
 def object_salience(obj: SceneObject) -> float:
@@ -327,11 +335,27 @@ def confident_view(graph: SceneGraph, min_confidence: float) -> SceneGraph:
 
 def limits_for(style: str, max_relations: int, detailed_max_relations: int,
                scene: bool = True) -> PlanLimits:
-    """Short captions: three classes, one placement, `max_relations` relations; detailed: more."""
+    """How much a caption of each style says.
+
+    Short: one sentence a person would say at a glance, about as long as a human caption
+    (COCO's are 10 words on average): up to three classes counted, the place they suggest, a
+    distance on metric graphs, up to `max_relations` support or containment relations ("the
+    pizza is on the dining table") and a placement only for a caption about one object. Image
+    directions, depth order, adjacency and the placements of several objects go to the
+    detailed style (and the json style's facts): in one sentence they doubled its length and
+    read as a list ("the tv is in the center; the tv is to the left of the person").
+    Detailed: six classes, three placements, `detailed_max_relations` relations of any kind.
+    Json (the style meant for robots and agents; its text is a short sentence): robot-frame
+    distances, and relations of any kind and a placement, as facts an agent can filter.
+    """
+    if style == STYLE_JSON:
+        return PlanLimits(max_classes=3, max_places=1, max_relations=max_relations, scene=scene,
+                          robot_frame=True)
     if style == STYLE_DETAILED:
         return PlanLimits(max_classes=6, max_places=3, max_relations=detailed_max_relations,
                           scene=scene)
-    return PlanLimits(max_classes=3, max_places=1, max_relations=max_relations, scene=scene)
+    return PlanLimits(max_classes=3, max_places=1, max_relations=max_relations, scene=scene,
+                      predicates=SHORT_PREDICATES, place_only_single=True)
 
 
 def plan_caption(graph: SceneGraph, style: str, limits: PlanLimits,
@@ -398,8 +422,9 @@ def plan_caption(graph: SceneGraph, style: str, limits: PlanLimits,
                                    salience=object_salience(obj), subject_ref=ref,
                                    distance_words=words, robot_frame=limits.robot_frame))
             places += 1
+    single = sum(f.count for f in plan.of_kind(COUNT)) == 1 and len(graph.objects) == 1
     for obj in by_salience:
-        if places >= limits.max_places:
+        if places >= limits.max_places or (limits.place_only_single and not single):
             break
         # Only objects alone in their class are placed: "the person on the left is on the left"
         # says nothing.
@@ -482,6 +507,8 @@ def _plan_relations(plan: ContentPlan, graph: SceneGraph, index: GraphIndex,
         if subj is None or obj is None or pair in chosen_pairs:
             continue
         if subj.class_name not in mentioned or obj.class_name not in mentioned:
+            continue
+        if limits.predicates is not None and rel.predicate not in limits.predicates:
             continue
         predicate = rel.predicate
         subject_ref, object_ref = refs.get(subj.id), refs.get(obj.id)

@@ -13,7 +13,7 @@ from spatial_caption_ros.core.captioning.grammar import (
     facts_grammar, grammar_texts, vocabulary_grammar)
 from spatial_caption_ros.core.captioning.language import capitalise, format_distance, NounLexicon
 from spatial_caption_ros.core.captioning.plan import (
-    limits_for, object_salience, plan_caption, referring_expressions)
+    limits_for, object_salience, PlanLimits, plan_caption, referring_expressions)
 from spatial_caption_ros.core.captioning.structured import (
     dumps, SCHEMA_ID, structured_caption, validate)
 from spatial_caption_ros.core.captioning.template import (
@@ -22,7 +22,7 @@ from spatial_caption_ros.core.captioning.semantics import Claim, GraphIndex, Nou
 from spatial_caption_ros.core.captioning.verify import CaptionVerifier, repair
 from spatial_caption_ros.core.scene_graph.builder import SceneGraphBuilder, SceneGraphConfig
 from spatial_caption_ros.core.types import (
-    BEHIND, BoundingBox, DetectionResult, FrameHeader, IN_FRONT_OF, LEFT_OF, OVERLAPPING,
+    BEHIND, BoundingBox, DetectionResult, FrameHeader, IN_FRONT_OF, LEFT_OF, ON, OVERLAPPING,
     Relation, RIGHT_OF, SceneGraph, SceneObject)
 from support.scenes import scene_object as _obj, street
 
@@ -192,9 +192,13 @@ def test_plan_uses_salience_and_falls_back_when_zero():
 
 def test_short_plan_states_the_best_known_distance_and_one_relation():
     graph = street()
+    # short: one glance, the counts and the distance; the depth order of the bus and the person
+    # on the left is not support or containment and goes to the json and detailed styles
     plan = plan_caption(graph, 'short', limits_for('short', 1, 4))
     kinds = [f.kind for f in plan.facts]
-    assert kinds == ['count', 'count', 'distance', 'relation']
+    assert kinds == ['count', 'count', 'distance']
+    assert [f.kind for f in plan_caption(graph, 'json', limits_for('json', 1, 4)).facts] == [
+        'count', 'count', 'distance', 'relation']
     # street: 0.2 m sigma each; two sigma is within 10 % for every object, so the uniquely
     # named one the graph knows best relatively goes first: the bus (0.2 / 10), not the person
     # on the left (0.2 / 5)
@@ -230,6 +234,30 @@ def test_short_plan_states_the_best_known_distance_and_one_relation():
     graph.objects[0].depth_uncertainty = 3.0
     fact = plan_caption(graph, 'short', limits_for('short', 1, 4)).of_kind('distance')[0]
     assert (fact.subject, fact.subject_ref) == (3, 'a person'), fact
+
+
+def test_short_plan_keeps_support_drops_directions_and_places_only_a_lone_object():
+    cup = _obj(0, 'cup', (380, 280, 420, 320), 'center')
+    table = _obj(1, 'dining table', (100, 230, 700, 500), 'bottom')
+    chair = _obj(2, 'chair', (10, 250, 90, 500), 'bottom left')
+    relations = [Relation(2, LEFT_OF, 1), Relation(0, ON, 1), Relation(2, LEFT_OF, 0)]
+    graph = SceneGraph(FrameHeader(), 800, 600, [cup, table, chair], relations)
+    plan = plan_caption(graph, 'short', limits_for('short', 1, 4))
+    assert [(f.kind, f.predicate) for f in plan.facts] == [
+        ('count', ''), ('count', ''), ('count', ''), ('relation', ON)]
+    assert realise(plan).endswith('; the cup is on the dining table.')
+    assert CaptionVerifier(graph).verify(realise(plan)).ok
+    # without the support relation: the inventory alone, no placements of several objects
+    graph.relations = relations[:1] + relations[2:]
+    plan = plan_caption(graph, 'short', limits_for('short', 1, 4))
+    assert [f.kind for f in plan.facts] == ['count'] * 3
+    # detailed says the directions and where things are
+    kinds = [f.kind for f in plan_caption(graph, 'detailed', limits_for('detailed', 1, 4)).facts]
+    assert 'place' in kinds and 'relation' in kinds
+    # one object: where it is is the news
+    alone = SceneGraph(FrameHeader(), 800, 600, [cup], [])
+    assert realise(plan_caption(alone, 'short', limits_for('short', 1, 4))) == (
+        'There is a cup; the cup is in the center.')
 
 
 def _random_graph(rng: random.Random, n: int) -> SceneGraph:
@@ -294,7 +322,8 @@ def test_count_and_scene_wordings_are_full_sentences():
 
 
 def test_facts_grammar_offers_only_planned_wordings():
-    plan = plan_caption(street(), 'short', limits_for('short', 1, 4))
+    # every kind of relation (as the json style has), so that the grammar has one to word
+    plan = plan_caption(street(), 'short', PlanLimits())
     grammar = facts_grammar(plan)
     assert grammar.startswith('root ::= " " counts')
     texts = grammar_texts(grammar)
@@ -308,7 +337,7 @@ def test_facts_grammar_offers_only_planned_wordings():
 
 def test_structured_caption_is_valid_json_with_fact_ids():
     graph = street()
-    plan = plan_caption(graph, 'short', limits_for('short', 1, 4))
+    plan = plan_caption(graph, 'short', limits_for('json', 1, 4))
     doc = structured_caption(plan, graph, realise(plan), True, 'template')
     assert validate(doc) == []
     parsed = json.loads(dumps(doc))
