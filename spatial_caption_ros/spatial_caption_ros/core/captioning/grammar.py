@@ -19,7 +19,8 @@ from spatial_caption_ros.core.captioning.language import (
     article, capitalise, NUMBER_WORDS, plural, WRITTEN_PREDICATES)
 from spatial_caption_ros.core.captioning.plan import ContentPlan, COUNT, SCENE
 from spatial_caption_ros.core.captioning.template import (
-    clause_options, count_options, EMPTY_CAPTION, other_facts, scene_count_options)
+    clause_options, count_options, EMPTY_CAPTION, lone_place_clause, lone_place_index,
+    other_facts, scene_count_options)
 from spatial_caption_ros.core.types import CONTAINS, SceneGraph, STYLE_DETAILED
 
 # Orders of the non-count facts the grammar offers: every permutation up to this many facts
@@ -75,16 +76,31 @@ def facts_grammar(plan: ContentPlan) -> str:
             # like a street" (template.scene_count_options), then the other facts.
             rules.append('countsin ::= ' + _alternatives(
                 [capitalise(o) for o in scene_count_options(counts, others[scene[0]])]))
-            rest = [i for i in range(len(others)) if i != scene[0]]
-            short_orders = (list(permutations(rest)) if len(rest) <= MAX_PERMUTED_FACTS
-                            else [tuple(rest)])
-            if rest:
-                rules.append('restin ::= ' + ' | '.join(
-                    '(' + ' '.join(f'sep f{i}' for i in order) + ')' for order in short_orders))
-            root += ' | " " countsin' + (' restin' if rest else '') + ' "."'
+            root += ' | " " countsin' + _tail(rules, 'restin', len(others), scene[0]) + ' "."'
+        lone = lone_place_index(counts, others)
+        if lone is not None:
+            # Aggregation: the only object and where it is in one clause, "there is a pizza in
+            # the center" (a count in a cell to the verifier), then the other facts.
+            rules.append('countsat ::= ' + literal(
+                capitalise(lone_place_clause(counts[0], others[lone]))))
+            root += ' | " " countsat' + _tail(rules, 'restat', len(others), lone) + ' "."'
     if others:
         rules.append('rest ::= ' + ' | '.join(f'({b})' for b in bodies))
     return '\n'.join([root] + rules) + '\n'
+
+
+def _tail(rules: list[str], name: str, n_facts: int, aggregated: int) -> str:
+    """The facts after an aggregated opener (every fact but `aggregated`, in each order).
+
+    Appends the rule `name` to `rules` and returns the reference to it ('' for none).
+    """
+    rest = [i for i in range(n_facts) if i != aggregated]
+    if not rest:
+        return ''
+    orders = list(permutations(rest)) if len(rest) <= MAX_PERMUTED_FACTS else [tuple(rest)]
+    rules.append(f'{name} ::= ' + ' | '.join(
+        '(' + ' '.join(f'sep f{i}' for i in order) + ')' for order in orders))
+    return f' {name}'
 
 
 def vocabulary_grammar(graph: SceneGraph, style: str) -> str:
