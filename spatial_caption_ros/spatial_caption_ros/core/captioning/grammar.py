@@ -19,8 +19,7 @@ from spatial_caption_ros.core.captioning.language import (
     article, capitalise, NUMBER_WORDS, plural, WRITTEN_PREDICATES)
 from spatial_caption_ros.core.captioning.plan import ContentPlan, COUNT, SCENE
 from spatial_caption_ros.core.captioning.template import (
-    clause_options, count_options, EMPTY_CAPTION, lone_place_clause, lone_place_index,
-    other_facts, scene_count_options)
+    clause_options, count_options, EMPTY_CAPTION, other_facts, scene_count_options)
 from spatial_caption_ros.core.types import CONTAINS, SceneGraph, STYLE_DETAILED
 
 # Orders of the non-count facts the grammar offers: every permutation up to this many facts
@@ -77,13 +76,6 @@ def facts_grammar(plan: ContentPlan) -> str:
             rules.append('countsin ::= ' + _alternatives(
                 [capitalise(o) for o in scene_count_options(counts, others[scene[0]])]))
             root += ' | " " countsin' + _tail(rules, 'restin', len(others), scene[0]) + ' "."'
-        lone = lone_place_index(counts, others)
-        if lone is not None:
-            # Aggregation: the only object and where it is in one clause, "there is a pizza in
-            # the center" (a count in a cell to the verifier), then the other facts.
-            rules.append('countsat ::= ' + literal(
-                capitalise(lone_place_clause(counts[0], others[lone]))))
-            root += ' | " " countsat' + _tail(rules, 'restat', len(others), lone) + ' "."'
     if others:
         rules.append('rest ::= ' + ' | '.join(f'({b})' for b in bodies))
     return '\n'.join([root] + rules) + '\n'

@@ -76,21 +76,6 @@ def scene_count_options(facts: list[Fact], scene: Fact,
     return out
 
 
-def lone_place_index(counts: list[Fact], others: list[Fact]) -> int | None:
-    """Index in `others` of the placement of a caption's only object, if it has one."""
-    if len(counts) != 1 or counts[0].count != 1 or counts[0].quantifier:
-        return None
-    for i, fact in enumerate(others):
-        if fact.kind == PLACE:
-            return i
-    return None
-
-
-def lone_place_clause(count: Fact, place: Fact) -> str:
-    """One object and where it is in one clause: "there is a pizza in the center"."""
-    return f'there is {article(count.class_name)} {count.class_name} {region_phrase(place.region)}'
-
-
 def _distance_suffixes(words: str) -> list[str]:
     """'(centres about 6 m apart)': the distance between the objects' 3D centres."""
     if not words:

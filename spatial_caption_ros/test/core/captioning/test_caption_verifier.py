@@ -254,13 +254,10 @@ def test_short_plan_keeps_support_drops_directions_and_places_only_a_lone_object
     # detailed says the directions and where things are
     kinds = [f.kind for f in plan_caption(graph, 'detailed', limits_for('detailed', 1, 4)).facts]
     assert 'place' in kinds and 'relation' in kinds
-    # one object: where it is is the news; the LLM may say both in one clause
+    # one object: where it is is the news
     alone = SceneGraph(FrameHeader(), 800, 600, [cup], [])
     plan = plan_caption(alone, 'short', limits_for('short', 1, 4))
     assert realise(plan) == 'There is a cup; the cup is in the center.'
-    assert 'There is a cup in the center' in grammar_texts(facts_grammar(plan))
-    assert CaptionVerifier(alone).verify('There is a cup in the center.').ok
-    assert not CaptionVerifier(alone).verify('There is a cup on the left.').ok
 
 
 def _random_graph(rng: random.Random, n: int) -> SceneGraph:
@@ -302,9 +299,8 @@ def test_every_wording_the_generators_may_use_verifies(seed):
             if fact.kind != 'count':
                 for option in clause_options(fact):
                     assert CaptionVerifier(graph).verify(option + '.').ok, option
-        aggregated = [t for t in grammar_texts(facts_grammar(plan))
-                      if 'looks like' in t or t.startswith('There is')]
-        for option in aggregated:      # counts + scene, or a lone object + place, in one phrase
+        aggregated = [t for t in grammar_texts(facts_grammar(plan)) if 'looks like' in t]
+        for option in aggregated:                  # counts + scene in one phrase
             assert CaptionVerifier(graph).verify(option + '.').ok, option
 
 
