@@ -16,7 +16,7 @@ from itertools import permutations
 import re
 
 from spatial_caption_ros.core.captioning.language import (
-    article, capitalise, everyday_variants, NUMBER_WORDS, plural, WRITTEN_PREDICATES)
+    article, capitalise, NUMBER_WORDS, plural, WRITTEN_PREDICATES)
 from spatial_caption_ros.core.captioning.plan import ContentPlan, COUNT, SCENE
 from spatial_caption_ros.core.captioning.template import (
     clause_options, count_options, EMPTY_CAPTION, other_facts, scene_count_options)
@@ -52,12 +52,10 @@ def facts_grammar(plan: ContentPlan) -> str:
     # Openers the model may choose, full sentences: the objects first ("A bus and three people
     # are in view") or "There is ..."; not "The image shows ...", which says nothing and which
     # the small model, left to itself, chose for most captions (the verifier still reads it).
-    # Every wording may use the everyday words for the labels ("a table" for "a dining table",
-    # language.EVERYDAY_NAMES): the model chooses; the template keeps the labels.
-    openers = _everyday(count_options(counts, ('in view', 'there')))
+    openers = count_options(counts, ('in view', 'there'))
     rules = [f'counts ::= {_alternatives([capitalise(o) for o in openers])}']
     for n, fact in enumerate(others):
-        options = _everyday(clause_options(fact))
+        options = clause_options(fact)
         if plan.style == STYLE_DETAILED:
             options = [capitalise(o) for o in options]
         rules.append(f'f{n} ::= {_alternatives(options)}')
@@ -76,16 +74,11 @@ def facts_grammar(plan: ContentPlan) -> str:
             # with a bus and three people" or "there is a bus and three people in what looks
             # like a street" (template.scene_count_options), then the other facts.
             rules.append('countsin ::= ' + _alternatives(
-                [capitalise(o) for o in _everyday(scene_count_options(counts, others[scene[0]]))]))
+                [capitalise(o) for o in scene_count_options(counts, others[scene[0]])]))
             root += ' | " " countsin' + _tail(rules, 'restin', len(others), scene[0]) + ' "."'
     if others:
         rules.append('rest ::= ' + ' | '.join(f'({b})' for b in bodies))
     return '\n'.join([root] + rules) + '\n'
-
-
-def _everyday(options: list[str]) -> list[str]:
-    """The options, each also with the everyday words for its labels (label wordings first)."""
-    return [v for option in options for v in everyday_variants(option)]
 
 
 def _tail(rules: list[str], name: str, n_facts: int, aggregated: int) -> str:

@@ -43,14 +43,6 @@ SYNONYMS = {
     'doughnut': 'donut', 'ball': 'sports ball', 'remote control': 'remote',
     'laptop computer': 'laptop', 'traffic signal': 'traffic light', 'ski': 'skis',
 }
-# The everyday words for detector labels that people use in place of them ("a table", not "a
-# dining table"): the LLM grammar offers them beside the label and the model chooses; the
-# template keeps the label. Each is a SYNONYMS entry, so the verifier reads it as the class.
-EVERYDAY_NAMES = {
-    'dining table': ('table',), 'tv': ('television',), 'couch': ('sofa',),
-    'airplane': ('plane',), 'cell phone': ('phone',), 'potted plant': ('plant',),
-    'sports ball': ('ball',), 'motorcycle': ('motorbike',), 'bicycle': ('bike',),
-}
 # Words for a narrower kind of a class (singular): the object exists, but the word adds what a
 # detector did not measure (gender, age, role, body type). Recognised, and rejected by the
 # verifier as unverifiable; counted as the class by the hallucination metric.
@@ -388,25 +380,3 @@ class NounLexicon:
             if entry is not None:
                 return (n, *entry)
         return None
-
-
-def everyday_variants(text: str) -> list[str]:
-    """`text` and its versions with the everyday words for the labels in it, in every mix.
-
-    "the dining table is next to the tv" -> [itself, "the table is next to the tv", "the dining
-    table is next to the television", "the table is next to the television"]; labels are whole
-    words, singular or plural ("dining tables" -> "tables"; "tv" not inside "tvs").
-    """
-    out = [text]
-    for label, words in EVERYDAY_NAMES.items():
-        many = re.compile(rf'\b{re.escape(plural(label))}\b')
-        one = re.compile(rf'\b(?:(an?) )?{re.escape(label)}\b')    # with its article
-        if not (many.search(text) or one.search(text)):
-            continue
-        renamed = []
-        for word in words:
-            def singular(match: re.Match, word: str = word) -> str:
-                return f'{article(word)} {word}' if match.group(1) else word
-            renamed += [one.sub(singular, many.sub(plural(word), option)) for option in out]
-        out += renamed
-    return out
