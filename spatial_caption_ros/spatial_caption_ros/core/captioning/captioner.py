@@ -118,7 +118,8 @@ class CaptionConfig:
         'sentence has no confidence field, so it states what the detector is more sure of '
         'than not. 0: every object of the graph.', minimum=0.0, maximum=1.0)
     max_relations: int = param(
-        1, 'Relations stated in a short (or json) caption.', minimum=0, maximum=20)
+        1, 'Relations stated in a short or json caption (short: support and containment '
+        'only, "the cup is on the table"; json: any kind).', minimum=0, maximum=20)
     detailed_max_relations: int = param(
         4, 'Relations stated in a detailed caption.', minimum=0, maximum=50)
 
