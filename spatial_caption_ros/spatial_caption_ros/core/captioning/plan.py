@@ -422,7 +422,10 @@ def plan_caption(graph: SceneGraph, style: str, limits: PlanLimits,
                                    salience=object_salience(obj), subject_ref=ref,
                                    distance_words=words, robot_frame=limits.robot_frame))
             places += 1
-    single = sum(f.count for f in plan.of_kind(COUNT)) == 1 and len(graph.objects) == 1
+    # one object, and surely one: "at least one elephant; the elephant is in the center"
+    # would name as unique what the count leaves open
+    counts = plan.of_kind(COUNT)
+    single = len(graph.objects) == 1 and len(counts) == 1 and not counts[0].quantifier
     for obj in by_salience:
         if places >= limits.max_places or (limits.place_only_single and not single):
             break

@@ -258,6 +258,11 @@ def test_short_plan_keeps_support_drops_directions_and_places_only_a_lone_object
     alone = SceneGraph(FrameHeader(), 800, 600, [cup], [])
     plan = plan_caption(alone, 'short', limits_for('short', 1, 4))
     assert realise(plan) == 'There is a cup; the cup is in the center.'
+    # ... unless the count is not sure: "at least one cup; the cup is ..." would name it as unique
+    doubt = _obj(1, 'cup', (0, 0, 30, 30), 'top left')      # a weaker detection of a cup
+    doubt.confidence = 0.3
+    plan = plan_caption(alone, 'short', limits_for('short', 1, 4), every_object=[cup, doubt])
+    assert realise(plan) == 'There is at least one cup.'
 
 
 def _random_graph(rng: random.Random, n: int) -> SceneGraph:
