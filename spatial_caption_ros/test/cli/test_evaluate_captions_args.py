@@ -9,7 +9,7 @@ import json
 import pytest
 
 from spatial_caption_ros.cli import evaluate_captions
-from support import needs_shared
+from support import needs_shared, one_line_error
 
 
 @pytest.mark.parametrize('argv,expected', [
@@ -25,10 +25,9 @@ from support import needs_shared
 ])
 def test_bad_arguments_end_in_one_line_and_exit_2(argv, expected, capsys, tmp_path):
     code = evaluate_captions.main(argv + ['--output', str(tmp_path / 'x.json'), '--quiet'])
-    err = capsys.readouterr().err.strip()
+    err = one_line_error(capsys)
     assert code == 2
     assert expected in err, err
-    assert len(err.splitlines()) == 1 and 'Traceback' not in err
 
 
 @needs_shared

@@ -52,6 +52,13 @@ needs_shared = pytest.mark.skipif(
     reason='../shared/models/yolo11n.onnx and ../shared/data/images/bus.jpg are needed')
 
 
+def one_line_error(capsys) -> str:
+    """The stderr of a command that refused its arguments: one line, no traceback (asserted)."""
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and 'Traceback' not in err, err
+    return err
+
+
 def spin_until(executor, predicate, timeout: float = 20.0, step: float = 0.05) -> bool:
     """Spin `executor` until predicate() is true or `timeout` seconds pass."""
     from spatial_caption_ros.ros.spin import spin_once   # after the DDS settings above
